@@ -1,0 +1,158 @@
+"""The `mask2face` command. Every verb imports its module lazily so that `mask2face --help` stays instant
+(no TensorFlow, no dlib)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+
+# verb -> (module, help). Each module exposes `cli_main(cfg, args) -> int`.
+VERBS = {
+    "data": ("mask2face.train.dataset", "faces folder -> masked/clean training pairs (sharded, split by identity)"),
+    "train": ("mask2face.train.fit", "train the teacher U-Net on the pairs"),
+    "eval": ("mask2face.train.evaluate", "PSNR/SSIM/L1 (whole + masked region), identity distance, baselines"),
+    "distill": ("mask2face.compress.distill", "distill the teacher into the slim student"),
+    "qat": ("mask2face.compress.qat", "quantization-aware fine-tuning of the student"),
+    "export": ("mask2face.compress.export", "write fp32/fp16/dynamic/int8/qat-int8 .tflite files + delegate report"),
+    "remove": ("mask2face.edge_runtime.cli", "remove masks from photos, folders, videos or a camera (no TensorFlow)"),
+    "bench": ("mask2face.benchmarks.bench", "latency + quality table of .tflite artifacts"),
+    "pipeline": ("mask2face.pipeline", "data -> train -> distill -> qat -> export -> bench in one run directory"),
+    "demo": ("mask2face.demo", "contact sheet / before-after picture from a face that ships in a dependency"),
+}
+
+# Verbs that take a preset + key=value overrides (the TensorFlow side).
+CONFIGURED = {"data", "train", "eval", "distill", "qat", "export", "bench", "pipeline", "demo"}
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", default="cpu", help="smoke | cpu | paper (default: cpu)")
+    p.add_argument("--run", type=Path, default=None,
+                   help="run directory (default: runs/<preset>); each stage writes a sub-folder there")
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="config overrides, e.g. train.epochs=3 data.image_size=96")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mask2face",
+        description="Remove face masks from photos with a small, fast TFLite model.",
+        epilog="Run `mask2face VERB --help` for a verb's options. Configs: presets smoke|cpu|paper + key=value.")
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="verb", metavar="VERB")
+    for verb, (_, help_text) in VERBS.items():
+        p = sub.add_parser(verb, help=help_text, description=help_text)
+        add_args = _VERB_ARGS.get(verb)
+        if add_args:
+            add_args(p)
+        if verb in CONFIGURED:
+            _add_common(p)
+    return parser
+
+
+def _data_args(p):
+    p.add_argument("--faces", type=Path, action="append", help="folder of face photos (repeatable)")
+    p.add_argument("--out", type=Path, help="output folder for pairs (default: RUN/data)")
+    p.add_argument("--workers", type=int, default=None, help="local processes (default: data.workers)")
+    p.add_argument("--shard", default=None, help="i/n: this machine's part of the work (cluster use)")
+    p.add_argument("--contact-sheet", action="store_true", help="also write contact_sheet.png of examples")
+    p.add_argument("--bench", action="store_true", help="print detection / cached throughput (pairs/s)")
+
+
+def _train_args(p):
+    p.add_argument("--data", type=Path, help="pairs folder (default: RUN/data)")
+    p.add_argument("--out", type=Path, help="checkpoint folder (default: RUN/teacher)")
+    p.add_argument("--strategy", choices=["default", "mirrored", "multiworker"], default=None)
+
+
+def _eval_args(p):
+    p.add_argument("--data", type=Path, help="pairs folder (default: RUN/data)")
+    p.add_argument("--model", type=Path, help="Keras model or .tflite to evaluate (default: RUN/teacher/best)")
+    p.add_argument("--split", default="test")
+    p.add_argument("--out", type=Path, help="report folder (default: RUN/eval)")
+
+
+def _distill_args(p):
+    p.add_argument("--data", type=Path)
+    p.add_argument("--teacher", type=Path)
+    p.add_argument("--out", type=Path)
+
+
+def _qat_args(p):
+    p.add_argument("--data", type=Path)
+    p.add_argument("--student", type=Path)
+    p.add_argument("--out", type=Path)
+
+
+def _export_args(p):
+    p.add_argument("--model", type=Path, action="append", help="Keras model(s) to export (default: run's)")
+    p.add_argument("--out", type=Path)
+
+
+def _remove_args(p):
+    p.add_argument("inputs", nargs="*", type=Path, help="images, folders (recursive) or video files")
+    p.add_argument("--out", type=Path, required=False, help="output folder")
+    p.add_argument("--model", type=Path, help=".tflite (default: the shipped model)")
+    p.add_argument("--camera", type=int, default=None, help="camera index")
+    p.add_argument("--delegate", default="cpu", help="cpu | gpu | nnapi (falls back to cpu with a warning)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--summary", type=Path, help="JSON summary path (default: OUT/summary.json)")
+
+
+def _bench_args(p):
+    p.add_argument("--models", type=Path, nargs="*", help=".tflite files or folders (default: RUN/export)")
+    p.add_argument("--data", type=Path, help="pairs folder for quality (default: RUN/data)")
+    p.add_argument("--out", type=Path, help="results folder (default: RUN/bench)")
+    p.add_argument("--what", default="models", help="models | data | runtime | detect")
+
+
+def _pipeline_args(p):
+    p.add_argument("--faces", type=Path, action="append", help="folder of face photos (repeatable)")
+    p.add_argument("--until", default="bench", help="last stage to run")
+
+
+def _demo_args(p):
+    p.add_argument("--out", type=Path, default=Path("docs/images"))
+
+
+_VERB_ARGS = {"data": _data_args, "train": _train_args, "eval": _eval_args, "distill": _distill_args,
+              "qat": _qat_args, "export": _export_args, "remove": _remove_args, "bench": _bench_args,
+              "pipeline": _pipeline_args, "demo": _demo_args}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from mask2face import __version__
+        print(f"mask2face {__version__}")
+        return 0
+    if not args.verb:
+        parser.print_help()
+        return 0
+    from mask2face.edge_runtime.errors import Mask2FaceError
+    from mask2face.runs import DiskFullError
+    try:
+        cfg = None
+        if args.verb in CONFIGURED:
+            from mask2face import config
+            cfg = config.load(args.preset, args.overrides)
+            if args.run is None:
+                args.run = Path("runs") / args.preset
+        module = importlib.import_module(VERBS[args.verb][0])
+        return int(module.cli_main(cfg, args) or 0)
+    except KeyboardInterrupt:
+        print("mask2face: interrupted; finished parts are kept. Run the same command again to resume.", file=sys.stderr)
+        return 130
+    except (Mask2FaceError, DiskFullError, ValueError) as exc:  # ConfigError is a ValueError
+        print(f"mask2face {args.verb}: error: {exc}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(f"mask2face {args.verb}: error: out of memory; lower the batch size (e.g. train.batch_size=4)",
+              file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,261 @@
+"""Frozen dataclass configs and the three presets.
+
+How to run (big_vision style: the preset says what it is for and what it reaches):
+
+    mask2face pipeline --preset smoke                 # seconds; what the tests use
+    mask2face pipeline --preset cpu --faces ../shared/data/lfw   # the shipped default model, ~1 h on 2 cores
+    mask2face train --preset paper --faces DIR        # the reference configuration, for a GPU
+
+Any field can be overridden on the command line as `section.field=value`, e.g.
+`train.epochs=3 data.image_size=96 teacher.filters=16,32,64`. An unknown key is an error that names the
+closest valid key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import typing
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A config override that does not name a field or does not parse."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    image_size: int = 128                # side of the aligned square face crop (pairs are image_size^2)
+    mask_types: tuple[str, ...] = ("surgical", "cloth", "n95", "respirator", "gaiter", "polygon")
+    val_fraction: float = 0.05           # share of identities held out for validation
+    test_size: int = 400                 # number of images (whole identities) in the test split
+    shard_size: int = 256                # pairs per shard file
+    max_faces: int = 0                   # 0 = every image found; >0 caps the number of source images
+    seed: int = 0
+    workers: int = 2                     # local processes for detection + rendering
+    crop_jitter: float = 0.04            # random scale/shift of the aligned crop, so the runtime's detector-
+                                         # based alignment (eyes only) is inside the training distribution
+    detector: str = "cascade"            # "hog" | "cascade" (HOG, then padded HOG, then BlazeFace, then MMOD CNN)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    arch: str = "unet_resnet"            # registry name: unet_resnet | unet | unet_mobile
+    filters: tuple[int, ...] = (24, 32, 48, 64, 96, 128)
+    kernels: tuple[int, ...] = (5, 5, 3, 3, 3, 3)
+    predict_mask: bool = True            # extra sigmoid channel: where the mask is (the runtime blends by it)
+    width_multiplier: float = 1.0        # students only
+    upsample: str = "depth_to_space"     # nearest | bilinear | depth_to_space | transpose
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    loss: str = "ssim_l1"                # mse | mae | ssim | ssim_l1 | masked_ssim_l1
+    ssim_weight: float = 0.84
+    l1_weight: float = 0.16
+    mask_region_weight: float = 2.0      # extra weight of masked pixels in masked_* losses
+    mask_loss_weight: float = 0.1        # BCE weight of the predicted mask channel
+    epochs: int = 6
+    batch_size: int = 16
+    learning_rate: float = 2e-3
+    lr_schedule: str = "cosine"          # constant | cosine
+    steps_per_epoch: int = 0             # 0 = one pass over the training split
+    strategy: str = "default"            # default | mirrored | multiworker
+    flip: bool = True
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    student: ModelConfig = field(default_factory=lambda: ModelConfig(
+        arch="unet_mobile", filters=(8, 16, 32, 48, 64), kernels=(3, 3, 3, 3, 3)))
+    teacher_weight: float = 0.5          # weight of output matching with the teacher (task loss gets 1 - w)
+    feature_weight: float = 0.0          # intermediate-feature matching via 1x1 adapters (0 = off)
+    epochs: int = 4
+    batch_size: int = 16
+    learning_rate: float = 2e-3
+    steps_per_epoch: int = 0
+
+
+@dataclass(frozen=True)
+class QatConfig:
+    epochs: int = 1
+    batch_size: int = 16
+    learning_rate: float = 2e-4
+    steps_per_epoch: int = 0
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    precisions: tuple[str, ...] = ("fp32", "fp16", "dynamic", "int8", "qat-int8")
+    representative_samples: int = 200
+    int8_io: bool = False                # int8 input/output tensors (quantisation parameters recorded)
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    warmup: int = 5
+    runs: int = 50
+    threads: tuple[int, ...] = (1, 2)
+    eval_samples: int = 400
+
+
+@dataclass(frozen=True)
+class Config:
+    preset: str = "cpu"
+    data: DataConfig = field(default_factory=DataConfig)
+    teacher: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    qat: QatConfig = field(default_factory=QatConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+    bench: BenchConfig = field(default_factory=BenchConfig)
+
+
+def _smoke() -> Config:
+    """Tiny images and models: the whole pipeline in seconds. Used by the tests; reaches nothing useful."""
+    return Config(
+        preset="smoke",
+        data=DataConfig(image_size=32, test_size=4, shard_size=8, max_faces=24, workers=1, detector="hog"),
+        teacher=ModelConfig(filters=(8, 16, 16), kernels=(3, 3, 3)),
+        train=TrainConfig(epochs=2, batch_size=4, learning_rate=3e-3, steps_per_epoch=0),
+        distill=DistillConfig(student=ModelConfig(arch="unet_mobile", filters=(4, 8, 8), kernels=(3, 3, 3)),
+                              epochs=1, batch_size=4),
+        qat=QatConfig(epochs=1, batch_size=4),
+        export=ExportConfig(representative_samples=8),
+        bench=BenchConfig(warmup=1, runs=5, threads=(1,), eval_samples=8),
+    )
+
+
+def _cpu() -> Config:
+    """What trains the shipped default model on 2 CPU cores in about an hour, in the background, resumable.
+
+    128x128 crops, a teacher with widths 24..128 (kernels 5,5,3,3,3,3), a depthwise-separable student with
+    widths 8..64. Figures it reaches are in benchmarks/results/ (see README)."""
+    return Config(preset="cpu")
+
+
+def _paper() -> Config:
+    """The reference configuration, for users with a GPU: 256x256x3, filters 64,128,128,256,256,512,
+    kernels 7,7,7,3,3,3, unet_resnet, SSIM+L1 loss, Adam, 20 epochs, batch 12, 1000 test images.
+    About 3 s per image forward in fp32 on one CPU core: not for CPU training."""
+    return Config(
+        preset="paper",
+        data=DataConfig(image_size=256, test_size=1000),
+        teacher=ModelConfig(arch="unet_resnet", filters=(64, 128, 128, 256, 256, 512), kernels=(7, 7, 7, 3, 3, 3)),
+        train=TrainConfig(loss="ssim_l1", epochs=20, batch_size=12, learning_rate=1e-3),
+        distill=DistillConfig(student=ModelConfig(arch="unet_mobile", filters=(16, 32, 48, 64, 96),
+                                                  kernels=(3, 3, 3, 3, 3)), epochs=10, batch_size=12),
+        qat=QatConfig(epochs=2, batch_size=12),
+    )
+
+
+PRESETS = {"smoke": _smoke, "cpu": _cpu, "paper": _paper}
+
+
+def preset(name: str) -> Config:
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return PRESETS[name]()
+
+
+def flat_keys(cfg: Any, prefix: str = "") -> list[str]:
+    """Every overridable dotted key, e.g. 'train.epochs', 'distill.student.filters'."""
+    keys = []
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            keys += flat_keys(value, f"{prefix}{f.name}.")
+        else:
+            keys.append(prefix + f.name)
+    return keys
+
+
+def _parse(raw: str, current: Any, key: str) -> Any:
+    try:
+        if isinstance(current, bool):
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if isinstance(current, int):
+            return int(raw)
+        if isinstance(current, float):
+            return float(raw)
+        if isinstance(current, tuple):
+            items = [s.strip() for s in raw.strip("()[] ").split(",") if s.strip()]
+            kind = type(current[0]) if current else str
+            return tuple(kind(s) for s in items)
+        return raw
+    except ValueError:
+        raise ConfigError(f"{key}={raw!r}: expected {type(current).__name__} like {current!r}") from None
+
+
+def _set(cfg: Any, path: list[str], raw: str, full_key: str) -> Any:
+    name = path[0]
+    current = getattr(cfg, name)
+    if len(path) == 1:
+        return replace(cfg, **{name: _parse(raw, current, full_key)})
+    return replace(cfg, **{name: _set(current, path[1:], raw, full_key)})
+
+
+def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
+    """Apply `key=value` strings; unknown keys raise ConfigError naming the closest valid key."""
+    valid = flat_keys(cfg)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not key=value (e.g. train.epochs=3)")
+        key, raw = item.split("=", 1)
+        key = key.strip()
+        if key not in valid:
+            # Also accept a bare field name when it is unique (epochs=3 -> train.epochs only if unambiguous).
+            matches = [k for k in valid if k.split(".")[-1] == key]
+            if len(matches) == 1:
+                key = matches[0]
+            else:
+                close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                if len(matches) > 1:
+                    hint = f"; it is ambiguous: {', '.join(matches)}"
+                raise ConfigError(f"unknown config key {key!r}{hint}")
+        cfg = _set(cfg, key.split("."), raw, key)
+    return cfg
+
+
+def load(preset_name: str = "cpu", overrides: list[str] | None = None) -> Config:
+    return apply_overrides(preset(preset_name), list(overrides or []))
+
+
+def to_dict(cfg: Any) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def _rebuild(cls: type, data: dict) -> Any:
+    kwargs = {}
+    hints = typing.get_type_hints(cls)
+    for f in fields(cls):
+        if f.name not in data:
+            continue
+        value = data[f.name]
+        ftype = hints[f.name]
+        if isinstance(value, dict) and dataclasses.is_dataclass(ftype):
+            value = _rebuild(ftype, value)
+        elif isinstance(value, list):
+            value = tuple(value)
+        kwargs[f.name] = value
+    return cls(**kwargs)
+
+
+def from_dict(data: dict) -> Config:
+    """Inverse of to_dict (reads a run's config.json)."""
+    return _rebuild(Config, data)
+
+
+def config_hash(section: Any) -> str:
+    """Short stable hash of a config (or a section of it): a stage whose outputs exist with the same hash is skipped."""
+    blob = json.dumps(dataclasses.asdict(section), sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]

@@ -1,0 +1,1 @@
+"""mask2face.train"""
