@@ -1,0 +1,35 @@
+"""The console script, as a user runs it: real subprocesses."""
+
+import subprocess
+import sys
+import time
+
+
+def run(args, cwd, timeout=60):
+    return subprocess.run(["mask2face", *args], capture_output=True, text=True, timeout=timeout, cwd=cwd)
+
+
+def test_help_is_fast_and_lists_every_verb(tmp_path):
+    start = time.perf_counter()
+    r = run(["--help"], tmp_path)
+    elapsed = time.perf_counter() - start
+    assert r.returncode == 0
+    for verb in ("data", "train", "eval", "distill", "qat", "export", "remove", "bench", "pipeline", "demo"):
+        assert verb in r.stdout
+    assert elapsed < 3.0  # generous for a loaded CI machine; typically ~0.1 s
+
+
+def test_help_does_not_import_tensorflow(tmp_path):
+    code = ("import sys\nfrom mask2face import cli\n"
+            "try:\n    cli.main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "heavy = [m for m in ('tensorflow', 'tf_keras', 'dlib', 'cv2') if m in sys.modules]\n"
+            "print('HEAVY', heavy)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert "HEAVY []" in r.stdout, r.stdout + r.stderr
+
+
+def test_unknown_override_is_one_clear_line(tmp_path):
+    r = run(["data", "--faces", str(tmp_path), "--preset", "smoke", "trian.epochs=2"], tmp_path)
+    assert r.returncode == 2
+    assert "did you mean 'train.epochs'" in r.stderr
+    assert "Traceback" not in r.stderr

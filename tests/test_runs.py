@@ -1,0 +1,38 @@
+import json
+import os
+
+import pytest
+
+from mask2face import runs
+
+
+def test_atomic_write_keeps_old_file_when_writer_fails(tmp_path):
+    target = tmp_path / "out.json"
+    runs.write_json(target, {"v": 1})
+    with pytest.raises(RuntimeError):
+        with runs.atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("boom")
+    assert json.loads(target.read_text()) == {"v": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["out.json"]  # no temp file left behind
+
+
+def test_disk_full_becomes_clear_error(tmp_path, monkeypatch):
+    def no_space(*_a, **_k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", no_space)
+    with pytest.raises(runs.DiskFullError, match="disk full"):
+        runs.write_bytes(tmp_path / "x.bin", b"abc")
+    assert not list(tmp_path.iterdir())
+
+
+def test_manifest_records_sha256_versions_and_config(tmp_path):
+    out = tmp_path / "a.bin"
+    out.write_bytes(b"hello")
+    path = runs.write_manifest(tmp_path, stage="export", config={"x": 1}, outputs=[out], parents=["p"])
+    m = json.loads(path.read_text())
+    assert m["outputs"][0]["sha256"] == "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+    assert m["outputs"][0]["bytes"] == 5
+    assert m["config"] == {"x": 1} and m["parents"] == ["p"]
+    assert "numpy" in m["versions"] and m["machine"]["cores"] >= 1
