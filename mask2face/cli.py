@@ -64,6 +64,9 @@ def _train_args(p):
     p.add_argument("--data", type=Path, help="pairs folder (default: RUN/data)")
     p.add_argument("--out", type=Path, help="checkpoint folder (default: RUN/teacher)")
     p.add_argument("--strategy", choices=["default", "mirrored", "multiworker"], default=None)
+    p.add_argument("--checkpoint-minutes", type=float, default=5.0,
+                   help="also save last.keras every N minutes inside an epoch (default 5)")
+    p.add_argument("--checkpoint-steps", type=int, default=0, help="also save last.keras every N steps (0 = off)")
 
 
 def _eval_args(p):

@@ -44,11 +44,12 @@ class DataConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     arch: str = "unet_resnet"            # registry name: unet_resnet | unet | unet_mobile
-    filters: tuple[int, ...] = (24, 32, 48, 64, 96, 128)
-    kernels: tuple[int, ...] = (5, 5, 3, 3, 3, 3)
+    filters: tuple[int, ...] = (16, 32, 48, 64, 96, 128)
+    kernels: tuple[int, ...] = (3, 3, 3, 3, 3, 3)
     predict_mask: bool = True            # extra sigmoid channel: where the mask is (the runtime blends by it)
     width_multiplier: float = 1.0        # students only
-    upsample: str = "depth_to_space"     # nearest | bilinear | depth_to_space | transpose
+    upsample: str = "nearest"            # nearest | bilinear | depth_to_space | transpose (students: depth_to_space,
+                                         # the one that stays in one XNNPACK partition; benchmarks/results/upsample_choice.json)
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ class TrainConfig:
     l1_weight: float = 0.16
     mask_region_weight: float = 2.0      # extra weight of masked pixels in masked_* losses
     mask_loss_weight: float = 0.1        # BCE weight of the predicted mask channel
-    epochs: int = 6
+    epochs: int = 5
     batch_size: int = 16
     learning_rate: float = 2e-3
     lr_schedule: str = "cosine"          # constant | cosine
@@ -71,7 +72,8 @@ class TrainConfig:
 @dataclass(frozen=True)
 class DistillConfig:
     student: ModelConfig = field(default_factory=lambda: ModelConfig(
-        arch="unet_mobile", filters=(8, 16, 32, 48, 64), kernels=(3, 3, 3, 3, 3)))
+        arch="unet_mobile", filters=(8, 16, 32, 48, 64), kernels=(3, 3, 3, 3, 3),
+        upsample="depth_to_space"))
     teacher_weight: float = 0.5          # weight of output matching with the teacher (task loss gets 1 - w)
     feature_weight: float = 0.0          # intermediate-feature matching via 1x1 adapters (0 = off)
     epochs: int = 4
@@ -122,7 +124,8 @@ def _smoke() -> Config:
         data=DataConfig(image_size=32, test_size=4, shard_size=8, max_faces=24, workers=1, detector="hog"),
         teacher=ModelConfig(filters=(8, 16, 16), kernels=(3, 3, 3)),
         train=TrainConfig(epochs=2, batch_size=4, learning_rate=3e-3, steps_per_epoch=0),
-        distill=DistillConfig(student=ModelConfig(arch="unet_mobile", filters=(4, 8, 8), kernels=(3, 3, 3)),
+        distill=DistillConfig(student=ModelConfig(arch="unet_mobile", filters=(4, 8, 8), kernels=(3, 3, 3),
+                                                  upsample="depth_to_space"),
                               epochs=1, batch_size=4),
         qat=QatConfig(epochs=1, batch_size=4),
         export=ExportConfig(representative_samples=8),
@@ -133,8 +136,8 @@ def _smoke() -> Config:
 def _cpu() -> Config:
     """What trains the shipped default model on 2 CPU cores in about an hour, in the background, resumable.
 
-    128x128 crops, a teacher with widths 24..128 (kernels 5,5,3,3,3,3), a depthwise-separable student with
-    widths 8..64. Figures it reaches are in benchmarks/results/ (see README)."""
+    128x128 crops; a teacher with widths 16..128 and 3x3 kernels (~10 images/s for training on 2 busy cores: 5
+    epochs over ~7,200 LFW pairs in about an hour); a depthwise-separable student with widths 8..64. Figures it reaches are in benchmarks/results/ (see README)."""
     return Config(preset="cpu")
 
 
@@ -148,7 +151,7 @@ def _paper() -> Config:
         teacher=ModelConfig(arch="unet_resnet", filters=(64, 128, 128, 256, 256, 512), kernels=(7, 7, 7, 3, 3, 3)),
         train=TrainConfig(loss="ssim_l1", epochs=20, batch_size=12, learning_rate=1e-3),
         distill=DistillConfig(student=ModelConfig(arch="unet_mobile", filters=(16, 32, 48, 64, 96),
-                                                  kernels=(3, 3, 3, 3, 3)), epochs=10, batch_size=12),
+                                                  kernels=(3, 3, 3, 3, 3), upsample="depth_to_space"), epochs=10, batch_size=12),
         qat=QatConfig(epochs=2, batch_size=12),
     )
 

@@ -1,0 +1,196 @@
+"""`mask2face bench --what models`: size, latency and quality of .tflite artifacts (no TensorFlow).
+
+    mask2face bench --preset cpu                         # every .tflite in RUN/export -> RUN/bench/rows.jsonl
+    mask2face bench --preset cpu --models a.tflite dir/  # chosen files
+    mask2face bench --preset smoke bench.runs=10 bench.threads=1,2
+
+Per artifact: bytes; p50/p90 latency of `interpreter.invoke()` at each of `bench.threads` (ai_edge_litert,
+XNNPACK, `num_threads` explicit, `model_content=bytes`, `bench.warmup` invokes, then `bench.runs` timed ones on a
+fixed input); quality on the first `bench.eval_samples` test pairs: PSNR / SSIM / L1 over the whole image and
+the masked region (`benchmarks.metrics`, the one definition), on the raw model output (RGB channels) vs the clean
+truth. Both fp32 and int8 are timed: on AVX-512/AMX CPUs small depthwise students are slower in int8 than in fp32
+(MEASURED.md), on phones the opposite is usual. One JSON row per artifact, with the machine and package versions,
+is appended to RUN/bench/rows.jsonl; then `benchmarks.report` renders the table (markdown + CSV) and a Pareto PNG.
+`--what runtime|detect` hand over to runtime_bench / detect_bench.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import metrics
+
+
+def _interpreter(model_bytes: bytes, threads: int):
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_content=model_bytes, num_threads=int(threads))
+    it.allocate_tensors()
+    return it
+
+
+def _to_input(detail: dict, x01: np.ndarray) -> np.ndarray:
+    if detail["dtype"] in (np.int8, np.uint8):
+        scale, zp = detail["quantization"]
+        info = np.iinfo(detail["dtype"])
+        return np.clip(np.rint(x01 / scale + zp), info.min, info.max).astype(detail["dtype"])
+    return x01.astype(detail["dtype"])
+
+
+def _from_output(detail: dict, y: np.ndarray) -> np.ndarray:
+    if detail["dtype"] in (np.int8, np.uint8):
+        scale, zp = detail["quantization"]
+        return (y.astype(np.float32) - zp) * np.float32(scale)
+    return y.astype(np.float32)
+
+
+def latency(model_bytes: bytes, threads: int, warmup: int, runs: int, seed: int = 0) -> dict:
+    """p50/p90/mean of invoke() in ms (input set once: we time the model, not the copy)."""
+    it = _interpreter(model_bytes, threads)
+    inp = it.get_input_details()[0]
+    shape = tuple(int(s) for s in inp["shape"])
+    x = _to_input(inp, np.random.default_rng(seed).random(shape, dtype=np.float32))
+    it.set_tensor(inp["index"], x)
+    for _ in range(max(warmup, 0)):
+        it.invoke()
+    times = []
+    for _ in range(max(runs, 1)):
+        t0 = time.perf_counter()
+        it.invoke()
+        times.append((time.perf_counter() - t0) * 1e3)
+    t = np.asarray(times)
+    return {"p50_ms": round(float(np.percentile(t, 50)), 4), "p90_ms": round(float(np.percentile(t, 90)), 4),
+            "mean_ms": round(float(t.mean()), 4), "runs": len(times), "warmup": warmup}
+
+
+def predict(model_bytes: bytes, images_u8: np.ndarray, threads: int = 1) -> np.ndarray:
+    """Float outputs (N,S,S,C) in [0,1] for uint8 RGB inputs (N,S,S,3), one invoke per image (batch is 1)."""
+    it = _interpreter(model_bytes, threads)
+    inp, out = it.get_input_details()[0], it.get_output_details()[0]
+    size = tuple(int(s) for s in inp["shape"][1:3])
+    outs = []
+    for img in images_u8:
+        if img.shape[:2] != size:
+            raise ValueError(f"model input is {size[0]}x{size[1]} but the test pairs are {img.shape[0]}x"
+                             f"{img.shape[1]}: bench the pairs the model was trained on (--data)")
+        it.set_tensor(inp["index"], _to_input(inp, img[None].astype(np.float32) / np.float32(255.0)))
+        it.invoke()
+        outs.append(_from_output(out, it.get_tensor(out["index"]))[0])
+    return np.stack(outs)
+
+
+def quality(model_bytes: bytes, test: dict) -> dict:
+    pred = predict(model_bytes, test["masked"])
+    rows = [metrics.all_metrics(np.clip(p[..., :3], 0, 1), c, m)
+            for p, c, m in zip(pred, test["clean"], test["mask"])]
+    out = {k: round(v, 5) for k, v in metrics.summarize(rows).items()}
+    out["samples"] = len(rows)
+    return out
+
+
+def artifact_info(path: Path) -> dict:
+    """name / precision / metadata from the file name and the embedded metadata (edge reader, no TF)."""
+    info = {"file": path.name, "model": None, "precision": None, "metadata": None}
+    stem = path.stem
+    for prec in ("qat-int8", "fp32", "fp16", "dynamic", "int8"):
+        if stem.endswith("-" + prec):
+            info["model"], info["precision"] = stem[: -len(prec) - 1], prec
+            break
+    try:
+        from mask2face.edge_runtime import tflite_file
+
+        meta = tflite_file.parse(path.read_bytes(), str(path)).mask2face_metadata()
+        info["metadata"] = meta
+        if meta:
+            info["model"] = info["model"] or meta.get("name")
+            info["precision"] = info["precision"] or meta.get("precision")
+    except Exception as exc:  # a file without metadata is still benchmarked
+        info["metadata_error"] = str(exc)[:200]
+    return info
+
+
+def bench_models(paths: list[Path], test: dict | None, *, threads=(1, 2), warmup=5, runs=50,
+                 env: dict | None = None) -> list[dict]:
+    from tqdm import tqdm
+
+    rows = []
+    for path in tqdm(paths, desc="bench models", unit="model", file=sys.stderr):
+        data = path.read_bytes()
+        row = artifact_info(path)
+        row.update({"kind": "model", "path": str(path), "bytes": len(data),
+                    "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+        row["latency"] = {str(t): latency(data, t, warmup, runs) for t in threads}
+        row["quality"] = quality(data, test) if test is not None else None
+        row.update(env or {})
+        rows.append(row)
+    return rows
+
+
+def find_models(items: list[Path]) -> list[Path]:
+    out = []
+    for p in items:
+        p = Path(p)
+        out += sorted(p.glob("*.tflite")) if p.is_dir() else [p]
+    missing = [str(p) for p in out if not p.is_file()]
+    if missing:
+        from mask2face.edge_runtime.errors import ModelFileError
+        raise ModelFileError(f"not found: {', '.join(missing)}; pass existing .tflite files or folders")
+    return out
+
+
+def environment() -> dict:
+    from mask2face.runs import machine_info, package_versions
+
+    return {"machine": machine_info(), "versions": package_versions()}
+
+
+def append_rows(path: Path, rows: list[dict]) -> None:
+    """Append JSON lines atomically (read, extend, replace): a crash never leaves half a row."""
+    from mask2face.runs import write_bytes
+
+    old = path.read_bytes() if path.exists() else b""
+    new = b"".join((json.dumps(r, sort_keys=True, default=str) + "\n").encode() for r in rows)
+    write_bytes(path, old + new)
+
+
+def cli_main(cfg, args) -> int:
+    what = getattr(args, "what", "models") or "models"
+    if what == "runtime":
+        from . import runtime_bench
+        return int(runtime_bench.main([]) or 0)
+    if what == "detect":
+        from . import detect_bench
+        detect_bench.run_detect(args)
+        return 0
+    if what != "models":
+        from mask2face.edge_runtime.errors import Mask2FaceError
+        raise Mask2FaceError(f"--what {what!r}: choose models, runtime or detect")
+    from mask2face.edge_runtime.errors import Mask2FaceError
+
+    from . import pairs, report
+
+    run_dir = Path(getattr(args, "run", None) or Path("runs") / cfg.preset)
+    out_dir = Path(getattr(args, "out", None) or run_dir / "bench")
+    data_dir = Path(getattr(args, "data", None) or run_dir / "data")
+    models = find_models(getattr(args, "models", None) or [run_dir / "export"])
+    if not models:
+        raise Mask2FaceError(f"no .tflite files in {run_dir / 'export'}: run `mask2face export` or pass --models")
+    bc = cfg.bench
+    try:
+        test = pairs.load_split(data_dir, "test", limit=bc.eval_samples)
+    except FileNotFoundError:
+        test = None
+        print(f"bench: no test pairs in {data_dir / 'test'}: latency only", file=sys.stderr)
+    rows = bench_models(models, test, threads=bc.threads, warmup=bc.warmup, runs=bc.runs, env=environment())
+    for r in rows:
+        r["preset"] = cfg.preset
+    append_rows(out_dir / "rows.jsonl", rows)
+    paths = report.render(rows, out_dir)
+    print(report.markdown_table(rows))
+    print(f"bench: {len(rows)} rows appended to {out_dir / 'rows.jsonl'}; table {paths['md']}, plot {paths['png']}")
+    return 0

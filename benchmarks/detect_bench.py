@@ -1,0 +1,250 @@
+"""How well the runtime finds faces on real masked photos, per detector stage; and the eye-keypoint calibration.
+
+    python -m mask2face.benchmarks.detect_bench                       # real-masked-dev, per stage + cascade
+    python -m mask2face.benchmarks.detect_bench --calibrate --n 200   # BlazeFace eyes vs dlib 68 eyes on LFW
+
+Measures on ../shared/data/real-masked-dev (565 photos; 150 FMD PNGs have PASCAL-VOC boxes in annotations/):
+- found: share of photos where the stage finds at least one face (score >= its threshold);
+- recall: share of annotated with-mask boxes >= 40 px wide matched by a detection at IoU >= 0.4 (FMD photos only).
+Each stage runs on every photo (so stages can be compared and cascades computed from the same detections), then
+the cascade (a stage runs only where the previous ones found nothing) is evaluated from those detections.
+Rows go to benchmarks/results/detect.jsonl (one JSON object each, with the environment). No TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from mask2face.edge_runtime import align, detect
+from mask2face.edge_runtime.safeio import load_image
+from mask2face.edge_runtime.errors import ImageError
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data"
+RESULTS = REPO / "benchmarks" / "results"
+WITH_MASK = "con_mascarilla"
+
+
+def environment() -> dict:
+    from mask2face.runs import machine_info, package_versions
+    return {"machine": machine_info(), "versions": package_versions(), "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+
+
+def append_row(path: Path, row: dict) -> None:
+    """Append one JSON row; the whole file is rewritten atomically so a crash never leaves half a row."""
+    from mask2face.runs import write_bytes
+    old = path.read_bytes() if path.exists() else b""
+    write_bytes(path, old + (json.dumps(row, sort_keys=True, default=str) + "\n").encode())
+
+
+def read_boxes(xml_path: Path) -> list[tuple[str, list[float]]]:
+    root = ET.parse(xml_path).getroot()
+    out = []
+    for obj in root.iter("object"):
+        bb = obj.find("bndbox")
+        box = [float(bb.find(k).text) for k in ("xmin", "ymin", "xmax", "ymax")]
+        out.append((obj.findtext("name"), box))
+    return out
+
+
+def collect(photos: list[Path], threads: int, stages: tuple[str, ...], floor: float) -> list[dict]:
+    """Every stage on every photo, detections kept down to score `floor` (thresholds are applied later)."""
+    det = detect.FaceDetector(threads=threads, min_score=floor, stages=stages)
+    records = []
+    for path in tqdm(photos, desc="detect", unit="photo"):
+        try:
+            image = load_image(path)
+        except ImageError as exc:
+            records.append({"file": path.name, "error": str(exc)})
+            continue
+        rec = {"file": path.name, "shape": list(image.shape[:2]), "stages": {}, "seconds": {}}
+        for stage in stages:
+            t0 = time.perf_counter()
+            faces = det.run_stage(stage, image)
+            rec["seconds"][stage] = time.perf_counter() - t0
+            rec["stages"][stage] = [(list(f.box), f.score) for f in faces]
+        records.append(rec)
+    return records
+
+
+def evaluate(records: list[dict], annotations: Path, cascade: list[tuple[str, float]], min_width: float = 40,
+             iou: float = 0.4) -> dict:
+    """found / recall / time of a cascade [(stage, threshold), ...] from collected detections."""
+    found = recall_hit = recall_total = 0
+    seconds = []
+    per_stage_first = {s: 0 for s, _ in cascade}
+    n = 0
+    for rec in records:
+        if "error" in rec:
+            continue
+        n += 1
+        faces, spent = [], 0.0
+        for stage, thr in cascade:
+            spent += rec["seconds"][stage]
+            faces = [(b, s) for b, s in rec["stages"][stage] if s >= thr]
+            if faces:
+                per_stage_first[stage] += 1
+                break
+        seconds.append(spent)
+        found += bool(faces)
+        xml = annotations / (Path(rec["file"]).stem + ".xml")
+        if xml.exists():
+            for label, box in read_boxes(xml):
+                if label != WITH_MASK or box[2] - box[0] < min_width:
+                    continue
+                recall_total += 1
+                if faces and detect.box_iou(np.array(box), np.array([b for b, _ in faces])).max() >= iou:
+                    recall_hit += 1
+    return {"cascade": [f"{s}@{t}" for s, t in cascade], "photos": n, "found": found / max(n, 1),
+            "recall_boxes": recall_total, "recall": recall_hit / max(recall_total, 1),
+            "first_found_by": per_stage_first, "ms_per_photo_mean": 1000 * float(np.mean(seconds)),
+            "ms_per_photo_p50": 1000 * float(np.median(seconds))}
+
+
+def runtime_row(photos: list[Path], folder: Path, threads: int, env: dict) -> dict:
+    """The runtime's own FaceDetector (the shipped cascade, exactly as `mask2face remove` runs it)."""
+    det = detect.FaceDetector(threads=threads)
+    found = hit = total = 0
+    seconds, stages = [], {}
+    n = 0
+    for path in tqdm(photos, desc="runtime cascade", unit="photo"):
+        try:
+            image = load_image(path)
+        except ImageError:
+            continue
+        n += 1
+        faces = det.detect(image)
+        seconds.append(det.last_seconds)
+        found += bool(faces)
+        stages[det.last_stage] = stages.get(det.last_stage, 0) + 1
+        xml = folder / "annotations" / (path.stem + ".xml")
+        if xml.exists():
+            for label, box in read_boxes(xml):
+                if label != WITH_MASK or box[2] - box[0] < 40:
+                    continue
+                total += 1
+                if faces and detect.box_iou(np.array(box), np.array([f.box for f in faces])).max() >= 0.4:
+                    hit += 1
+    return {"bench": "detect", "dataset": folder.name, "cascade": ["runtime:" + "+".join(det.stages)],
+            "photos": n, "found": found / max(n, 1), "recall": hit / max(total, 1), "recall_boxes": total,
+            "first_found_by": {str(k): v for k, v in stages.items()},
+            "ms_per_photo_mean": 1000 * float(np.mean(seconds)), "ms_per_photo_p50": 1000 * float(np.median(seconds)),
+            "min_score": det.min_score, **env}
+
+
+def run_detect(args) -> list[dict]:
+    folder = args.data or DATA / "real-masked-dev"
+    if not folder.is_dir():
+        raise SystemExit(f"{folder} not found: put the data beside the repo (../shared/data) or pass --data")
+    photos = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    if args.limit:
+        photos = photos[:args.limit]
+    cache = Path(args.cache) if args.cache else None
+    if cache and cache.exists():
+        records = json.loads(cache.read_text())
+    else:
+        records = collect(photos, args.threads, ("full", "padded", "tiles", "short"), floor=0.3)
+        if cache:
+            cache.write_text(json.dumps(records))
+    cascades = [[("full", 0.5)], [("padded", 0.5)], [("tiles", 0.5)], [("short", 0.5)],
+                [("full", 0.5), ("padded", 0.65)],
+                [("full", 0.5), ("padded", 0.65), ("tiles", 0.65)],
+                [("full", 0.5), ("padded", 0.65), ("tiles", 0.65), ("short", 0.65)],
+                [("full", 0.5), ("padded", 0.5), ("tiles", 0.5), ("short", 0.5)],
+                [("full", 0.4), ("padded", 0.6), ("tiles", 0.6), ("short", 0.6)]]
+    env = environment()
+    rows = [runtime_row(photos, folder, args.threads, env)]
+    print(json.dumps({k: rows[0][k] for k in ("cascade", "found", "recall", "recall_boxes", "ms_per_photo_mean",
+                                                 "first_found_by")}))
+    for c in cascades:
+        row = {"bench": "detect", "dataset": folder.name, **evaluate(records, folder / "annotations", c), **env}
+        rows.append(row)
+        print(json.dumps({k: row[k] for k in ("cascade", "found", "recall", "recall_boxes", "ms_per_photo_mean",
+                                                 "first_found_by")}))
+    return rows
+
+
+def run_calibrate(args) -> dict:
+    """BlazeFace eye keypoints vs dlib 68-landmark eye centres on LFW: mean offset in eye-distance units in the
+    face frame (u along the eye line, v down), which becomes detect.EYE_CORRECTION."""
+    import dlib
+    import face_recognition_models as frm
+
+    lfw = args.data or DATA / "lfw"
+    if not lfw.is_dir():
+        raise SystemExit(f"{lfw} not found")
+    rng = np.random.default_rng(0)
+    photos = sorted(lfw.rglob("*.jpg"))
+    photos = [photos[i] for i in rng.choice(len(photos), size=min(args.n, len(photos)), replace=False)]
+    hog = dlib.get_frontal_face_detector()
+    shape = dlib.shape_predictor(frm.pose_predictor_model_location())
+    det = detect.FaceDetector(threads=args.threads, stages=("full",))
+    offsets, errors_before, crop_shift = [], [], []
+    for path in tqdm(photos, desc="calibrate", unit="photo"):
+        image = load_image(path)
+        rects = hog(image, 1)
+        faces = det.detect(image)
+        if len(rects) == 0 or not faces:
+            continue
+        # The centre face (LFW is centred on the named person) for both detectors.
+        c = np.array(image.shape[1::-1]) / 2
+        rect = min(rects, key=lambda r: np.hypot((r.left() + r.right()) / 2 - c[0], (r.top() + r.bottom()) / 2 - c[1]))
+        face = min(faces, key=lambda f: np.hypot((f.box[0] + f.box[2]) / 2 - c[0], (f.box[1] + f.box[3]) / 2 - c[1]))
+        pts = np.array([[p.x, p.y] for p in shape(image, rect).parts()], np.float64)
+        dl, dr = align.eye_centers_from_68(pts)
+        bl, br = face.raw_eyes()
+        d = np.hypot(*(dr - dl))
+        if np.hypot(*(bl - dl)) > 0.5 * d:  # a different face / failed landmarks
+            continue
+        u = (dr - dl) / d
+        v = np.array([-u[1], u[0]])
+        rel = [((dl - bl) @ u / d, (dl - bl) @ v / d), ((dr - br) @ u / d, (dr - br) @ v / d)]
+        offsets.append(rel)
+        errors_before.append((np.hypot(*(bl - dl)) + np.hypot(*(br - dr))) / (2 * d))
+    off = np.array(offsets)  # (n, 2 eyes, 2 uv)
+    mean = off.mean(0)
+    corr = {"left": tuple(np.round(mean[0], 4)), "right": tuple(np.round(mean[1], 4))}
+    after = np.hypot(*(off - mean).transpose(2, 0, 1)).mean()
+    row = {"bench": "detect_calibration", "photos_sampled": len(photos), "pairs_used": len(off),
+           "mean_offset_eye_units": {"left": mean[0].tolist(), "right": mean[1].tolist()},
+           "std_eye_units": {"left": off.std(0)[0].tolist(), "right": off.std(0)[1].tolist()},
+           "mean_error_before": float(np.mean(errors_before)), "mean_error_after": float(after),
+           "correction": corr, **environment()}
+    print(json.dumps({k: row[k] for k in ("pairs_used", "mean_offset_eye_units", "std_eye_units",
+                                          "mean_error_before", "mean_error_after")}, indent=1))
+    return row
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data", type=Path, default=None)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--limit", type=int, default=0)
+    p.add_argument("--cache", default=None, help="JSON file for collected detections (re-evaluate without re-running)")
+    p.add_argument("--calibrate", action="store_true")
+    p.add_argument("--n", type=int, default=200)
+    p.add_argument("--no-save", action="store_true")
+    args = p.parse_args(argv)
+    if args.calibrate:
+        rows = [run_calibrate(args)]
+        out = RESULTS / "detect_calibration.jsonl"
+    else:
+        rows = run_detect(args)
+        out = RESULTS / "detect.jsonl"
+    if not args.no_save:
+        for row in rows:
+            append_row(out, row)
+        print(f"wrote {len(rows)} row(s) to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

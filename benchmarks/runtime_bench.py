@@ -1,0 +1,116 @@
+"""End-to-end speed of the edge runtime (no TensorFlow): photos/s on 640x480 single-face photos.
+
+    python -m mask2face.benchmarks.runtime_bench --model student-int8.tflite [--photos 60] [--threads 2]
+
+Photos: LFW images (250x250, one centred face) upscaled to 480 px high and padded to 640x480, written to a
+scratch folder under /tmp (never into the repository). Measures per photo: detection, model, blending (the
+Inpainter's own split), and compares the model time inside the pipeline with a bare `Interpreter.invoke` loop on
+the same model and thread count (they must agree within 10%, or the wrapper costs too much). One JSON row per run
+in benchmarks/results/runtime.jsonl. Target: >= 15 photos/s on 2 threads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from mask2face.edge_runtime.inpaint import BlendConfig, Inpainter
+from mask2face.edge_runtime.safeio import load_image, save_image
+
+from .detect_bench import DATA, RESULTS, append_row, environment
+
+ACCEPT_ALL = BlendConfig(min_confidence=0.0, min_area=0.0, max_area=1.0, min_centroid_y=0.0, mask_threshold=-1.0)
+
+
+def make_photos(n: int, out_dir: Path, seed: int = 0) -> list[Path]:
+    """n 640x480 single-face photos from LFW (scratch; never commit)."""
+    lfw = DATA / "lfw"
+    if not lfw.is_dir():
+        raise SystemExit(f"{lfw} not found: this benchmark needs ../shared/data/lfw")
+    files = sorted(lfw.rglob("*.jpg"))
+    rng = np.random.default_rng(seed)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in rng.choice(len(files), size=n, replace=False):
+        p = out_dir / f"{files[i].stem}.png"
+        if not p.exists():
+            img = cv2.resize(load_image(files[i]), (480, 480), interpolation=cv2.INTER_CUBIC)
+            save_image(p, cv2.copyMakeBorder(img, 0, 0, 80, 80, cv2.BORDER_REFLECT101))
+        paths.append(p)
+    return paths
+
+
+def bare_invoke_ms(model, runs: int) -> float:
+    """p50 of Interpreter.invoke alone on a fixed prepared input (the model's floor)."""
+    x = model.to_input(np.random.default_rng(0).random((1, *model.input_size, 3), dtype=np.float32))
+    it = model.interpreter
+    it.set_tensor(model.input_detail["index"], x)
+    for _ in range(5):
+        it.invoke()
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        it.invoke()
+        times.append(time.perf_counter() - t0)
+    return 1000 * float(np.median(times))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--model", type=Path, default=None, help=".tflite (default: the shipped model)")
+    p.add_argument("--photos", type=int, default=60)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--scratch", type=Path, default=Path(tempfile.gettempdir()) / "mask2face-runtime-bench")
+    p.add_argument("--accept-all", action="store_true",
+                   help="blend every face even if the predicted mask is weak (random-weight models: time the "
+                        "blending too)")
+    p.add_argument("--no-save", action="store_true")
+    args = p.parse_args(argv)
+
+    photos = [load_image(x) for x in make_photos(args.photos, args.scratch)]
+    inp = Inpainter.from_file(args.model, threads=args.threads, blend=ACCEPT_ALL if args.accept_all else BlendConfig())
+    for img in photos[:3]:  # warm-up (allocations, XNNPACK packing)
+        inp.remove_detailed(img)
+    split = {"detection": [], "model": [], "model_invoke": [], "blending": []}
+    totals, faces, pasted = [], 0, 0
+    for img in tqdm(photos, desc="runtime", unit="photo"):
+        t0 = time.perf_counter()
+        res = inp.remove_detailed(img)
+        totals.append(time.perf_counter() - t0)
+        for k in split:
+            split[k].append(res.timings.get(k, 0.0))
+        faces += len(res.faces)
+        pasted += res.pasted
+    model_ms = 1000 * float(np.median([t for t in split["model_invoke"] if t > 0] or [0]))
+    wrapper_ms = 1000 * float(np.median([t for t in split["model"] if t > 0] or [0]))
+    bare_ms = bare_invoke_ms(inp.model, runs=max(50, args.photos))
+    row = {
+        "bench": "runtime", "model": str(args.model or "default"), "model_info": inp.model.describe(),
+        "photos": len(photos), "photo_size": [640, 480], "threads": args.threads,
+        "photos_per_s": len(totals) / float(np.sum(totals)),
+        "ms_per_photo_p50": 1000 * float(np.median(totals)),
+        "split_ms_mean": {k: 1000 * float(np.mean(v)) for k, v in split.items()},
+        "faces_found": faces, "faces_pasted": pasted, "accept_all": args.accept_all,
+        "model_ms_p50_in_pipeline": model_ms, "model_run_ms_p50_with_io": wrapper_ms, "bare_invoke_ms_p50": bare_ms,
+        "model_overhead": model_ms / bare_ms - 1 if bare_ms else None,
+        **environment(),
+    }
+    print(json.dumps({k: row[k] for k in ("photos_per_s", "ms_per_photo_p50", "split_ms_mean", "faces_found",
+                                          "faces_pasted", "model_ms_p50_in_pipeline", "model_run_ms_p50_with_io", "bare_invoke_ms_p50",
+                                          "model_overhead")}, indent=1))
+    if not args.no_save:
+        append_row(RESULTS / "runtime.jsonl", row)
+        print(f"wrote a row to {RESULTS / 'runtime.jsonl'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

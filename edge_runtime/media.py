@@ -1,0 +1,232 @@
+"""Photos, folders, video files and cameras through an Inpainter; one record per file for the summary.
+
+Inputs are only read. Every output appears atomically (temp file beside it, then rename). A file that cannot be
+used is reported and the batch goes on; a photo without a face is copied through unchanged (byte for byte).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Iterable
+
+import cv2
+import numpy as np
+
+from .errors import Mask2FaceError
+from .safeio import atomic_write, decode_image, read_bytes, save_image
+
+IMAGE_EXTS = {".jpg", ".jpeg", ".png"}
+VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm"}
+# Containers OpenCV's bundled FFmpeg writes without extra codecs; others are written as .mp4.
+FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG"}
+
+
+class MediaError(Mask2FaceError):
+    """An input that is not a usable image or video (the batch goes on)."""
+
+
+def kind_of(path: Path) -> str | None:
+    ext = path.suffix.lower()
+    return "image" if ext in IMAGE_EXTS else "video" if ext in VIDEO_EXTS else None
+
+
+def collect(inputs: Iterable[Path], out_dir: Path) -> list[tuple[Path, Path, str]]:
+    """(input, output, kind) for every image/video in `inputs`; folders are walked recursively and mirrored
+    under OUT/<folder name>/. Hidden files and the output folder itself are skipped."""
+    out_dir = Path(out_dir).resolve()
+    jobs: list[tuple[Path, Path, str]] = []
+    for item in inputs:
+        item = Path(item)
+        if item.is_dir():
+            for root, dirs, files in os.walk(item):
+                dirs[:] = sorted(d for d in dirs if not d.startswith(".")
+                                 and Path(root, d).resolve() != out_dir)
+                for name in sorted(files):
+                    p = Path(root) / name
+                    k = kind_of(p)
+                    if k and not name.startswith("."):
+                        jobs.append((p, out_dir / item.resolve().name / p.relative_to(item), k))
+        elif item.exists():
+            jobs.append((item, out_dir / item.name, kind_of(item) or "unknown"))
+        else:
+            jobs.append((item, out_dir / item.name, "missing"))
+    for src, dst, _ in jobs:
+        if dst.resolve() == src.resolve():
+            raise MediaError(f"output {dst} would overwrite its input: choose another --out folder")
+    return jobs
+
+
+def process_image(inpainter, src: Path, dst: Path) -> dict:
+    t0 = time.perf_counter()
+    data = read_bytes(src)
+    image = decode_image(data, name=str(src))
+    res = inpainter.remove_detailed(image)
+    rec = {"file": str(src), "output": str(dst), "kind": "image", "faces": [f.to_dict() for f in res.faces],
+           "pasted": res.pasted, "timings": dict(res.timings)}
+    t1 = time.perf_counter()
+    if res.pasted:
+        save_image(dst, res.image)
+        rec["status"] = "ok"
+    else:
+        atomic_write(dst, data)  # nothing removed: the original bytes, not a re-encode
+        rec["status"] = "no-face" if not res.faces else "no-mask"
+    rec["timings"]["writing"] = time.perf_counter() - t1
+    rec["timings"]["total"] = time.perf_counter() - t0
+    return rec
+
+
+def _writer_path(dst: Path) -> tuple[Path, str]:
+    ext = dst.suffix.lower()
+    if ext not in FOURCC:
+        dst = dst.with_suffix(".mp4")
+        ext = ".mp4"
+    return dst, FOURCC[ext]
+
+
+def process_stream(inpainter, cap, dst: Path, fps: float, label: str, max_frames: int | None = None,
+                   progress: Callable[[int], None] | None = None) -> dict:
+    """Frames from an open cv2.VideoCapture through the inpainter into `dst` (atomic), same fps and size."""
+    dst, fourcc = _writer_path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=dst.suffix, dir=dst.parent)
+    os.close(fd)
+    timings = {"detection": 0.0, "model": 0.0, "blending": 0.0}
+    frames = faces = pasted = 0
+    writer = None
+    t0 = time.perf_counter()
+    try:
+        while max_frames is None or frames < max_frames:
+            ok, bgr = cap.read()
+            if not ok or bgr is None:
+                break
+            if writer is None:
+                h, w = bgr.shape[:2]
+                writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*fourcc), fps, (w, h))
+                if not writer.isOpened():
+                    raise MediaError(f"cannot write video {dst} ({fourcc}); use an .mp4 or .avi output")
+            res = inpainter.remove_detailed(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+            writer.write(cv2.cvtColor(res.image, cv2.COLOR_RGB2BGR))
+            for k in timings:
+                timings[k] += res.timings[k]
+            frames += 1
+            faces += len(res.faces)
+            pasted += res.pasted
+            if progress:
+                progress(1)
+        if writer is None:
+            raise MediaError(f"{label}: no frames could be read (unsupported codec or empty video)")
+        writer.release()
+        writer = None
+        os.replace(tmp, dst)
+    finally:
+        if writer is not None:
+            writer.release()
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    timings["total"] = time.perf_counter() - t0
+    return {"file": label, "output": str(dst), "kind": "video", "status": "ok", "frames": frames, "fps": fps,
+            "faces": faces, "pasted": pasted, "timings": timings}
+
+
+def open_video(src: Path):
+    cap = cv2.VideoCapture(str(src))
+    if not cap.isOpened():
+        cap.release()
+        raise MediaError(f"{src}: cannot open the video (unsupported codec or not a video)")
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    if not fps or not np.isfinite(fps) or fps <= 0 or fps > 1000:
+        fps = 25.0  # some containers carry no frame rate; a sane default keeps the file playable
+    return cap, float(fps), int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+
+
+def process_video(inpainter, src: Path, dst: Path, bar_factory=None) -> dict:
+    cap, fps, count = open_video(src)
+    try:
+        bar = bar_factory(total=count or None, desc=src.name, unit="frame", leave=False) if bar_factory else None
+        try:
+            return process_stream(inpainter, cap, dst, fps, str(src), progress=bar.update if bar else None)
+        finally:
+            if bar:
+                bar.close()
+    finally:
+        cap.release()
+
+
+def process_camera(inpainter, index: int, out_dir: Path, max_frames: int | None = None, bar_factory=None) -> dict:
+    """Camera `index` into OUT/camera-<index>.mp4 until Ctrl-C (or `max_frames`); the finished part is kept."""
+    cap = cv2.VideoCapture(index)
+    if not cap.isOpened():
+        cap.release()
+        raise MediaError(f"camera {index} cannot be opened: check the index (--camera 0 is the first camera) "
+                         "and that no other program uses it")
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    fps = float(fps) if fps and 0 < fps <= 240 else 30.0
+    bar = bar_factory(desc=f"camera {index} (Ctrl-C stops)", unit="frame") if bar_factory else None
+
+    # Ctrl-C ends the recording, not the program: the frames so far are written out.
+    wrapped = _InterruptibleCapture(cap)
+    try:
+        return process_stream(inpainter, wrapped, Path(out_dir) / f"camera-{index}.mp4", fps, f"camera:{index}",
+                              max_frames=max_frames, progress=bar.update if bar else None)
+    finally:
+        cap.release()
+        if bar:
+            bar.close()
+
+
+class _InterruptibleCapture:
+    """cap.read() that reports end-of-stream on Ctrl-C, so the video so far is finalised."""
+
+    def __init__(self, cap):
+        self.cap = cap
+
+    def read(self):
+        try:
+            return self.cap.read()
+        except KeyboardInterrupt:
+            return False, None
+
+
+def error_record(src: Path, exc: BaseException, kind: str) -> dict:
+    reason = getattr(exc, "reason", None) or type(exc).__name__
+    return {"file": str(src), "kind": kind, "status": "error", "reason": reason, "error": str(exc)}
+
+
+def run_batch(inpainter, jobs: list[tuple[Path, Path, str]], bar_factory=None) -> list[dict]:
+    """Every job; a failing file becomes an error record and the batch goes on."""
+    records = []
+    iterator = bar_factory(jobs, desc="remove", unit="file") if bar_factory else jobs
+    for src, dst, kind in iterator:
+        try:
+            if kind == "image":
+                records.append(process_image(inpainter, src, dst))
+            elif kind == "video":
+                records.append(process_video(inpainter, src, dst, bar_factory))
+            elif kind == "missing":
+                records.append(error_record(src, MediaError(f"{src} does not exist"), kind))
+            else:
+                records.append(error_record(src, MediaError(
+                    f"{src}: not a supported image ({', '.join(sorted(IMAGE_EXTS))}) or video "
+                    f"({', '.join(sorted(VIDEO_EXTS))})"), kind))
+        except (Mask2FaceError, OSError, cv2.error, ValueError) as exc:
+            records.append(error_record(src, exc, kind))
+    return records
+
+
+def summarize(records: list[dict], model_info: dict, wall_seconds: float) -> dict:
+    timings = {"detection": 0.0, "model": 0.0, "blending": 0.0, "writing": 0.0}
+    for r in records:
+        for k in timings:
+            timings[k] += r.get("timings", {}).get(k, 0.0)
+    status = {}
+    for r in records:
+        status[r["status"]] = status.get(r["status"], 0) + 1
+    faces = sum(len(r["faces"]) if isinstance(r.get("faces"), list) else r.get("faces", 0) for r in records)
+    return {"files": len(records), "status": status, "faces": faces,
+            "faces_pasted": sum(r.get("pasted", 0) for r in records),
+            "errors": [{"file": r["file"], "reason": r["reason"], "error": r["error"]}
+                       for r in records if r["status"] == "error"],
+            "time_seconds": {"wall": wall_seconds, **timings}, "model": model_info, "records": records}

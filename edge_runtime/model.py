@@ -1,0 +1,224 @@
+"""A .tflite model in LiteRT: checked loading, embedded metadata, (de)quantisation and delegates.
+
+The file is checked (size, TFL3 identifier, our own bounds-checked parse) before LiteRT sees it, and is passed as
+`model_content=` so that LiteRT's flatbuffer verifier runs too: a damaged file becomes a ModelFileError with a
+message, never a segfault. Delegates are requested by name and fall back to the CPU (XNNPACK) with one warning
+line; `model.delegate` and `model.threads` say what actually runs.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import tflite_file
+from .errors import ModelFileError
+
+DELEGATES = ("cpu", "gpu", "nnapi")
+# Library names tried for `--delegate gpu` when no path is given (`gpu:/path/to/lib.so` picks one).
+GPU_LIBRARIES = ("libtensorflowlite_gpu_delegate.so", "libtensorflowlite_gpu_gl.so",
+                 "libtensorflowlite_gpu_delegate.dylib", "tensorflowlite_gpu_delegate.dll")
+NNAPI_LIBRARIES = ("libtensorflowlite_nnapi_delegate.so", "libnnapi_delegate.so")
+
+
+def _litert():
+    """(Interpreter class, load_delegate) from ai_edge_litert, else the older tflite_runtime."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter, load_delegate
+    except ImportError:
+        try:
+            from tflite_runtime.interpreter import Interpreter, load_delegate
+        except ImportError:
+            raise ModelFileError("no TFLite runtime installed: run `pip install ai-edge-litert` "
+                                 "(or `pip install mask2face[edge]`)") from None
+    return Interpreter, load_delegate
+
+
+def warn(message: str) -> None:
+    """One line on stderr: the run goes on."""
+    print(f"mask2face: warning: {message}", file=sys.stderr, flush=True)
+
+
+def is_android() -> bool:
+    return "ANDROID_ROOT" in os.environ or hasattr(sys, "getandroidapilevel")
+
+
+def default_metadata(input_shape, output_shape) -> dict:
+    """What a model without the `mask2face` entry is assumed to be: [0,1] RGB in, [0,1] RGB(+mask) out."""
+    channels = int(output_shape[-1]) if len(output_shape) else 3
+    names = ["r", "g", "b", "mask"][:channels] if channels <= 4 else [f"c{i}" for i in range(channels)]
+    return {"name": "unknown", "version": None, "precision": None,
+            "input_size": [int(input_shape[1]), int(input_shape[2])], "color_order": "RGB",
+            "input_range": [0, 1], "normalization": "x = pixel / 255", "output_channels": names,
+            "output_range": [0, 1], "input_quantization": None, "output_quantization": None}
+
+
+def quantize(x: np.ndarray, scale: float, zero_point: int, dtype) -> np.ndarray:
+    """float -> int8/uint8: round to nearest, then clip to the type's range (no wrap-around)."""
+    info = np.iinfo(dtype)
+    q = np.round(np.asarray(x, np.float32) / np.float32(scale)) + zero_point
+    return np.clip(q, info.min, info.max).astype(dtype)
+
+
+def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    return (np.asarray(q, np.float32) - np.float32(zero_point)) * np.float32(scale)
+
+
+def _tensor_quant(detail: dict, meta_quant: dict | None) -> tuple[float, int] | None:
+    """Quantisation of an integer tensor: the interpreter's own parameters win; metadata is the fallback."""
+    if detail["dtype"] not in (np.int8, np.uint8):
+        return None
+    scale, zp = detail.get("quantization", (0.0, 0))
+    if scale:
+        return float(scale), int(zp)
+    if meta_quant and meta_quant.get("scale"):
+        return float(meta_quant["scale"]), int(meta_quant.get("zero_point", 0))
+    raise ModelFileError(f"integer {detail['name']} tensor has no quantisation parameters; re-export the model")
+
+
+class Model:
+    """A loaded .tflite: `run(batch)` takes and returns float32 in the metadata's value ranges ([0, 1])."""
+
+    def __init__(self, content: bytes, source: str = "model", delegate: str = "cpu", threads: int = 2):
+        tflite_file.check_header(content, source)
+        self.source = source
+        self.info = tflite_file.parse(content, source)
+        self.threads = max(1, int(threads))
+        self.requested_delegate = delegate
+        self.fallback_reason: str | None = None
+        self._content = content
+        self.interpreter, self.delegate = self._make_interpreter(delegate)
+        inp = self.interpreter.get_input_details()
+        out = self.interpreter.get_output_details()
+        if len(inp) != 1 or len(inp[0]["shape"]) != 4:
+            raise ModelFileError(f"{source} must have one (B, H, W, C) input, has {[d['shape'] for d in inp]}")
+        self.input_detail = inp[0]
+        self.output_details = out
+        self.output_detail = out[0]
+        meta = default_metadata(self.input_detail["shape"], self.output_detail["shape"])
+        embedded = self.info.mask2face_metadata()
+        if embedded:
+            meta.update({k: v for k, v in embedded.items() if v is not None or k.endswith("quantization")})
+        self.metadata = meta
+        self.has_metadata = embedded is not None
+        self.input_size = tuple(int(v) for v in self.input_detail["shape"][1:3])
+        if list(meta["input_size"]) != list(self.input_size):
+            raise ModelFileError(f"{source}: metadata says input {meta['input_size']} but the tensor is "
+                                 f"{list(self.input_size)}; re-export the model")
+        self.in_quant = _tensor_quant(self.input_detail, meta.get("input_quantization"))
+        self.out_quant = _tensor_quant(self.output_detail, meta.get("output_quantization"))
+        self.last_invoke_s = 0.0
+
+    @classmethod
+    def from_file(cls, path: str | Path, delegate: str = "cpu", threads: int = 2) -> "Model":
+        return cls(tflite_file.read_bytes(path), source=str(path), delegate=delegate, threads=threads)
+
+    # -- delegates -------------------------------------------------------------------------------------------
+    def _make_interpreter(self, delegate: str):
+        Interpreter, load_delegate = _litert()
+        name, _, lib_path = (delegate or "cpu").partition(":")
+        name = name.lower()
+        if name not in DELEGATES:
+            raise ModelFileError(f"unknown delegate '{delegate}': use one of {', '.join(DELEGATES)} "
+                                 "(gpu:/path/to/libtensorflowlite_gpu_delegate.so picks a library)")
+        if name != "cpu":
+            try:
+                lib = self._load_accelerator(name, lib_path, load_delegate)
+                return self._interpreter(Interpreter, [lib]), name
+            except ModelFileError:
+                raise
+            except Exception as exc:  # delegate libraries fail in many ways; the CPU always works
+                self.fallback_reason = f"{name} delegate unavailable ({_one_line(exc)}); running on cpu"
+                warn(self.fallback_reason)
+        return self._interpreter(Interpreter, None), "cpu"
+
+    def _load_accelerator(self, name: str, lib_path: str, load_delegate):
+        if name == "nnapi" and not is_android():
+            raise RuntimeError("NNAPI exists on Android only")
+        candidates = (lib_path,) if lib_path else (GPU_LIBRARIES if name == "gpu" else NNAPI_LIBRARIES)
+        errors = []
+        for lib in candidates:
+            try:
+                # dlopen first: a LiteRT Delegate whose library fails to load raises again in its __del__.
+                ctypes.CDLL(lib)
+                return load_delegate(lib)
+            except (ValueError, OSError, RuntimeError) as exc:
+                errors.append(f"{lib}: {_one_line(exc)}")
+        raise RuntimeError("; ".join(errors) or "no library")
+
+    def _interpreter(self, Interpreter, delegates):
+        try:
+            # XNNPACK is LiteRT's default CPU path; threads are passed explicitly (its default is 1 on some builds).
+            it = Interpreter(model_content=self._content, num_threads=self.threads,
+                             experimental_delegates=delegates)
+            it.allocate_tensors()
+            return it
+        except (ValueError, RuntimeError) as exc:
+            if delegates:
+                raise  # caught by the caller, which falls back to the CPU
+            raise ModelFileError(f"{self.source} could not be loaded by LiteRT ({_one_line(exc)}); "
+                                 "export it again with `mask2face export`") from exc
+
+    # -- inference -------------------------------------------------------------------------------------------
+    def to_input(self, x01: np.ndarray) -> np.ndarray:
+        """[0,1] RGB float -> the model's input tensor (range, colour order, quantisation)."""
+        x = np.asarray(x01, np.float32)
+        if str(self.metadata.get("color_order", "RGB")).upper() == "BGR":
+            x = x[..., ::-1]
+        lo, hi = (float(v) for v in self.metadata.get("input_range", [0, 1]))
+        if (lo, hi) != (0.0, 1.0):
+            x = x * (hi - lo) + lo
+        if self.in_quant:
+            return quantize(x, *self.in_quant, self.input_detail["dtype"])
+        return np.ascontiguousarray(x, dtype=self.input_detail["dtype"])
+
+    def from_output(self, y: np.ndarray) -> np.ndarray:
+        y = dequantize(y, *self.out_quant) if self.out_quant else np.asarray(y, np.float32)
+        lo, hi = (float(v) for v in self.metadata.get("output_range", [0, 1]))
+        if (lo, hi) != (0.0, 1.0):
+            y = (y - lo) / (hi - lo)
+        return y
+
+    def invoke(self, x: np.ndarray) -> np.ndarray:
+        """One raw invoke on an already-prepared input tensor (what benchmarks compare against)."""
+        self.interpreter.set_tensor(self.input_detail["index"], x)
+        t0 = time.perf_counter()
+        self.interpreter.invoke()
+        self.last_invoke_s = time.perf_counter() - t0
+        return self.interpreter.get_tensor(self.output_detail["index"])
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """(B, H, W, 3) float32 in [0,1] -> (B, H, W, C) float32 in [0,1]. Runs one image at a time when the
+        model has a fixed batch of 1 (the exported files do; at batch 1 this costs nothing)."""
+        batch = np.asarray(batch, np.float32)
+        if batch.ndim == 3:
+            batch = batch[None]
+        h, w = self.input_size
+        if batch.shape[1:3] != (h, w):
+            raise ValueError(f"model expects {h}x{w} inputs, got {batch.shape[1]}x{batch.shape[2]}")
+        outs = []
+        model_batch = int(self.input_detail["shape"][0])
+        step = model_batch if model_batch > 0 else 1
+        for i in range(0, len(batch), step):
+            chunk = batch[i:i + step]
+            if len(chunk) != step:
+                raise ValueError(f"model has a fixed batch of {step}")
+            outs.append(self.from_output(self.invoke(self.to_input(chunk))))
+        return np.concatenate(outs) if outs else np.zeros((0, h, w, self.output_detail["shape"][-1]), np.float32)
+
+    def describe(self) -> dict:
+        return {"source": self.source, "delegate": self.delegate, "threads": self.threads,
+                "requested_delegate": self.requested_delegate, "fallback_reason": self.fallback_reason,
+                "input_size": list(self.input_size), "input_dtype": np.dtype(self.input_detail["dtype"]).name,
+                "has_metadata": self.has_metadata, "name": self.metadata.get("name"),
+                "precision": self.metadata.get("precision")}
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text[:200] or type(exc).__name__

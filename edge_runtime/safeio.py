@@ -1,0 +1,179 @@
+"""Safe image reading and atomic writing (numpy + OpenCV only).
+
+User folders hold anything: text files named .jpg, truncated downloads, CMYK JPEGs, 16-bit PNGs and
+decompression bombs (a tiny file that declares a gigapixel image). `load_image` checks the format by its magic
+bytes, reads the declared size from the header (PNG IHDR / JPEG SOFn) BEFORE decoding, and returns 8-bit RGB
+with the EXIF orientation applied. Every failure is an `ImageError` with a short `reason`:
+"not-an-image", "truncated", "too-large", "empty", "unsupported-format", "unreadable".
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .errors import ImageError
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+JPEG_MAGIC = b"\xff\xd8\xff"
+DEFAULT_MAX_PIXELS = 40_000_000
+# Other formats recognised only to give a precise reason (they are images, just not ones we accept).
+_OTHER_MAGIC = {b"GIF8": "GIF", b"BM": "BMP", b"RIFF": "WEBP/RIFF", b"II*\x00": "TIFF", b"MM\x00*": "TIFF"}
+# JPEG start-of-frame markers carry the size; C4 (DHT), C8 (JPG ext) and CC (DAC) share the range but do not.
+_SOF_MARKERS = set(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def sniff_format(data: bytes) -> str | None:
+    """'jpeg' | 'png' | None from the first bytes."""
+    if data.startswith(PNG_MAGIC):
+        return "png"
+    if data.startswith(JPEG_MAGIC):
+        return "jpeg"
+    return None
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    """(width, height) from the IHDR chunk, which the PNG spec requires to come first."""
+    if len(data) < 33:
+        raise ImageError("PNG header is cut short", "truncated")
+    length, ctype = struct.unpack(">I4s", data[8:16])
+    if ctype != b"IHDR" or length != 13:
+        raise ImageError("PNG does not start with an IHDR chunk", "not-an-image")
+    width, height = struct.unpack(">II", data[16:24])
+    return width, height
+
+
+def jpeg_size(data: bytes) -> tuple[int, int]:
+    """(width, height) from the first SOFn marker segment, walking the segments from SOI."""
+    i, n = 2, len(data)
+    while True:
+        # Skip fill bytes (0xFF padding is legal between segments).
+        while i < n and data[i] != 0xFF:
+            i += 1  # tolerate junk between segments, as libjpeg does
+        while i < n and data[i] == 0xFF:
+            i += 1
+        if i >= n:
+            raise ImageError("JPEG ends before its frame header", "truncated")
+        marker = data[i]
+        i += 1
+        if marker == 0xD8 or 0xD0 <= marker <= 0xD7 or marker == 0x01:
+            continue  # standalone markers, no length
+        if marker in (0xD9, 0xDA):
+            raise ImageError("JPEG has no frame header before its image data", "not-an-image")
+        if i + 2 > n:
+            raise ImageError("JPEG ends inside a segment header", "truncated")
+        (length,) = struct.unpack(">H", data[i:i + 2])
+        if length < 2:
+            raise ImageError("JPEG has a corrupt segment length", "not-an-image")
+        if marker in _SOF_MARKERS:
+            if i + 7 > n:
+                raise ImageError("JPEG ends inside its frame header", "truncated")
+            height, width = struct.unpack(">HH", data[i + 3:i + 7])
+            return width, height
+        i += length
+
+
+def image_size(data: bytes) -> tuple[str, int, int]:
+    """(format, width, height) from the header alone; raises ImageError for anything else."""
+    if not data:
+        raise ImageError("file is empty (0 bytes)", "empty")
+    fmt = sniff_format(data)
+    if fmt is None:
+        for magic, name in _OTHER_MAGIC.items():
+            if data.startswith(magic):
+                raise ImageError(f"{name} images are not supported; convert to JPEG or PNG", "unsupported-format")
+        raise ImageError("not a JPEG or PNG file (checked by content, not extension)", "not-an-image")
+    width, height = png_size(data) if fmt == "png" else jpeg_size(data)
+    return fmt, width, height
+
+
+def _looks_truncated(data: bytes, fmt: str) -> bool:
+    # libjpeg fills a cut-off JPEG with grey and only warns, so check the end markers ourselves.
+    # Search the tail only: some cameras append trailers after EOI, so EOI need not be the last bytes.
+    if fmt == "jpeg":
+        return data.rfind(b"\xff\xd9", max(0, len(data) - (1 << 20))) < 0
+    return data.rfind(b"IEND", max(0, len(data) - (1 << 16))) < 0
+
+
+def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, name: str = "image") -> np.ndarray:
+    """Bytes -> (H, W, 3) uint8 RGB; see the module docstring for the checks."""
+    fmt, width, height = image_size(data)
+    if width <= 0 or height <= 0:
+        raise ImageError(f"{name}: header declares an empty image ({width}x{height})", "empty")
+    if width * height > max_pixels:
+        raise ImageError(f"{name}: {width}x{height} pixels exceeds the limit of {max_pixels:,} "
+                         "(possible decompression bomb); downscale it first", "too-large")
+    if _looks_truncated(data, fmt):
+        raise ImageError(f"{name}: {fmt.upper()} file is cut short (no end marker); re-download or re-export it",
+                         "truncated")
+    # IMREAD_COLOR: 8-bit, 3 channels (grey expanded, alpha dropped, 16-bit scaled, CMYK converted) and the
+    # EXIF orientation applied (only IMREAD_IGNORE_ORIENTATION turns that off).
+    bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    if bgr is None or bgr.size == 0:
+        raise ImageError(f"{name}: {fmt.upper()} data is corrupt and cannot be decoded", "truncated")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def read_bytes(path: str | os.PathLike) -> bytes:
+    p = Path(path)
+    try:
+        return p.read_bytes()
+    except IsADirectoryError:
+        raise ImageError(f"{p} is a folder, not an image", "not-an-image") from None
+    except FileNotFoundError:
+        raise ImageError(f"{p} does not exist", "unreadable") from None
+    except OSError as exc:
+        raise ImageError(f"{p} cannot be read: {exc.strerror or exc}", "unreadable") from None
+
+
+def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Read a JPEG/PNG file as (H, W, 3) uint8 RGB, EXIF orientation applied. Raises ImageError."""
+    return decode_image(read_bytes(path), max_pixels=max_pixels, name=str(path))
+
+
+def atomic_write(path: str | os.PathLike, data: bytes) -> Path:
+    """Write bytes to a temp file beside `path`, then rename over it (readers never see half a file).
+
+    A tiny twin of mask2face.runs.write_bytes: edge_runtime may not import mask2face.*."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        # mkstemp creates 0600; give the file the permissions a plain open() would have
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def encode_image(rgb: np.ndarray, ext: str = ".png", jpeg_quality: int = 95) -> bytes:
+    rgb = np.asarray(rgb)
+    if rgb.dtype != np.uint8 or rgb.ndim not in (2, 3):
+        raise ImageError(f"cannot encode array of dtype {rgb.dtype} and shape {rgb.shape}", "unsupported-format")
+    img = rgb if rgb.ndim == 2 else cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    ext = ext.lower()
+    params = [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality] if ext in (".jpg", ".jpeg") else []
+    ok, buf = cv2.imencode(ext, img, params)
+    if not ok:
+        raise ImageError(f"cannot encode image as {ext}", "unsupported-format")
+    return buf.tobytes()
+
+
+def save_image(path: str | os.PathLike, rgb: np.ndarray, jpeg_quality: int = 95) -> Path:
+    """Write an RGB uint8 image atomically; the format follows the suffix (.png, .jpg/.jpeg)."""
+    path = Path(path)
+    ext = path.suffix.lower() or ".png"
+    return atomic_write(path, encode_image(rgb, ext, jpeg_quality))

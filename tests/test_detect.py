@@ -1,0 +1,74 @@
+"""edge_runtime.detect: BlazeFace decoding against a real photo, a face-free photo and MediaPipe's anchor layout."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mask2face.edge_runtime import align, detect
+
+skimage_data = pytest.importorskip("skimage.data")
+
+
+@pytest.fixture(scope="module")
+def detector():
+    return detect.FaceDetector(threads=2)
+
+
+def test_anchor_counts_match_the_models():
+    assert len(detect.ssd_anchors(detect.FULL_OPTIONS)) == 2304     # 48x48, one anchor each
+    assert len(detect.ssd_anchors(detect.SHORT_OPTIONS)) == 896     # 16x16x2 + 8x8x6
+
+
+def test_astronaut_face_and_keypoints(detector):
+    img = skimage_data.astronaut()
+    faces = detector.detect(img)
+    assert len(faces) == 1 and faces[0].score > 0.8
+    x0, y0, x1, y1 = faces[0].box
+    # Eileen Collins' face: hand-checked box in the 512x512 image.
+    assert 160 < x0 < 190 and 60 < y0 < 85 and 265 < x1 < 295 and 160 < y1 < 190
+    le, re = faces[0].eyes()
+    assert le[0] < re[0] and abs(le[1] - re[1]) < 10 and 30 < re[0] - le[0] < 55
+    nose, mouth = faces[0].keypoints[detect.KP_NOSE], faces[0].keypoints[detect.KP_MOUTH]
+    assert le[1] < nose[1] < mouth[1] < y1
+    # The eyes give a valid canonical crop.
+    m = align.similarity_from_eyes(le, re, 128)
+    np.testing.assert_allclose(align.transform_points(m, [le, re]), [[44.8, 47.36], [83.2, 47.36]], atol=1e-6)
+
+
+def test_face_free_image_has_nothing_above_threshold(detector):
+    img = skimage_data.coffee()
+    assert detector.full.top_score(img) < detect.MIN_SCORE
+    assert detector.detect(img) == []
+
+
+def test_mirror_flips_eye_order(detector):
+    """Keypoint 0 is the image-left eye in an unmirrored photo, also after flipping the photo."""
+    img = skimage_data.astronaut()
+    a = detector.detect(img)[0].eyes()
+    b = detector.detect(img[:, ::-1].copy())[0].eyes()
+    assert a[0][0] < a[1][0] and b[0][0] < b[1][0]
+    assert abs((511 - b[1][0]) - a[0][0]) < 4                      # same physical eye, mirrored
+
+
+def test_padded_stage_finds_a_tight_crop(detector):
+    img = skimage_data.astronaut()[75:185, 165:290].copy()         # tight face crop
+    faces = detector.detect(img)
+    assert faces, "cascade must find a face in a tight crop"
+
+
+def test_eye_correction_is_small_and_applied():
+    left, right = np.array([100.0, 100.0]), np.array([150.0, 100.0])
+    cl, cr = detect.correct_eyes(left, right)
+    # Measured offsets are a few percent of the eye distance (benchmarks/results/detect_calibration.jsonl).
+    assert 0 < np.hypot(*(cl - left)) < 0.05 * 50 and 0 < np.hypot(*(cr - right)) < 0.05 * 50
+    assert cr[0] - cl[0] < 50                                          # dlib's eye centres sit closer together
+
+
+def test_weighted_nms_merges_overlaps():
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60]], float)
+    kps = np.zeros((3, 6, 2))
+    kps[1] += 2.0
+    out = detect.weighted_nms(boxes, kps, np.array([0.9, 0.6, 0.8]))
+    assert len(out) == 2 and out[0][2] == pytest.approx(0.9)
+    np.testing.assert_allclose(out[0][0], [0.4, 0.4, 10.4, 10.4])      # score-weighted mean

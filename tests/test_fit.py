@@ -1,0 +1,259 @@
+"""train.fit: input order/flip, loss goes down, NaN guard, kill -9 + resume, mirrored strategy, CLI."""
+
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import hashlib  # noqa: E402
+import json  # noqa: E402
+import signal  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import textwrap  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from mask2face.benchmarks.pairs import write_shard  # noqa: E402
+from mask2face.config import ModelConfig, TrainConfig  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def make_fake_pairs(root: Path, size: int = 32, counts=(("train", 24), ("val", 8), ("test", 8)), shard: int = 8,
+                    seed: int = 0) -> Path:
+    """Smooth random colour patterns as 'faces'; a gray rectangle over the lower part as the 'mask'."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size] / size
+    for split, n in counts:
+        for s in range(0, n, shard):
+            k = min(shard, n - s)
+            clean = np.zeros((k, size, size, 3), np.uint8)
+            mask = np.zeros((k, size, size), np.uint8)
+            for i in range(k):
+                c, f = rng.random(3), rng.uniform(1, 3)
+                img = 0.5 + 0.4 * np.sin(f * (xx[..., None] * c + yy[..., None] * (1 - c)) * 6.28)
+                clean[i] = (img * 255).astype(np.uint8)
+                mask[i, rng.integers(size // 2, size * 3 // 4):, size // 8: size * 7 // 8] = 255
+            masked = clean.copy()
+            masked[mask > 0] = 128
+            write_shard(root / split / f"shard-{s // shard:05d}", masked, clean, mask, [{"i": j} for j in range(k)])
+    (root / "dataset.json").write_text(json.dumps({"config_hash": "fake", "splits": [c[0] for c in counts]}))
+    return root
+
+
+@pytest.fixture(scope="module")
+def pairs_dir(tmp_path_factory):
+    return make_fake_pairs(tmp_path_factory.mktemp("pairs"))
+
+
+def _sha(path):
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def test_order_is_deterministic_and_resume_skips_exactly(pairs_dir):
+    from mask2face.train.fit import PairsInput
+    a = PairsInput(pairs_dir, "train", 4, flip=True, seed=3)
+    b = PairsInput(pairs_dir, "train", 4, flip=True, seed=3)
+    assert a.steps_per_epoch == 6
+    i0, f0 = a.order(0)
+    np.testing.assert_array_equal(i0, b.order(0)[0])
+    assert not np.array_equal(i0, a.order(1)[0])             # a new order every epoch
+    assert sorted(i0.ravel()) == list(range(24))             # a permutation
+    full = [(x.numpy(), y.numpy()) for x, y in a.dataset(1)]
+    tail = [(x.numpy(), y.numpy()) for x, y in a.dataset(1, start_step=4)]
+    assert len(full) == 6 and len(tail) == 2
+    np.testing.assert_array_equal(full[4][0], tail[0][0])
+    np.testing.assert_array_equal(full[5][1], tail[1][1])
+
+
+def test_flip_applies_to_input_and_targets_together(pairs_dir):
+    from mask2face.train.fit import PairsInput
+    p = PairsInput(pairs_dir, "train", 4, flip=True, seed=0)
+    idx, flips = p.order(0)
+    assert flips.any() and not flips.all()
+    x, y = next(iter(p.dataset(0)))
+    x, y = x.numpy(), y.numpy()
+    arr = p.arrays
+    for j in range(4):
+        src = idx[0, j]
+        ex = arr["masked"][src].astype(np.float32) / 255
+        ey = arr["clean"][src].astype(np.float32) / 255
+        em = arr["mask"][src].astype(np.float32) / 255
+        if flips[0, j]:
+            ex, ey, em = ex[:, ::-1], ey[:, ::-1], em[:, ::-1]
+        np.testing.assert_allclose(x[j], ex, atol=1e-6)
+        np.testing.assert_allclose(y[j, ..., :3], ey, atol=1e-6)
+        np.testing.assert_allclose(y[j, ..., 3], em, atol=1e-6)
+    assert set(np.unique(y[..., 3])) <= {0.0, 1.0}
+
+
+def _fit(pairs_dir, out, epochs=3, lr=3e-3, loss=None, **kw):
+    from mask2face.train.fit import PairsInput, fit_model
+    from mask2face.train.losses import build_loss
+    from mask2face.train.models import build_model
+    import tf_keras as keras
+    keras.utils.set_random_seed(0)
+    tc = TrainConfig(batch_size=4, mask_loss_weight=0.1)
+    model = build_model(ModelConfig(filters=(8, 16), kernels=(3, 3)), 32)
+    train = PairsInput(pairs_dir, "train", 4, flip=True, seed=0)
+    val = PairsInput(pairs_dir, "val", 4, shuffle=False)
+    return fit_model(model, train, val, loss or build_loss(tc), out, epochs=epochs, learning_rate=lr,
+                     schedule="constant", verbose=False, **kw)
+
+
+def test_training_lowers_the_loss_and_writes_checkpoints(pairs_dir, tmp_path):
+    out = tmp_path / "t"
+    result = _fit(pairs_dir, out, epochs=4)
+    state = json.loads((out / "state.json").read_text())
+    hist = state["history"]
+    assert result.finished and result.global_step == 24 and state["global_step"] == 24
+    assert hist["4"]["train_loss"] < 0.8 * hist["1"]["train_loss"]
+    assert min(h["val_loss"] for h in hist.values()) == pytest.approx(state["best_val_loss"], abs=1e-6)
+    for name in ("best.keras", "last.keras", "log.csv", "train_report.json"):
+        assert (out / name).is_file(), name
+    assert len((out / "log.csv").read_text().splitlines()) == 5
+    assert list((out / "logs").glob("events.out.tfevents.*"))
+    report = json.loads((out / "train_report.json").read_text())
+    assert report["images_per_s"] > 0
+    # The saved last.keras carries the optimizer: step counter and Adam moments.
+    from mask2face.train.models import load_model
+    reloaded = load_model(out / "last.keras", compile=True)
+    assert int(reloaded.optimizer.iterations.numpy()) == 24
+    # Running again is a no-op: nothing left to do.
+    before = _sha(out / "last.keras")
+    again = _fit(pairs_dir, out, epochs=4)
+    assert again.resumed_from_step == 24 and _sha(out / "last.keras") == before
+
+
+def test_other_settings_refuse_to_resume(pairs_dir, tmp_path):
+    from mask2face.edge_runtime.errors import Mask2FaceError
+    out = tmp_path / "t"
+    _fit(pairs_dir, out, epochs=1)
+    with pytest.raises(Mask2FaceError, match="other settings"):
+        _fit(pairs_dir, out, epochs=1, lr=1e-2)
+
+
+def test_nan_guard_keeps_the_last_good_checkpoint(pairs_dir, tmp_path):
+    import tensorflow as tf
+    from mask2face.train.fit import TrainingDivergedError
+    from mask2face.train.losses import build_loss
+    base = build_loss(TrainConfig(batch_size=4))
+    poison = {"on": False}
+
+    def loss(y_true, y_pred):
+        value = base(y_true, y_pred)
+        return value * np.nan if poison["on"] else value  # read at trace time: each fit_model traces anew
+    loss.__name__ = base.__name__
+
+    out = tmp_path / "t"
+    _fit(pairs_dir, out, epochs=3, loss=loss, max_steps=6)      # one good epoch
+    good_last, good_best, good_state = _sha(out / "last.keras"), _sha(out / "best.keras"), \
+        json.loads((out / "state.json").read_text())
+    poison["on"] = True
+    with pytest.raises(TrainingDivergedError, match="nan.*last good checkpoint"):
+        _fit(pairs_dir, out, epochs=3, loss=loss)
+    assert _sha(out / "last.keras") == good_last and _sha(out / "best.keras") == good_best
+    state = json.loads((out / "state.json").read_text())
+    assert state["global_step"] == good_state["global_step"] == 6
+    del tf
+
+
+@pytest.mark.slow
+def test_kill_9_mid_epoch_then_resume(tmp_path):
+    """SIGKILL a real `mask2face train` after a mid-epoch checkpoint; the same command resumes from it."""
+    data = make_fake_pairs(tmp_path / "run" / "data", counts=(("train", 64), ("val", 8), ("test", 8)))
+    cmd = [sys.executable, "-m", "mask2face.cli", "train", "--preset", "smoke", "--run", str(tmp_path / "run"),
+           "--checkpoint-steps", "3", "train.epochs=6", "teacher.filters=8,16", "teacher.kernels=3,3"]
+    state_path = tmp_path / "run" / "teacher" / "state.json"
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    killed_at = None
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            st = json.loads(state_path.read_text())
+        except (OSError, ValueError):
+            st = None
+        # Wait for a mid-epoch checkpoint in the second epoch or later.
+        if st and st["global_step"] >= 19 and st["step_in_epoch"] and not st["finished"]:
+            proc.send_signal(signal.SIGKILL)
+            killed_at = st
+            break
+        time.sleep(0.02)
+    proc.wait(timeout=30)
+    assert killed_at is not None, "training finished (or failed) before it could be killed: " + \
+        proc.stdout.read().decode()[-2000:]
+    assert proc.returncode == -signal.SIGKILL
+    # The files on disk are complete and consistent after the kill.
+    from mask2face.train.models import load_model
+    saved = load_model(tmp_path / "run" / "teacher" / "last.keras", compile=True)
+    saved_step = int(saved.optimizer.iterations.numpy())
+    assert saved_step >= killed_at["global_step"]
+    out = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert f"resuming from" in out.stderr and f"at step {saved_step} " in out.stderr
+    final = json.loads(state_path.read_text())
+    assert final["finished"] and final["global_step"] == 6 * 16
+    assert sorted(final["history"], key=int) == [str(i) for i in range(1, 7)]
+    report = json.loads((tmp_path / "run" / "teacher" / "train_report.json").read_text())
+    assert report["sessions"][-1]["from_step"] == saved_step
+    manifest = json.loads((tmp_path / "run" / "teacher" / "manifest.json").read_text())
+    assert manifest["stage"] == "teacher" and any(o["path"].endswith("best.keras") for o in manifest["outputs"])
+
+
+@pytest.mark.slow
+def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
+    data = make_fake_pairs(tmp_path / "data")
+    script = textwrap.dedent(f"""
+        import os, json
+        os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+        import tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        from mask2face.config import ModelConfig, TrainConfig
+        from mask2face.train.fit import PairsInput, fit_model, make_strategy
+        from mask2face.train.losses import build_loss
+        from mask2face.train.models import build_model
+        strategy = make_strategy("mirrored")
+        assert strategy.num_replicas_in_sync == 2, strategy.num_replicas_in_sync
+        with strategy.scope():
+            model = build_model(ModelConfig(filters=(8, 16), kernels=(3, 3)), 32)
+        train = PairsInput({str(data)!r}, "train", 4, flip=True)
+        val = PairsInput({str(data)!r}, "val", 4, shuffle=False)
+        r = fit_model(model, train, val, build_loss(TrainConfig()), {str(tmp_path / 'out')!r}, epochs=3,
+                      learning_rate=3e-3, schedule="constant", strategy=strategy, verbose=False)
+        print(json.dumps(r.as_dict()))
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads((tmp_path / "out" / "train_report.json").read_text())
+    assert report["replicas"] == 2 and report["strategy"] == "MirroredStrategy"
+    hist = report["history"]
+    assert hist["3"]["train_loss"] < hist["1"]["train_loss"]
+
+
+def test_cli_main_trains_smoke_run(tmp_path):
+    import argparse
+    from mask2face import config
+    from mask2face.train import fit
+    make_fake_pairs(tmp_path / "run" / "data")
+    cfg = config.load("smoke", ["train.epochs=1", "teacher.filters=8,16", "teacher.kernels=3,3"])
+    args = argparse.Namespace(run=tmp_path / "run", data=None, out=None, strategy=None, checkpoint_minutes=5.0,
+                              checkpoint_steps=0)
+    assert fit.cli_main(cfg, args) == 0
+    teacher = tmp_path / "run" / "teacher"
+    assert json.loads((teacher / "config.json").read_text())["preset"] == "smoke"
+    assert (tmp_path / "run" / "config.json").is_file()
+    assert json.loads((teacher / "manifest.json").read_text())["result"]["finished"]
+
+
+def test_missing_data_is_a_clear_error(tmp_path):
+    import argparse
+    from mask2face import config
+    from mask2face.edge_runtime.errors import Mask2FaceError
+    from mask2face.train import fit
+    args = argparse.Namespace(run=tmp_path / "run", data=None, out=None, strategy=None)
+    with pytest.raises(Mask2FaceError, match="mask2face data"):
+        fit.cli_main(config.load("smoke"), args)

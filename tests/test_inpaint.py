@@ -1,0 +1,99 @@
+"""edge_runtime.inpaint: only the predicted mask region changes; unmasked / implausible faces are not pasted."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from mask2face.edge_runtime.errors import ImageError, ModelFileError
+from mask2face.edge_runtime.inpaint import Inpainter
+from test_model import make_tiny_tflite
+
+skimage_data = pytest.importorskip("skimage.data")
+
+
+def masked_astronaut() -> np.ndarray:
+    """scikit-image's astronaut with a saturated blue 'mask' over nose, mouth and chin (the tiny model's cue)."""
+    img = skimage_data.astronaut().copy()
+    cv2.ellipse(img, (226, 150), (38, 26), 0, 0, 360, (0, 0, 255), -1)
+    return img
+
+
+@pytest.fixture(scope="module")
+def inpainter(tmp_path_factory):
+    return Inpainter.from_file(make_tiny_tflite(tmp_path_factory.mktemp("m")), threads=2)
+
+
+def test_only_the_blended_region_changes(inpainter):
+    img = masked_astronaut()
+    before = img.copy()
+    res = inpainter.remove_detailed(img)
+    assert np.array_equal(img, before), "input must not be modified"
+    assert len(res.faces) == 1 and res.faces[0].pasted, res.faces
+    f = res.faces[0]
+    assert f.mask_confidence > 0.9 and 0.03 < f.mask_area < 0.6 and f.mask_centroid_y > 0.5
+    outside = res.alpha == 0
+    assert np.array_equal(res.image[outside], img[outside])          # bit-identical outside the blend region
+    blue = np.all(img == (0, 0, 255), axis=-1)
+    inner = cv2.erode(blue.astype(np.uint8), np.ones((31, 31), np.uint8)).astype(bool)  # ~3 feather sigmas
+    # The tiny model restores flat grey (0.5): inside the mask the blue is gone.
+    assert np.abs(res.image[inner].astype(int) - 128).max() <= 2
+    assert outside.mean() > 0.95                                      # hair, background, suit untouched
+    assert set(res.timings) >= {"detection", "model", "blending"} and all(v >= 0 for v in res.timings.values())
+
+
+def test_unmasked_face_is_not_pasted_and_reported(inpainter):
+    img = skimage_data.astronaut()
+    res = inpainter.remove_detailed(img)
+    assert len(res.faces) == 1 and not res.faces[0].pasted
+    assert "no mask" in res.faces[0].reason or "weak" in res.faces[0].reason
+    assert np.array_equal(res.image, img)
+
+
+def test_several_faces(inpainter):
+    one = masked_astronaut()
+    img = np.concatenate([one, skimage_data.astronaut()], axis=1)      # masked left, unmasked right
+    res = inpainter.remove_detailed(img)
+    assert len(res.faces) == 2
+    pasted = [f for f in res.faces if f.pasted]
+    assert len(pasted) == 1 and pasted[0].box[0] < 512
+    assert np.array_equal(res.image[:, 512:], img[:, 512:])            # the other face is untouched
+
+
+def test_no_face_photo_comes_back_unchanged(inpainter):
+    img = skimage_data.coffee()
+    res = inpainter.remove_detailed(img)
+    assert res.faces == [] and np.array_equal(res.image, img)
+
+
+def test_bad_inputs(inpainter, tmp_path):
+    with pytest.raises(ImageError):
+        inpainter.remove(np.zeros((10, 10), np.uint8))
+    with pytest.raises(ImageError):
+        inpainter.remove(np.zeros((10, 10, 3), np.float32))
+    with pytest.raises(ModelFileError):
+        Inpainter.from_file(tmp_path / "missing.tflite")
+
+
+def test_roi_paste_matches_align_paste_back():
+    """The in-place bounding-rectangle paste gives the same pixels as the shared align.paste_back."""
+    from mask2face.edge_runtime import align
+    from mask2face.edge_runtime.inpaint import _paste_roi
+
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (300, 400, 3), dtype=np.uint8)
+    # Smooth content: OpenCV's fixed-point warp rounds sub-pixel positions (1/32 px) differently once the
+    # matrix is translated, which on white noise alone moves values by several levels.
+    crop = cv2.GaussianBlur(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8), (0, 0), 3)
+    alpha = np.zeros((64, 64), np.float32)
+    cv2.ellipse(alpha, (32, 44), (18, 12), 0, 0, 360, 1.0, -1)
+    alpha = cv2.GaussianBlur(alpha, (0, 0), 2)
+    alpha[alpha < 1 / 255] = 0
+    m = align.similarity_from_eyes((150.3, 120.7), (201.9, 126.2), 64)
+    ref = align.paste_back(img, crop, alpha, m)
+    out, total = img.copy(), np.zeros(img.shape[:2], np.float32)
+    _paste_roi(out, crop, alpha, m, total)
+    diff = np.abs(out.astype(int) - ref.astype(int))
+    assert diff.max() <= 2 and diff.mean() < 0.05
+    assert np.array_equal(out[total == 0], img[total == 0])

@@ -1,0 +1,99 @@
+"""edge_runtime.media + cli: folders, hostile files, no-face copy-through, video fps, the summary."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from mask2face.edge_runtime import cli, media
+from mask2face.edge_runtime.errors import Mask2FaceError
+from mask2face.edge_runtime.safeio import load_image, save_image
+from test_inpaint import masked_astronaut
+from test_model import make_tiny_tflite
+
+skimage_data = pytest.importorskip("skimage.data")
+
+
+def _args(inputs, out, model, **kw):
+    return argparse.Namespace(inputs=inputs, out=out, model=model, camera=kw.get("camera"), delegate="cpu",
+                              threads=2, summary=kw.get("summary"))
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return make_tiny_tflite(tmp_path_factory.mktemp("m"))
+
+
+def _tree(root: Path) -> dict:
+    return {p: p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_folder_batch_with_hostile_file_no_face_and_summary(tmp_path, tiny, capsys):
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    save_image(src / "masked.png", masked_astronaut())
+    save_image(src / "sub" / "coffee.jpg", skimage_data.coffee())
+    (src / "sub" / "evil.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 50)    # truncated JPEG
+    (src / "notes.txt").write_text("not an image")
+    before = _tree(src)
+    out = tmp_path / "out"
+    rc = cli.cli_main(None, _args([src], out, tiny))
+    assert rc == 1                                                       # one file failed, the batch went on
+    assert _tree(src) == before                                          # inputs never modified
+    summary = json.loads((out / "summary.json").read_text())
+    by = {Path(r["file"]).name: r for r in summary["records"]}
+    assert set(by) == {"masked.png", "coffee.jpg", "evil.jpg"}           # .txt is not an input
+    assert by["evil.jpg"]["status"] == "error" and by["evil.jpg"]["reason"] in ("truncated", "not-an-image")
+    assert by["coffee.jpg"]["status"] == "no-face"
+    assert (out / "in" / "sub" / "coffee.jpg").read_bytes() == (src / "sub" / "coffee.jpg").read_bytes()
+    assert by["masked.png"]["status"] == "ok" and by["masked.png"]["pasted"] == 1
+    restored = load_image(out / "in" / "masked.png")
+    assert not np.array_equal(restored, masked_astronaut())
+    assert summary["files"] == 3 and summary["faces"] == 1 and summary["faces_pasted"] == 1
+    assert set(summary["time_seconds"]) >= {"wall", "detection", "model", "blending"}
+    assert summary["model"]["delegate"] == "cpu" and summary["model"]["threads"] == 2
+    assert not list(out.rglob(".*"))                                     # no temp files left behind
+    assert "evil.jpg" in capsys.readouterr().err
+
+
+def test_video_keeps_fps_and_frame_count(tmp_path, tiny):
+    src = tmp_path / "clip.avi"
+    frame = cv2.cvtColor(masked_astronaut(), cv2.COLOR_RGB2BGR)
+    w = cv2.VideoWriter(str(src), cv2.VideoWriter_fourcc(*"MJPG"), 12.0, (512, 512))
+    for _ in range(5):
+        w.write(frame)
+    w.release()
+    out = tmp_path / "out"
+    assert cli.cli_main(None, _args([src], out, tiny, summary=tmp_path / "s.json")) == 0
+    rec = json.loads((tmp_path / "s.json").read_text())["records"][0]
+    assert rec["frames"] == 5 and rec["pasted"] == 5
+    cap = cv2.VideoCapture(str(out / "clip.avi"))
+    assert cap.get(cv2.CAP_PROP_FPS) == pytest.approx(12.0)
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    assert n == 5
+
+
+def test_output_over_input_is_refused(tmp_path):
+    save_image(tmp_path / "a.png", skimage_data.coffee())
+    with pytest.raises(media.MediaError, match="overwrite"):
+        media.collect([tmp_path / "a.png"], tmp_path)
+
+
+def test_nothing_to_do_is_a_clear_error(tmp_path, tiny):
+    with pytest.raises(Mask2FaceError, match="nothing to do"):
+        cli.cli_main(None, _args([], tmp_path, tiny))
+    with pytest.raises(Mask2FaceError, match="--out"):
+        cli.cli_main(None, _args([tmp_path], None, tiny))
+
+
+def test_missing_camera_is_reported(tmp_path, tiny):
+    rc = cli.cli_main(None, _args([], tmp_path / "o", tiny, camera=97))
+    s = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert rc == 1 and s["errors"][0]["file"] == "camera:97"
