@@ -39,6 +39,7 @@ class U8Targets:
     def __init__(self, array: np.ndarray):
         self.array = array
         self.shape = array.shape
+        self.dtype = np.dtype(np.float32)  # what indexing returns (PairsInput checks it)
 
     def __len__(self):
         return len(self.array)

@@ -136,6 +136,11 @@ def test_hostile_folder_finishes_with_reasons_and_resumes(hostile_folder, tmp_pa
     dataset.generate(SMALL, [hostile_folder], out2, workers=1, progress=False)
     for p, blob in before.items():
         assert (out2 / p.relative_to(out)).read_bytes() == blob
+    # ... and so does a run with two worker processes (seeds come from file paths, not from the schedule)
+    out3 = tmp_path / "data3"
+    dataset.generate(SMALL, [hostile_folder], out3, workers=2, progress=False)
+    for p, blob in before.items():
+        assert (out3 / p.relative_to(out)).read_bytes() == blob
 
 
 def test_shard_parts_cover_everything_once(hostile_folder, tmp_path):

@@ -72,3 +72,18 @@ def test_weighted_nms_merges_overlaps():
     out = detect.weighted_nms(boxes, kps, np.array([0.9, 0.6, 0.8]))
     assert len(out) == 2 and out[0][2] == pytest.approx(0.9)
     np.testing.assert_allclose(out[0][0], [0.4, 0.4, 10.4, 10.4])      # score-weighted mean
+
+
+def test_confirmed_needs_a_second_view():
+    """A low-scoring face counts only when another union stage found it too; a high one counts alone."""
+    def face(box, score, stage):
+        return detect.Face(tuple(float(v) for v in box), score, np.zeros((6, 2)), stage)
+    thr = {"full": (0.5, 0.35), "flip": (0.5, 0.35), "short_tiles": (1.01, 0.5)}
+    found = {"full": [face((0, 0, 40, 40), 0.4, "full"), face((100, 100, 140, 140), 0.45, "full"),
+                      face((200, 200, 240, 240), 0.9, "full")],
+             "flip": [face((1, 1, 41, 41), 0.38, "flip")],
+             "short_tiles": [face((100, 100, 140, 140), 0.45, "short_tiles"), face((300, 0, 340, 40), 0.99, "short_tiles")]}
+    kept = {(f.stage, f.box[0]) for f in detect.confirmed(found, thr)}
+    # (0,0): full and flip agree; (100,100): short_tiles is below its confirming threshold; (300,0): short_tiles
+    # never counts alone.
+    assert kept == {("full", 0.0), ("flip", 1.0), ("full", 200.0)}

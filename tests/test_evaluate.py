@@ -74,6 +74,7 @@ def test_identity_embedding_is_deterministic():
     assert a.shape == (128,) and np.linalg.norm(a - b) < 1e-6
 
 
+@pytest.mark.slow
 def test_cli_writes_report_grid_and_manifest(run_dir, tmp_path):
     from mask2face import config
     cfg = config.load("smoke")

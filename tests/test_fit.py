@@ -128,6 +128,7 @@ def test_training_lowers_the_loss_and_writes_checkpoints(pairs_dir, tmp_path):
     assert again.resumed_from_step == 24 and _sha(out / "last.keras") == before
 
 
+@pytest.mark.slow
 def test_other_settings_refuse_to_resume(pairs_dir, tmp_path):
     from mask2face.edge_runtime.errors import Mask2FaceError
     out = tmp_path / "t"
@@ -234,6 +235,7 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
     assert hist["3"]["train_loss"] < hist["1"]["train_loss"]
 
 
+@pytest.mark.slow
 def test_cli_main_trains_smoke_run(tmp_path):
     import argparse
     from mask2face import config
@@ -257,3 +259,14 @@ def test_missing_data_is_a_clear_error(tmp_path):
     args = argparse.Namespace(run=tmp_path / "run", data=None, out=None, strategy=None)
     with pytest.raises(Mask2FaceError, match="mask2face data"):
         fit.cli_main(config.load("smoke"), args)
+
+
+def test_extra_targets_are_appended_for_distillation(pairs_dir):
+    from mask2face.train.fit import DataError, PairsInput
+    base = PairsInput(pairs_dir, "train", 4)
+    teacher_u8 = np.full((24, 32, 32, 4), 51, np.uint8)
+    p = PairsInput(None, "train", 4, arrays=base.arrays, extra=teacher_u8)
+    x, y = p._gather(np.array([0, 1]), np.array([False, True]))
+    assert y.shape == (2, 32, 32, 8) and np.allclose(y[..., 4:], 0.2)
+    with pytest.raises(DataError, match="extra targets"):
+        PairsInput(None, "train", 4, arrays=base.arrays, extra=teacher_u8[:3])

@@ -36,3 +36,12 @@ def test_manifest_records_sha256_versions_and_config(tmp_path):
     assert m["outputs"][0]["bytes"] == 5
     assert m["config"] == {"x": 1} and m["parents"] == ["p"]
     assert "numpy" in m["versions"] and m["machine"]["cores"] >= 1
+
+
+def test_atomic_files_get_normal_permissions(tmp_path):
+    umask = os.umask(0o022)
+    try:
+        path = runs.write_bytes(tmp_path / "f.bin", b"x")
+    finally:
+        os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o644

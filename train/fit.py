@@ -78,7 +78,8 @@ class PairsInput:
     """A split held in memory as uint8, served as batches (x, y) of float32 in [0,1].
 
     x = masked RGB (B,S,S,3); y = concat(clean RGB, mask, extra...) (B,S,S,4+E) — the packed targets of
-    `mask2face.train.losses`. `extra` (N,S,S,E) in [0,1] (e.g. a cached teacher output) is appended per pair.
+    `mask2face.train.losses`. `extra` (N,S,S,E) float in [0,1] or uint8 0..255 (e.g. a cached teacher output)
+    is appended per pair; `arrays` (dict masked/clean/mask) replaces reading `data_dir/split`.
     The order of epoch e is a permutation drawn from (seed, e), so `dataset(e, start_step)` can resume in the
     middle of an epoch without touching the skipped batches. Random horizontal flips are drawn with the order and
     applied to x and y together. The last incomplete batch is dropped when shuffling (equal batches keep the graph
@@ -96,6 +97,8 @@ class PairsInput:
         self.size = n
         self.image_size = int(self.arrays["masked"].shape[1])
         self.target_channels = 4 + (0 if extra is None else int(extra.shape[-1]))
+        # Masks are stored 0/255; a 0/1 mask (hand-made data) is already a probability.
+        self._mask_scale = np.float32(1 / 255) if self.arrays["mask"].max(initial=0) > 1 else np.float32(1)
         if shuffle and n < batch_size:
             raise DataError(f"the {split} split has {n} pairs, fewer than one batch of {batch_size}: "
                             "make more pairs or lower the batch size (e.g. train.batch_size=4)")
@@ -123,10 +126,12 @@ class PairsInput:
         y = np.concatenate([a["clean"][idx], a["mask"][idx][..., None]], axis=-1)
         xf = x.astype(np.float32) * np.float32(1 / 255)
         yf = y.astype(np.float32) * np.float32(1 / 255)
-        if a["mask"].max(initial=0) <= 1:  # a 0/1 mask is already a probability
-            yf[..., 3] = y[..., 3]
+        yf[..., 3] = y[..., 3] * self._mask_scale
         if self.extra is not None:
-            yf = np.concatenate([yf, self.extra[idx].astype(np.float32)], axis=-1)
+            e = self.extra[idx].astype(np.float32)
+            if self.extra.dtype == np.uint8:  # extra targets may be cached as uint8 to save memory
+                e *= np.float32(1 / 255)
+            yf = np.concatenate([yf, e], axis=-1)
         if flips.any():
             xf[flips] = xf[flips][:, :, ::-1]
             yf[flips] = yf[flips][:, :, ::-1]
@@ -607,6 +612,7 @@ def measure_throughput(model_cfg, train_cfg, image_size: int, batch_size: int, s
 
     for _ in range(warmup):
         step().numpy()
+    load_before = os.getloadavg()[0]
     times = []
     for _ in tqdm(range(steps), desc=f"throughput {image_size}px b{batch_size}", file=sys.stderr):
         t0 = time.perf_counter()
@@ -617,13 +623,13 @@ def measure_throughput(model_cfg, train_cfg, image_size: int, batch_size: int, s
             "image_size": image_size, "batch_size": batch_size, "steps": steps, "params": model.count_params(),
             "gmac_forward_per_image": round(count_macs(model) / 1e9, 3),
             "step_s_median": round(median, 4), "images_per_s": round(batch_size / median, 2),
-            "loss": train_cfg.loss, "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads()}
+            "loss": train_cfg.loss, "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+            # The machine is shared: the 1-minute load average says how contended the figure is (2 cores).
+            "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
 
 
 def _throughput_main(argv: list[str]) -> int:
     """python -m mask2face.train.fit throughput OUT.json [preset:batch:steps ...]  (default cpu:16:10 paper:2:3)"""
-    from dataclasses import replace as dc_replace
-
     from mask2face import config as config_mod
 
     out = Path(argv[0]) if argv else Path("benchmarks/results/train_throughput.json")
@@ -634,7 +640,8 @@ def _throughput_main(argv: list[str]) -> int:
         name, batch, steps = parts[0], int(parts[1]), int(parts[2])
         overrides = parts[3].split(",") if len(parts) > 3 and parts[3] else []
         cfg = config_mod.load(name, [o.replace(";", ",") for o in overrides])
-        row = measure_throughput(cfg.teacher, cfg.train, cfg.data.image_size, batch, steps)
+        row = measure_throughput(cfg.teacher, cfg.train, cfg.data.image_size, batch, steps,
+                                 warmup=1 if steps <= 3 else 2)
         row.update({"preset": name, "overrides": overrides, "machine": runs.machine_info(),
                     "versions": runs.package_versions(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
         print(json.dumps(row), file=sys.stderr)
@@ -644,7 +651,6 @@ def _throughput_main(argv: list[str]) -> int:
     existing["note"] = ("training throughput (forward+backward+Adam, random data, median step) of teacher "
                         "configs; made by `python -m mask2face.train.fit throughput`")
     runs.write_json(out, existing)
-    del dc_replace
     return 0
 
 

@@ -1,0 +1,47 @@
+"""bench: rows with latency + quality + environment; report table/CSV/PNG; no TensorFlow imported."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+
+def test_benchmarks_do_not_import_tensorflow():
+    code = ("import sys; import mask2face.benchmarks.bench, mask2face.benchmarks.report; "
+            "print(any(m.startswith(('tensorflow', 'tf_keras')) for m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "False", out.stderr
+
+
+def test_report_pareto_and_table(tmp_path):
+    from mask2face.benchmarks import report
+    rows = []
+    for model, prec, ms, q, b in [("teacher", "fp32", 50.0, 30.0, 6_000_000), ("student", "fp32", 1.2, 29.5, 200_000),
+                                  ("student", "qat-int8", 1.0, 29.4, 100_000), ("student", "int8", 1.5, 28.0, 98_000)]:
+        rows.append({"kind": "model", "file": f"{model}-{prec}.tflite", "model": model, "precision": prec, "bytes": b,
+                     "latency": {"1": {"p50_ms": ms, "p90_ms": ms * 1.1}}, "quality": {"psnr_masked": q, "ssim": 0.9},
+                     "machine": {"cpu": "x", "cores": 2}, "versions": {}})
+    assert report.pareto_front([(np.log10(r["latency"]["1"]["p50_ms"]), r["quality"]["psnr_masked"])
+                                for r in rows]) == [0, 1, 2]
+    out = report.render(rows, tmp_path)
+    md = out["md"].read_text()
+    assert "| student | qat-int8 | 97.7 |" in md and "50.0" in md
+    assert out["csv"].read_text().splitlines()[0].startswith("model,precision")
+    import cv2
+    img = cv2.imread(str(out["png"]))
+    assert img is not None and img.shape == (600, 900, 3)
+
+
+@pytest.mark.slow
+def test_bench_cli_rows(tmp_path):
+    from test_distill import cli, smoke_run
+    run = smoke_run()
+    cli("bench", "--preset", "smoke", "--run", str(run), "--out", str(tmp_path))
+    rows = [json.loads(l) for l in (tmp_path / "rows.jsonl").read_text().splitlines()]
+    assert len(rows) == 9
+    for r in rows:
+        assert r["latency"]["1"]["p50_ms"] > 0 and r["quality"]["samples"] == 8
+        assert np.isfinite(r["quality"]["psnr_masked"]) and r["machine"]["cores"] and r["versions"]
+        assert r["metadata"]["name"] == r["model"]
+    assert (tmp_path / "pareto.png").exists() and (tmp_path / "table.md").exists()
