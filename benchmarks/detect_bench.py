@@ -2,6 +2,7 @@
 
     python -m mask2face.benchmarks.detect_bench                       # real-masked-dev, per stage + cascade
     python -m mask2face.benchmarks.detect_bench --calibrate --n 200   # BlazeFace eyes vs dlib 68 eyes on LFW
+    python -m mask2face.benchmarks.detect_bench --generated runs/cpu/data [--split test]   # rebuilt LFW photos
 
 Measures on ../shared/data/real-masked-dev (565 photos; 150 FMD PNGs have PASCAL-VOC boxes in annotations/):
 - found: share of photos where the stage finds at least one face (score >= its threshold);
@@ -9,6 +10,15 @@ Measures on ../shared/data/real-masked-dev (565 photos; 150 FMD PNGs have PASCAL
 Each stage runs on every photo (so stages can be compared and cascades computed from the same detections), then
 the cascade (a stage runs only where the previous ones found nothing) is evaluated from those detections.
 Rows go to benchmarks/results/detect.jsonl (one JSON object each, with the environment). No TensorFlow.
+
+--generated DATA_DIR: the synthetic pairs of a split (benchmarks/pairs.py format) put back into their full-size
+source photos (masked crop pasted through the inverse of the pair's `matrix`, its mask as alpha), then the runtime's
+FaceDetector on each. A photo counts as *processed* when a detected face's corrected eyes (Face.eyes(), what the
+Inpainter aligns with), mapped through `matrix`, land within --tolerance (0.15) of the crop side of the canonical
+eye positions: the right face was found and would be cropped like the training pair. The row also gives the eye
+offset distribution (vs the canonical positions, which includes the data's crop jitter, and vs the pair's own
+dlib eye centres, which does not). Rebuilt photos live in memory only (--dump writes failures to a folder
+outside the repository, for inspection).
 """
 
 from __future__ import annotations
@@ -266,6 +276,133 @@ def run_calibrate(args) -> dict:
     return row
 
 
+def rebuild_photo(photo: np.ndarray, masked_crop: np.ndarray, mask: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """The full-size masked photo: the pair's masked crop blended back where its mask is (alpha = mask / 255)."""
+    return align.paste_back(photo, masked_crop, mask.astype(np.float32) / 255.0, np.asarray(matrix, np.float64))
+
+
+def eye_offsets(face: detect.Face, matrix: np.ndarray, size: int, reference: np.ndarray) -> np.ndarray:
+    """Distance (in crop sides) of the face's corrected eyes, mapped into the pair's crop, from `reference`
+    (2, 2) crop-pixel positions (image-left eye first). Returns (2,) one per eye."""
+    eyes = align.transform_points(np.asarray(matrix, np.float64), np.stack(face.eyes()))
+    return np.hypot(*(eyes - reference).T) / size
+
+
+def canonical_eyes(size: int) -> np.ndarray:
+    return np.array([align.CANONICAL_LEFT_EYE, align.CANONICAL_RIGHT_EYE], np.float64) * size
+
+
+def iter_pairs(data_dir: Path, split: str, limit: int = 0):
+    """(masked crop, mask, meta) for every pair of a split, shard by shard (one shard in memory at a time)."""
+    from mask2face.benchmarks import pairs
+    shards = pairs.shard_paths(data_dir, split)
+    if not shards:
+        raise SystemExit(f"no pairs in {Path(data_dir) / split}: run `mask2face data` first or pass the run's data dir")
+    n = 0
+    for path in shards:
+        arrays, meta = pairs.read_shard(path), pairs.read_meta(path)
+        for i, m in enumerate(meta):
+            yield arrays["masked"][i], arrays["mask"][i], m
+            n += 1
+            if limit and n >= limit:
+                return
+
+
+def generated_records(data_dir: Path, split: str, photos_root: Path, detector: detect.FaceDetector,
+                      limit: int = 0, tolerance: float = 0.15, dump: Path | None = None) -> list[dict]:
+    """One record per pair: faces found, the best face's eye offsets (canonical / landmark), processed or not."""
+    records = []
+    pairs_iter = iter_pairs(data_dir, split, limit)
+    try:
+        from mask2face.benchmarks import pairs
+        total = pairs.dataset_info(data_dir)["counts"][split]
+        total = min(total, limit) if limit else total
+    except (OSError, KeyError, ValueError):
+        total = limit or None
+    for masked, mask, meta in tqdm(pairs_iter, total=total, desc=f"generated {split}", unit="photo"):
+        size = masked.shape[0]
+        rec = {"source": meta["source"]}
+        try:
+            photo = load_image(photos_root / meta["source"])
+        except ImageError as exc:
+            rec["error"] = str(exc)
+            records.append(rec)
+            continue
+        matrix = np.asarray(meta["matrix"], np.float64)
+        image = rebuild_photo(photo, masked, mask, matrix)
+        faces = detector.detect(image)
+        rec.update(faces=len(faces), stage=detector.last_stage, seconds=detector.last_seconds)
+        lm = np.asarray(meta.get("landmarks") or np.zeros((0, 2)), np.float64).reshape(-1, 2)
+        lm_eyes = np.stack(align.eye_centers_from_68(lm)) if len(lm) == 68 else None
+        best = None
+        for f in faces:
+            off = eye_offsets(f, matrix, size, canonical_eyes(size))
+            if best is None or off.max() < best[1].max():
+                best = (f, off)
+        if best is not None:
+            f, off = best
+            rec.update(offset=float(off.max()), offset_eyes=off.round(4).tolist(), score=float(f.score),
+                       face_stage=f.stage, processed=bool(off.max() <= tolerance),
+                       extra_faces=len(faces) - 1)
+            if lm_eyes is not None:
+                rec["landmark_offset"] = float(eye_offsets(f, matrix, size, lm_eyes).max())
+        else:
+            rec.update(processed=False, extra_faces=0)
+        if dump is not None and not rec["processed"]:
+            from mask2face.edge_runtime.safeio import save_image
+            save_image(dump / f"{len(records):04d}-{Path(meta['source']).stem}.jpg", image)
+        records.append(rec)
+    return records
+
+
+def summarise_generated(records: list[dict], tolerance: float) -> dict:
+    ok = [r for r in records if "error" not in r]
+    n = len(ok)
+    found = [r for r in ok if r["faces"]]
+    off = np.array([r["offset"] for r in found]) if found else np.zeros(0)
+    lm_off = np.array([r["landmark_offset"] for r in found if "landmark_offset" in r])
+    stages: dict[str, int] = {}
+    for r in ok:
+        stages[str(r["stage"])] = stages.get(str(r["stage"]), 0) + 1
+
+    def dist(a: np.ndarray) -> dict:
+        if not len(a):
+            return {}
+        return {"mean": round(float(a.mean()), 4), "p50": round(float(np.median(a)), 4),
+                "p90": round(float(np.percentile(a, 90)), 4), "max": round(float(a.max()), 4)}
+
+    return {"photos": n, "unreadable": len(records) - n, "found": len(found) / max(n, 1),
+            "processed": sum(r["processed"] for r in ok) / max(n, 1), "tolerance": tolerance,
+            "offset_canonical": dist(off), "offset_landmarks": dist(lm_off),
+            "photos_with_extra_faces": sum(r["extra_faces"] > 0 for r in ok),
+            "first_found_by": stages,
+            "ms_per_photo_mean": 1000 * float(np.mean([r["seconds"] for r in ok])) if ok else None,
+            "failures": [{k: r.get(k) for k in ("source", "faces", "offset", "stage")}
+                         for r in ok if not r["processed"]][:50]}
+
+
+def run_generated(args) -> dict:
+    data_dir = Path(args.generated)
+    if args.dump:
+        dump = Path(args.dump).resolve()
+        if dump == REPO or REPO in dump.parents:
+            raise SystemExit(f"--dump {dump} is inside the repository: images made from shared data stay out of it"
+                             " (use /tmp/...)")
+        dump.mkdir(parents=True, exist_ok=True)
+    root = args.photos_root or DATA
+    if not root.is_dir():
+        raise SystemExit(f"{root} not found: the pairs' source photos are read from there (--photos-root)")
+    det = detect.FaceDetector(threads=args.threads)
+    records = generated_records(data_dir, args.split, root, det, args.limit, args.tolerance,
+                                Path(args.dump) if args.dump else None)
+    summary = summarise_generated(records, args.tolerance)
+    row = {"bench": "detect", "variant": args.variant_generated, "dataset": str(data_dir), "split": args.split,
+           "cascade": ["runtime:" + "+".join(det.stages)], "thresholds": det.thresholds,
+           "fallback_threshold": det.fallback_threshold, "threads": args.threads, **summary, **environment()}
+    print(json.dumps({k: v for k, v in summary.items() if k != "failures"}, indent=1))
+    return row
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", type=Path, default=None)
@@ -277,8 +414,19 @@ def main(argv=None) -> int:
     p.add_argument("--no-save", action="store_true")
     p.add_argument("--variant", default="confirm-v1", help="name of the runtime cascade, stored in the row")
     p.add_argument("--runtime-only", action="store_true", help="only the shipped cascade (skip per-stage rows)")
+    p.add_argument("--generated", type=Path, default=None, metavar="DATA_DIR",
+                   help="pairs folder (e.g. runs/cpu/data): rebuild its full-size masked photos and detect on them")
+    p.add_argument("--split", default="test", help="split of --generated")
+    p.add_argument("--photos-root", type=Path, default=None,
+                   help="where the pairs' 'source' paths are relative to (default ../shared/data)")
+    p.add_argument("--tolerance", type=float, default=0.15, help="max eye offset, in crop sides, to count as processed")
+    p.add_argument("--variant-generated", default="generated-lfw-test", help="variant name of the --generated row")
+    p.add_argument("--dump", default=None, help="folder (outside the repo) for rebuilt photos that failed")
     args = p.parse_args(argv)
-    if args.calibrate:
+    if args.generated:
+        rows = [run_generated(args)]
+        out = RESULTS / "detect.jsonl"
+    elif args.calibrate:
         rows = [run_calibrate(args)]
         out = RESULTS / "detect_calibration.jsonl"
     else:

@@ -1,0 +1,99 @@
+"""benchmarks.detect_bench --generated: pairs written in the real pairs format (from scikit-image's astronaut, dlib
+landmarks, train.masks) are pasted back into their source photo and the runtime detector must find the face where
+the pair's crop says it is; a pair whose source holds no face must count as a miss."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from mask2face.benchmarks import detect_bench, pairs
+from mask2face.edge_runtime import align, detect
+from mask2face.edge_runtime.safeio import load_image, save_image
+
+skimage_data = pytest.importorskip("skimage.data")
+pytest.importorskip("dlib")
+SIZE = 128
+
+
+@pytest.fixture(scope="module")
+def pair_dir(tmp_path_factory):
+    """photos/{astro,astro_flip,coffee}.png and data/test/shard-00000.{npz,json}: 3 pairs, the last one pointing at
+    a face-free photo (its masked crop pasted there adds mask pixels but no face)."""
+    from mask2face.train import faces, masks
+
+    root = tmp_path_factory.mktemp("gen")
+    rng = np.random.default_rng(0)
+    astro = skimage_data.astronaut()
+    photos = {"astro.png": astro, "astro_flip.png": astro[:, ::-1].copy(), "coffee.png": skimage_data.coffee()}
+    for name, im in photos.items():
+        save_image(root / "photos" / name, im)
+    masked, clean, mask, meta = [], [], [], []
+    for name, kind in (("astro.png", "surgical"), ("astro_flip.png", "cloth")):
+        det = faces.detect(photos[name], "hog")
+        assert det.landmarks is not None
+        m = align.jitter(align.similarity_from_eyes(*align.eye_centers_from_68(det.landmarks), SIZE), SIZE, 0.04, rng)
+        c = align.crop(photos[name], m, SIZE)
+        lm = align.transform_points(m, det.landmarks)
+        mk, ms, info = masks.render(c, lm, kind, int(rng.integers(2 ** 31)))
+        masked.append(mk), clean.append(c), mask.append(ms)
+        meta.append({"source": f"photos/{name}", "landmarks": np.round(lm, 2), "matrix": np.round(m, 5), **info})
+    # The face-free photo: reuse the first pair's crop, placed mid-picture.
+    m = np.array([[0.5, 0, -100.0], [0, 0.5, -50.0]])
+    masked.append(masked[0]), clean.append(clean[0]), mask.append(mask[0])
+    meta.append({**meta[0], "source": "photos/coffee.png", "matrix": m})
+    pairs.write_shard(root / "data" / "test" / pairs.shard_name(0), np.stack(masked), np.stack(clean),
+                      np.stack(mask), meta)
+    return root
+
+
+def test_rebuild_pastes_only_the_mask(pair_dir):
+    masked, mask, meta = next(detect_bench.iter_pairs(pair_dir / "data", "test"))
+    photo = load_image(pair_dir / meta["source"])
+    out = detect_bench.rebuild_photo(photo, masked, mask, np.array(meta["matrix"]))
+    changed = np.any(out != photo, axis=-1)
+    # The mask warped into the photo (nearest) covers what changed, and the crop's masked pixels come back.
+    inv = align.invert(np.array(meta["matrix"]))
+    region = cv2.warpAffine(cv2.dilate(mask, np.ones((3, 3), np.uint8)), inv, photo.shape[1::-1]) > 0
+    assert changed.any() and not (changed & ~region).any()
+    back = align.crop(out, np.array(meta["matrix"]), SIZE)
+    inner = cv2.erode(mask, np.ones((5, 5), np.uint8)) > 0
+    assert np.abs(back[inner].astype(int) - masked[inner].astype(int)).mean() < 6
+
+
+def test_generated_records_find_the_pair_face(pair_dir):
+    det = detect.FaceDetector(threads=2)
+    recs = detect_bench.generated_records(pair_dir / "data", "test", pair_dir, det)
+    assert [r["source"] for r in recs] == ["photos/astro.png", "photos/astro_flip.png", "photos/coffee.png"]
+    for r in recs[:2]:
+        assert r["faces"] == 1 and r["processed"], r
+        # Jitter (<= 0.04 shift, 4% scale, 0.04 rad) plus detector error, well inside the 0.15 tolerance ...
+        assert r["offset"] < 0.1
+        # ... and against the pair's own dlib eyes (no jitter) the calibrated BlazeFace eyes are close.
+        assert r["landmark_offset"] < 0.06
+    assert recs[2]["faces"] == 0 and not recs[2]["processed"]
+    s = detect_bench.summarise_generated(recs, 0.15)
+    assert s["photos"] == 3 and s["found"] == pytest.approx(2 / 3) and s["processed"] == pytest.approx(2 / 3)
+    assert s["failures"] == [{"source": "photos/coffee.png", "faces": 0, "offset": None, "stage": None}]
+
+
+def test_tolerance_decides_processed(pair_dir):
+    det = detect.FaceDetector(threads=2)
+    recs = detect_bench.generated_records(pair_dir / "data", "test", pair_dir, det, limit=1, tolerance=1e-4)
+    assert len(recs) == 1 and recs[0]["faces"] == 1 and not recs[0]["processed"]
+
+
+def test_cli_row_and_dump_guard(pair_dir, tmp_path, capsys):
+    with pytest.raises(SystemExit, match="inside the repository"):
+        detect_bench.main(["--generated", str(pair_dir / "data"), "--photos-root", str(pair_dir), "--no-save",
+                           "--dump", str(detect_bench.REPO / "dump")])
+    assert not (detect_bench.REPO / "dump").exists()
+    assert detect_bench.main(["--generated", str(pair_dir / "data"), "--photos-root", str(pair_dir), "--no-save",
+                              "--dump", str(tmp_path / "fails")]) == 0
+    out = capsys.readouterr().out
+    summary = json.loads(out[out.index("{"):out.rindex("}") + 1])
+    assert summary["photos"] == 3 and summary["processed"] == pytest.approx(2 / 3)
+    assert [p.name for p in (tmp_path / "fails").iterdir()] == ["0002-coffee.jpg"]   # only the miss is dumped
