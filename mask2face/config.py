@@ -76,7 +76,7 @@ class DistillConfig:
         upsample="depth_to_space"))
     teacher_weight: float = 0.5          # weight of output matching with the teacher (task loss gets 1 - w)
     feature_weight: float = 0.0          # intermediate-feature matching via 1x1 adapters (0 = off)
-    epochs: int = 4
+    epochs: int = 8                      # the student is ~15x cheaper to train than the teacher (~50 images/s here)
     batch_size: int = 16
     learning_rate: float = 2e-3
     steps_per_epoch: int = 0
@@ -84,7 +84,7 @@ class DistillConfig:
 
 @dataclass(frozen=True)
 class QatConfig:
-    epochs: int = 1
+    epochs: int = 2
     batch_size: int = 16
     learning_rate: float = 2e-4
     steps_per_epoch: int = 0
