@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from pathlib import Path
 
@@ -143,6 +144,10 @@ def main(argv: list[str] | None = None) -> int:
             cfg = config.load(args.preset, args.overrides)
             if args.run is None:
                 args.run = Path("runs") / args.preset
+        if args.verb in CONFIGURED:
+            # Before TensorFlow loads: tfmot needs tf_keras models, and C++ INFO/WARNING lines bury our progress.
+            os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+            os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         module = importlib.import_module(VERBS[args.verb][0])
         return int(module.cli_main(cfg, args) or 0)
     except KeyboardInterrupt:

@@ -66,3 +66,15 @@ def test_nearest_upsampling_splits_xnnpack():
     from mask2face.compress.export import convert
     xnn = xnnpack_partitions(convert(_student(upsample="nearest"), "fp32"))
     assert xnn["partitions"] > 1 and "RESIZE_NEAREST_NEIGHBOR" in xnn["undelegated_ops"]
+
+
+def test_saved_student_loads_in_a_fresh_process(tmp_path):
+    """load_model must register DepthToSpace itself: a new process has never imported student_arch."""
+    import subprocess
+    import sys
+    _student().save(tmp_path / "s.keras")
+    code = ("import os; os.environ['TF_USE_LEGACY_KERAS'] = '1'\n"
+            "from mask2face.train.models import load_model\n"
+            "m = load_model('s.keras'); print('OUT', m.output_shape)\n")
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert "OUT (None, 32, 32, 4)" in r.stdout, r.stderr[-2000:]

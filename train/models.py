@@ -122,6 +122,8 @@ def load_model(path, compile: bool = False) -> keras.Model:
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"model file {path} not found: train one first (mask2face train) or pass --model PATH")
+    # Students use a registered DepthToSpace layer: importing its module registers it for deserialisation.
+    from mask2face.train import student_arch  # noqa: F401
     try:
         return keras.models.load_model(path, compile=compile)
     except (OSError, ValueError, KeyError) as exc:
