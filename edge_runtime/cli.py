@@ -31,7 +31,8 @@ def cli_main(cfg, args) -> int:
     if args.out is None:
         raise Mask2FaceError("--out DIR is required: results are written there and inputs are never modified")
     out = Path(args.out)
-    inpainter = Inpainter.from_file(args.model, delegate=args.delegate, threads=args.threads)
+    inpainter = Inpainter.from_file(args.model, delegate=args.delegate, threads=args.threads,
+                                    detector_threads=getattr(args, "detector_threads", None))
     bar = _tqdm()
     t0 = time.perf_counter()
     records = run_batch(inpainter, collect(inputs, out), bar_factory=bar) if inputs else []

@@ -100,7 +100,8 @@ def _remove_args(p):
     p.add_argument("--model", type=Path, help=".tflite (default: the shipped model)")
     p.add_argument("--camera", type=int, default=None, help="camera index")
     p.add_argument("--delegate", default="cpu", help="cpu | gpu | nnapi (falls back to cpu with a warning)")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=2, help="model threads (default 2)")
+    p.add_argument("--detector-threads", type=int, default=None, help="face detector threads (default: --threads)")
     p.add_argument("--summary", type=Path, help="JSON summary path (default: OUT/summary.json)")
 
 
