@@ -56,16 +56,22 @@ def latency(model_bytes: bytes, threads: int, warmup: int, runs: int, seed: int 
     shape = tuple(int(s) for s in inp["shape"])
     x = _to_input(inp, np.random.default_rng(seed).random(shape, dtype=np.float32))
     it.set_tensor(inp["index"], x)
-    for _ in range(max(warmup, 0)):
-        it.invoke()
-    times = []
-    for _ in range(max(runs, 1)):
-        t0 = time.perf_counter()
-        it.invoke()
-        times.append((time.perf_counter() - t0) * 1e3)
-    t = np.asarray(times)
+    t = time_invokes(it, warmup, runs)
     return {"p50_ms": round(float(np.percentile(t, 50)), 4), "p90_ms": round(float(np.percentile(t, 90)), 4),
-            "mean_ms": round(float(t.mean()), 4), "runs": len(times), "warmup": warmup}
+            "mean_ms": round(float(t.mean()), 4), "runs": len(t), "warmup": warmup}
+
+
+def time_invokes(interpreter, warmup: int, runs: int) -> np.ndarray:
+    """Milliseconds of `runs` invoke() calls after `warmup` untimed ones. The input must already be set: every
+    latency figure in the project times the model alone, not the copies around it."""
+    for _ in range(max(warmup, 0)):
+        interpreter.invoke()
+    times = np.empty(max(runs, 1))
+    for i in range(len(times)):
+        t0 = time.perf_counter()
+        interpreter.invoke()
+        times[i] = (time.perf_counter() - t0) * 1e3
+    return times
 
 
 def predict(model_bytes: bytes, images_u8: np.ndarray, threads: int = 1) -> np.ndarray:

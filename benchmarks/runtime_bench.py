@@ -25,6 +25,7 @@ from tqdm import tqdm
 from mask2face.edge_runtime.inpaint import BlendConfig, Inpainter
 from mask2face.edge_runtime.safeio import load_image, save_image
 
+from .bench import time_invokes
 from .detect_bench import DATA, RESULTS, append_row, environment
 
 ACCEPT_ALL = BlendConfig(min_confidence=0.0, min_area=0.0, max_area=1.0, min_centroid_y=0.0, mask_threshold=-1.0)
@@ -53,14 +54,7 @@ def bare_invoke_ms(model, runs: int) -> float:
     x = model.to_input(np.random.default_rng(0).random((1, *model.input_size, 3), dtype=np.float32))
     it = model.interpreter
     it.set_tensor(model.input_detail["index"], x)
-    for _ in range(5):
-        it.invoke()
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        it.invoke()
-        times.append(time.perf_counter() - t0)
-    return 1000 * float(np.median(times))
+    return float(np.median(time_invokes(it, warmup=5, runs=runs)))
 
 
 def main(argv=None) -> int:

@@ -24,10 +24,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
+
+from mask2face.benchmarks.bench import time_invokes
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
@@ -75,14 +76,7 @@ def p50_latency_ms(model_bytes: bytes, runs: int, warmup: int = WARMUP) -> float
     inp = it.get_input_details()[0]
     x = np.random.default_rng(0).random(tuple(inp["shape"])).astype(np.float32)
     it.set_tensor(inp["index"], x)
-    for _ in range(warmup):
-        it.invoke()
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        it.invoke()
-        times.append(time.perf_counter() - t0)
-    return round(float(np.median(times)) * 1e3, 3)
+    return round(float(np.median(time_invokes(it, warmup, runs))), 3)
 
 
 def unfolded_bn_ops(model_bytes: bytes) -> int:
