@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 
-def test_benchmarks_do_not_import_tensorflow():
+def test_benchmarks_do_not_import_tensorflow(tmp_path):
     code = ("import sys; import mask2face.benchmarks.bench, mask2face.benchmarks.report; "
             "print(any(m.startswith(('tensorflow', 'tf_keras')) for m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert out.stdout.strip() == "False", out.stderr
 
 

@@ -25,7 +25,8 @@ print(json.dumps({"pasted": res.pasted, "forbidden": bad}))
 
 def test_full_inference_imports_no_tensorflow(tmp_path):
     model = make_tiny_tflite(tmp_path)
-    out = subprocess.run([sys.executable, "-c", SCRIPT, str(model)], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", SCRIPT, str(model)], capture_output=True, text=True, timeout=120,
+                         cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["pasted"] == 1                     # a real inference ran and blended

@@ -227,7 +227,7 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
                       learning_rate=3e-3, schedule="constant", strategy=strategy, verbose=False)
         print(json.dumps(r.as_dict()))
     """)
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     report = json.loads((tmp_path / "out" / "train_report.json").read_text())
     assert report["replicas"] == 2 and report["strategy"] == "MirroredStrategy"

@@ -70,9 +70,9 @@ def test_all_metrics_and_summary_keys():
     assert s["psnr"] == pytest.approx(row["psnr"])
 
 
-def test_metrics_import_no_tensorflow():
+def test_metrics_import_no_tensorflow(tmp_path):
     import subprocess
     import sys
     code = "import sys; import mask2face.benchmarks.metrics; print('tensorflow' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert out.stdout.strip() == "False"
