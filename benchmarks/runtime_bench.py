@@ -28,7 +28,8 @@ from mask2face.edge_runtime.safeio import load_image, save_image
 from .bench import time_invokes
 from .detect_bench import DATA, RESULTS, append_row, environment
 
-ACCEPT_ALL = BlendConfig(min_confidence=0.0, min_area=0.0, max_area=1.0, min_centroid_y=0.0, mask_threshold=-1.0)
+ACCEPT_ALL = BlendConfig(min_confidence=0.0, min_area=0.0, max_area=1.0, min_centroid_y=0.0, mask_threshold=-1.0,
+                         min_change=0.0)
 
 
 def make_photos(n: int, out_dir: Path, seed: int = 0) -> list[Path]:
