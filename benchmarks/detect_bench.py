@@ -34,6 +34,8 @@ import numpy as np
 from tqdm import tqdm
 
 from mask2face.edge_runtime import align, detect
+
+from . import bench
 from mask2face.edge_runtime.safeio import load_image
 from mask2face.edge_runtime.errors import ImageError
 
@@ -44,15 +46,12 @@ WITH_MASK = "con_mascarilla"
 
 
 def environment() -> dict:
-    from mask2face.runs import machine_info, package_versions
-    return {"machine": machine_info(), "versions": package_versions(), "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    """The benchmarks' shared environment block, plus when the row was made."""
+    return {**bench.environment(), "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
 
 
 def append_row(path: Path, row: dict) -> None:
-    """Append one JSON row; the whole file is rewritten atomically so a crash never leaves half a row."""
-    from mask2face.runs import write_bytes
-    old = path.read_bytes() if path.exists() else b""
-    write_bytes(path, old + (json.dumps(row, sort_keys=True, default=str) + "\n").encode())
+    bench.append_rows(path, [row])
 
 
 def read_boxes(xml_path: Path) -> list[tuple[str, list[float]]]:

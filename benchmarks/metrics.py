@@ -79,14 +79,18 @@ def masked_ssim(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
     return float(ssim_map(a, b)[m].mean())
 
 
-def mse(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
-    d = (to_float(a) - to_float(b)) ** 2
+def _mean(d: np.ndarray, mask: np.ndarray | None) -> float:
+    """Mean of a per-pixel error map, over the mask pixels when a mask is given (NaN for an empty mask)."""
     if mask is not None:
         m = to_bool_mask(mask)
         if not m.any():
             return float("nan")
         d = d[m]
     return float(d.mean())
+
+
+def mse(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
+    return _mean((to_float(a) - to_float(b)) ** 2, mask)
 
 
 def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
@@ -97,13 +101,7 @@ def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
 
 
 def l1(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
-    d = np.abs(to_float(a) - to_float(b))
-    if mask is not None:
-        m = to_bool_mask(mask)
-        if not m.any():
-            return float("nan")
-        d = d[m]
-    return float(d.mean())
+    return _mean(np.abs(to_float(a) - to_float(b)), mask)
 
 
 def all_metrics(output: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> dict[str, float]:
