@@ -137,7 +137,7 @@ class Inpainter:
                 continue
             crop = align.crop(image, matrix, self.size)
             t2 = time.perf_counter()
-            pred = self.model.run(crop[None].astype(np.float32) / 255.0)[0]
+            pred = self.model.run(crop[None])[0]  # uint8 crop: the model quantises it directly
             t3 = time.perf_counter()
             result.timings["model_invoke"] += self.model.last_invoke_s
             restored = np.clip(pred[..., :3] * 255.0 + 0.5, 0, 255).astype(np.uint8)

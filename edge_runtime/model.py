@@ -177,6 +177,23 @@ class Model:
             return quantize(x, *self.in_quant, self.input_detail["dtype"])
         return np.ascontiguousarray(x, dtype=self.input_detail["dtype"])
 
+    def to_input_u8(self, pixels: np.ndarray) -> np.ndarray:
+        """uint8 RGB pixels -> the model's input tensor. The same values as `to_input(pixels / 255)`, with a
+        shortcut for the usual int8 input quantisation (scale 1/255, zero point -128): q = pixel - 128, one
+        XOR per byte instead of a float round trip (camera frames and crops are uint8 anyway)."""
+        pixels = np.asarray(pixels)
+        if pixels.dtype != np.uint8:
+            raise ValueError(f"to_input_u8 takes uint8 pixels, got {pixels.dtype}")
+        plain = (str(self.metadata.get("color_order", "RGB")).upper() == "RGB"
+                 and [float(v) for v in self.metadata.get("input_range", [0, 1])] == [0.0, 1.0])
+        if plain and self.in_quant and abs(self.in_quant[0] * 255 - 1) < 1e-6:
+            zp, dtype = self.in_quant[1], self.input_detail["dtype"]
+            if dtype == np.int8 and zp == -128:
+                return np.bitwise_xor(pixels, np.uint8(0x80)).view(np.int8)
+            if dtype == np.uint8 and zp == 0:
+                return np.ascontiguousarray(pixels)
+        return self.to_input(np.multiply(pixels, np.float32(1 / 255), dtype=np.float32))
+
     def from_output(self, y: np.ndarray) -> np.ndarray:
         y = dequantize(y, *self.out_quant) if self.out_quant else np.asarray(y, np.float32)
         lo, hi = (float(v) for v in self.metadata.get("output_range", [0, 1]))
@@ -193,9 +210,12 @@ class Model:
         return self.interpreter.get_tensor(self.output_detail["index"])
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        """(B, H, W, 3) float32 in [0,1] -> (B, H, W, C) float32 in [0,1]. Runs one image at a time when the
-        model has a fixed batch of 1 (the exported files do; at batch 1 this costs nothing)."""
-        batch = np.asarray(batch, np.float32)
+        """(B, H, W, 3) float32 in [0,1], or uint8 pixels -> (B, H, W, C) float32 in [0,1]. Runs one image at a
+        time when the model has a fixed batch of 1 (the exported files do; at batch 1 this costs nothing)."""
+        batch = np.asarray(batch)
+        prepare = self.to_input_u8 if batch.dtype == np.uint8 else self.to_input
+        if batch.dtype != np.uint8:
+            batch = batch.astype(np.float32, copy=False)
         if batch.ndim == 3:
             batch = batch[None]
         h, w = self.input_size
@@ -208,7 +228,9 @@ class Model:
             chunk = batch[i:i + step]
             if len(chunk) != step:
                 raise ValueError(f"model has a fixed batch of {step}")
-            outs.append(self.from_output(self.invoke(self.to_input(chunk))))
+            outs.append(self.from_output(self.invoke(prepare(chunk))))
+        if len(outs) == 1:  # the usual case (one face crop): no concatenation copy
+            return outs[0]
         return np.concatenate(outs) if outs else np.zeros((0, h, w, self.output_detail["shape"][-1]), np.float32)
 
     def describe(self) -> dict:

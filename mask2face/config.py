@@ -66,6 +66,9 @@ class TrainConfig:
     steps_per_epoch: int = 0             # 0 = one pass over the training split
     strategy: str = "default"            # default | mirrored | multiworker
     flip: bool = True
+    bare_share: float = 0.1              # share of training pairs served without a mask (input = truth, mask = 0):
+                                         # teaches "leave bare faces alone", so the runtime may see unmasked faces
+    init_from: str = ""                  # start from this model's weights (fine-tune, e.g. on your own faces)
     seed: int = 0
 
 

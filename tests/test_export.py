@@ -71,3 +71,31 @@ def test_fp32_matches_keras_and_qat_int8_matches_qat_model():
         assert np.abs(run_once(fp32, x) - student(x[None]).numpy()[0]).max() < 1e-4
         # stated bound: the int8 file reproduces the fake-quant model within 30 dB PSNR (1 LSB of 8-bit ~ 48 dB)
         assert metrics.psnr(run_once(q8, x)[..., :3], qat(x[None]).numpy()[0][..., :3]) > 30
+
+
+@pytest.mark.slow
+def test_int8_io_export_runs_in_the_edge_runtime_like_the_float_io_file():
+    """export.int8_io=true: int8 input/output tensors, quantisation recorded in the metadata; the edge Model
+    quantises/dequantises and gives the float-I/O file's result within a few output steps."""
+    from test_distill import cli, smoke_run
+    from mask2face.compress import tflite_metadata as tm
+    from mask2face.edge_runtime.model import Model
+    run = smoke_run()
+    out = run / "export-int8io"
+    cli("export", "--preset", "smoke", "--run", str(run), "--out", str(out), "export.int8_io=true",
+        "export.precisions=qat-int8")
+    q_io = out / "student-qat-int8.tflite"
+    meta = tm.read(q_io.read_bytes())
+    assert meta["input_quantization"]["scale"] > 0 and meta["output_quantization"]["scale"] > 0
+    m8, mf = Model.from_file(q_io, threads=1), Model.from_file(run / "export" / "student-qat-int8.tflite", threads=1)
+    assert m8.input_detail["dtype"] == np.int8 and mf.input_detail["dtype"] == np.float32
+    x = np.random.default_rng(0).random((1, 32, 32, 3), dtype=np.float32)
+    y8, yf = m8.run(x), mf.run(x)
+    assert y8.dtype == np.float32 and y8.shape == yf.shape
+    # uint8 pixels go straight in (q = pixel - 128 for scale 1/255, zero point -128): same tensor, same result
+    u8 = np.random.default_rng(1).integers(0, 256, (1, 32, 32, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(m8.to_input_u8(u8), m8.to_input(u8.astype(np.float32) / 255))
+    np.testing.assert_array_equal(m8.run(u8), m8.run(u8.astype(np.float32) / 255))
+    step = meta["output_quantization"]["scale"]
+    # input rounding to 8 bits moves a few outputs by one or two quantisation steps, no more
+    assert np.abs(y8 - yf).max() <= 3 * step + 1e-6, (np.abs(y8 - yf).max(), step)

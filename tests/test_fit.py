@@ -270,3 +270,42 @@ def test_extra_targets_are_appended_for_distillation(pairs_dir):
     assert y.shape == (2, 32, 32, 8) and np.allclose(y[..., 4:], 0.2)
     with pytest.raises(DataError, match="extra targets"):
         PairsInput(None, "train", 4, arrays=base.arrays, extra=teacher_u8[:3])
+
+
+def test_bare_share_serves_unmasked_pairs_with_identity_targets(pairs_dir):
+    from mask2face.train.fit import DataError, PairsInput
+    base = PairsInput(pairs_dir, "train", 4, flip=True, seed=5)
+    teacher_u8 = np.full((24, 32, 32, 4), 51, np.uint8)
+    p = PairsInput(None, "train", 4, flip=True, seed=5, arrays=base.arrays, extra=teacher_u8, bare_share=0.5)
+    idx, code = p.order(0)
+    np.testing.assert_array_equal(idx, base.order(0)[0])            # same order and flips as without bare pairs
+    np.testing.assert_array_equal(code & PairsInput.FLIP, base.order(0)[1])
+    bare = (code & PairsInput.BARE) > 0
+    assert 0.2 < bare.mean() < 0.8
+    x, y = p._gather(idx.ravel(), code.ravel())
+    b = bare.ravel()
+    np.testing.assert_array_equal(x[b], y[b][..., :3])               # input = truth
+    assert y[b][..., 3].max() == 0.0 and y[b][..., 7].max() == 0.0   # nothing masked, for truth and teacher
+    np.testing.assert_array_equal(y[b][..., 4:7], y[b][..., :3])     # teacher target = the input itself
+    assert np.allclose(y[~b][..., 4:], 0.2)                           # other pairs keep the teacher's output
+    assert (x[~b] != y[~b][..., :3]).any()                            # ... and their masked input
+    with pytest.raises(DataError, match="bare_share"):
+        PairsInput(None, "train", 4, arrays=base.arrays, bare_share=1.0)
+
+
+def test_init_from_copies_weights_and_refuses_another_architecture(tmp_path):
+    from mask2face.edge_runtime.errors import Mask2FaceError
+    from mask2face.train.fit import copy_weights
+    from mask2face.train.models import build_model
+    source = build_model(ModelConfig(filters=(8, 16), kernels=(3, 3)), 32)
+    source.save(tmp_path / "source.keras")
+    fresh = build_model(ModelConfig(filters=(8, 16), kernels=(3, 3)), 32)
+    assert not all(np.array_equal(a, b) for a, b in zip(fresh.get_weights(), source.get_weights()))
+    copy_weights(tmp_path / "source.keras", fresh)
+    for a, b in zip(fresh.get_weights(), source.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    other = build_model(ModelConfig(filters=(8, 24), kernels=(3, 3)), 32)
+    with pytest.raises(Mask2FaceError, match="do not match"):
+        copy_weights(tmp_path / "source.keras", other)
+    with pytest.raises(Mask2FaceError, match="no such model"):
+        copy_weights(tmp_path / "missing.keras", other)

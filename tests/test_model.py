@@ -71,6 +71,16 @@ def test_loads_and_runs_with_metadata(tiny_path):
     np.testing.assert_allclose(y[1, ..., 3], 1 / (1 + np.exp(-15.0)), atol=1e-5)  # sigmoid(20 - 5)
 
 
+def test_uint8_pixels_are_scaled_for_a_float_model(tiny_path):
+    m = Model.from_file(tiny_path, threads=1)
+    u8 = np.zeros((1, TINY_SIZE, TINY_SIZE, 3), np.uint8)
+    u8[..., 2] = 255                          # pure blue, as pixels
+    np.testing.assert_array_equal(m.to_input_u8(u8), m.to_input(u8.astype(np.float32) / 255))
+    np.testing.assert_allclose(m.run(u8)[..., 3], 1 / (1 + np.exp(-15.0)), atol=1e-5)
+    with pytest.raises(ValueError, match="uint8"):
+        m.to_input_u8(u8.astype(np.float32))
+
+
 def test_defaults_without_metadata(tmp_path):
     path = make_tiny_tflite(tmp_path, channels=3, metadata=False)
     m = Model.from_file(path)

@@ -82,14 +82,18 @@ class PairsInput:
     is appended per pair; `arrays` (dict masked/clean/mask) replaces reading `data_dir/split`.
     The order of epoch e is a permutation drawn from (seed, e), so `dataset(e, start_step)` can resume in the
     middle of an epoch without touching the skipped batches. Random horizontal flips are drawn with the order and
-    applied to x and y together. The last incomplete batch is dropped when shuffling (equal batches keep the graph
+    applied to x and y together; so is the `bare_share` of pairs served as bare faces (x = clean, mask = 0, and
+    clean RGB + mask 0 in place of extra targets: for a bare face the right output is the input itself). The last incomplete batch is dropped when shuffling (equal batches keep the graph
     to one trace and split evenly over replicas)."""
 
     def __init__(self, data_dir: Path | None, split: str, batch_size: int, *, flip: bool = False,
                  shuffle: bool = True, seed: int = 0, extra: np.ndarray | None = None, limit: int | None = None,
-                 arrays: dict[str, np.ndarray] | None = None):
+                 arrays: dict[str, np.ndarray] | None = None, bare_share: float = 0.0):
         self.arrays = arrays if arrays is not None else _load_arrays(Path(data_dir), split, limit)
         self.split, self.batch_size, self.flip, self.shuffle, self.seed = split, int(batch_size), flip, shuffle, seed
+        if not 0.0 <= bare_share < 1.0:
+            raise DataError(f"bare_share={bare_share}: expected a share in [0, 1)")
+        self.bare_share = float(bare_share)
         self.extra = extra
         n = len(self.arrays["masked"])
         if extra is not None and len(extra) != n:
@@ -109,18 +113,25 @@ class PairsInput:
             return self.size // self.batch_size
         return math.ceil(self.size / self.batch_size)
 
+    FLIP, BARE = 1, 2  # bits of the per-pair augmentation code
+
     def order(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
-        """(indices (steps, B), flips (steps, B)) of an epoch; a pure function of (seed, epoch)."""
+        """(indices (steps, B), augmentation codes (steps, B): FLIP | BARE bits) of an epoch; a pure function of
+        (seed, epoch). Draws are appended after the flips, so bare_share=0 keeps earlier runs' orders."""
         rng = np.random.default_rng([int(self.seed), int(epoch)])
         if not self.shuffle:
             idx = np.arange(self.size)
-            return idx, np.zeros(self.size, bool)
+            return idx, np.zeros(self.size, np.uint8)
         steps = self.steps_per_epoch
         idx = rng.permutation(self.size)[: steps * self.batch_size].reshape(steps, self.batch_size)
-        flips = (rng.random(idx.shape) < 0.5) if self.flip else np.zeros(idx.shape, bool)
-        return idx, flips
+        code = np.zeros(idx.shape, np.uint8)
+        if self.flip:
+            code |= (rng.random(idx.shape) < 0.5).astype(np.uint8) * self.FLIP
+        if self.bare_share > 0:
+            code |= (rng.random(idx.shape) < self.bare_share).astype(np.uint8) * self.BARE
+        return idx, code
 
-    def _gather(self, idx: np.ndarray, flips: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _gather(self, idx: np.ndarray, code: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         a = self.arrays
         x = a["masked"][idx]
         y = np.concatenate([a["clean"][idx], a["mask"][idx][..., None]], axis=-1)
@@ -132,6 +143,14 @@ class PairsInput:
             if self.extra.dtype == np.uint8:  # extra targets may be cached as uint8 to save memory
                 e *= np.float32(1 / 255)
             yf = np.concatenate([yf, e], axis=-1)
+        bare = (code & self.BARE) > 0
+        if bare.any():  # a bare face: the input is the truth, nothing is masked, the best output is the input
+            xf[bare] = yf[bare][..., :3]
+            yf[bare, ..., 3] = 0.0
+            if yf.shape[-1] > 4:  # teacher targets: RGB (+ mask) laid out like the model output
+                yf[bare, ..., 4:7] = yf[bare][..., :3]
+                yf[bare, ..., 7:] = 0.0
+        flips = (code & self.FLIP) > 0
         if flips.any():
             xf[flips] = xf[flips][:, :, ::-1]
             yf[flips] = yf[flips][:, :, ::-1]
@@ -141,13 +160,13 @@ class PairsInput:
                 ) -> tf.data.Dataset:
         """Batches of epoch `epoch` from `start_step` on. With an input_context (tf.distribute), each input
         pipeline gets its share of every global batch, already split into per-replica batches."""
-        idx, flips = self.order(epoch)
+        idx, codes = self.order(epoch)
         if not self.shuffle:  # evaluation order: plain consecutive batches, last one partial
             bounds = range(0, self.size, self.batch_size)
-            rows = [(idx[i:i + self.batch_size], flips[i:i + self.batch_size]) for i in bounds][start_step:]
+            rows = [(idx[i:i + self.batch_size], codes[i:i + self.batch_size]) for i in bounds][start_step:]
             gen_rows = rows
         else:
-            idx, flips = idx[start_step:], flips[start_step:]
+            idx, codes = idx[start_step:], codes[start_step:]
             if input_context is not None and (input_context.num_input_pipelines > 1
                                               or input_context.num_replicas_in_sync > 1):
                 pipes, pid = input_context.num_input_pipelines, input_context.input_pipeline_id
@@ -155,9 +174,9 @@ class PairsInput:
                 per_replica = input_context.get_per_replica_batch_size(self.batch_size)
                 share = idx.shape[1] // pipes
                 idx = idx[:, pid * share:(pid + 1) * share].reshape(-1, per_replica)
-                flips = flips[:, pid * share:(pid + 1) * share].reshape(-1, per_replica)
+                codes = codes[:, pid * share:(pid + 1) * share].reshape(-1, per_replica)
                 assert local * per_replica == share
-            gen_rows = list(zip(idx, flips))
+            gen_rows = list(zip(idx, codes))
         size, channels = self.image_size, self.target_channels
         if not gen_rows:
             return tf.data.Dataset.from_tensor_slices(
@@ -168,10 +187,10 @@ class PairsInput:
         else:  # ragged last batch: one element per row via a generator of index arrays
             rows_ds = tf.data.Dataset.from_generator(
                 lambda: iter(gen_rows), output_signature=(tf.TensorSpec([None], tf.int64),
-                                                          tf.TensorSpec([None], tf.bool)))
+                                                          tf.TensorSpec([None], tf.uint8)))
 
-        def load(i, f):
-            x, y = tf.numpy_function(self._gather, [i, f], (tf.float32, tf.float32), stateful=False)
+        def load(i, code):
+            x, y = tf.numpy_function(self._gather, [i, code], (tf.float32, tf.float32), stateful=False)
             x.set_shape([None, size, size, 3])
             y.set_shape([None, size, size, channels])
             return x, y
@@ -527,6 +546,22 @@ def _data_fingerprint(data_dir: Path) -> str | None:
     return info.get("config_hash") or run_key(info)
 
 
+def copy_weights(source: Path, model: keras.Model) -> None:
+    """Initialise `model` with the weights of the saved model `source` (same architecture): fine-tuning.
+    Only the weights are taken; the optimizer and schedule start fresh for the new run."""
+    from mask2face.train.models import load_model
+
+    if not source.is_file():
+        raise Mask2FaceError(f"train.init_from={source}: no such model file")
+    src = load_model(source)
+    theirs, ours = src.get_weights(), model.get_weights()
+    if [w.shape for w in theirs] != [w.shape for w in ours]:
+        raise Mask2FaceError(f"train.init_from={source}: its layers do not match the configured model "
+                             f"({src.count_params():,} vs {model.count_params():,} parameters); use the same "
+                             "teacher.* settings it was trained with (see its config.json)")
+    model.set_weights(theirs)
+
+
 def cli_main(cfg, args) -> int:
     """`mask2face train`: RUN/data -> RUN/teacher (best.keras, last.keras, state.json, logs, manifest)."""
     from mask2face import config as config_mod
@@ -542,7 +577,8 @@ def cli_main(cfg, args) -> int:
     keras.utils.set_random_seed(tc.seed)
 
     print(f"train: loading pairs from {data_dir}", file=sys.stderr)
-    train_in = PairsInput(data_dir, "train", tc.batch_size, flip=tc.flip, shuffle=True, seed=tc.seed)
+    train_in = PairsInput(data_dir, "train", tc.batch_size, flip=tc.flip, shuffle=True, seed=tc.seed,
+                          bare_share=tc.bare_share)
     try:
         val_in = PairsInput(data_dir, "val", tc.batch_size, shuffle=False)
     except DataError:
@@ -555,6 +591,9 @@ def cli_main(cfg, args) -> int:
               f"the model is built for {size}", file=sys.stderr)
     with strategy.scope():
         model = build_model(cfg.teacher, size)
+        if tc.init_from:
+            copy_weights(Path(tc.init_from), model)
+            print(f"train: starting from the weights of {tc.init_from}", file=sys.stderr)
     loss = build_loss(tc, cfg.teacher.predict_mask)
     if _is_chief(strategy):
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -565,7 +604,8 @@ def cli_main(cfg, args) -> int:
           f"{size}x{size}, {model.count_params():,} parameters, {strategy.num_replicas_in_sync} replica(s)",
           file=sys.stderr)
     settings = {"teacher": config_mod.to_dict(cfg.teacher), "train": config_mod.to_dict(tc), "image_size": size,
-                "train_pairs": train_in.size, "data": _data_fingerprint(data_dir)}
+                "train_pairs": train_in.size, "data": _data_fingerprint(data_dir),
+                "init_from_sha256": runs.sha256_file(Path(tc.init_from)) if tc.init_from else None}
     settings["train"].pop("strategy", None)  # a resume may use another strategy
     result = fit_model(model, train_in, val_in, loss, out_dir, epochs=tc.epochs, learning_rate=tc.learning_rate,
                        schedule=tc.lr_schedule, steps_per_epoch=tc.steps_per_epoch, strategy=strategy,
@@ -576,7 +616,8 @@ def cli_main(cfg, args) -> int:
         outputs = [out_dir / n for n in ("best.keras", "last.keras", "state.json", "train_report.json", "log.csv")]
         runs.write_manifest(out_dir, stage="teacher", config=config_mod.to_dict(cfg),
                             inputs=[data_dir / "dataset.json"] if (data_dir / "dataset.json").exists() else
-                            [str(data_dir)], outputs=outputs, parents=[str(data_dir)],
+                            [str(data_dir)], outputs=outputs,
+                            parents=[str(data_dir)] + ([tc.init_from] if tc.init_from else []),
                             extra={"result": result.as_dict()})
     ips = f"{result.images_per_s:.1f} images/s" if result.images_per_s else "throughput n/a"
     best = f"{result.best_val_loss:.4f}" if result.best_val_loss is not None else "n/a"
