@@ -179,7 +179,7 @@ def runtime_row(photos: list[Path], folder: Path, threads: int, env: dict, varia
     free = {name: len(det.detect(im)) for name, im in face_free_images()}
     total = hits["pick"][1] + hits["check"][1]
     return {"bench": "detect", "variant": variant, "dataset": folder.name, "cascade": ["runtime:" + "+".join(det.stages)],
-            "thresholds": det.thresholds, "fallback_threshold": det.fallback_threshold,
+            "thresholds": det.thresholds, "cross_thresholds": det.cross, "fallback_threshold": det.fallback_threshold,
             "photos": n, "found": found / max(n, 1), "recall": (hits["pick"][0] + hits["check"][0]) / max(total, 1),
             "recall_boxes": total, "recall_pick": hits["pick"][0] / max(hits["pick"][1], 1),
             "recall_check": hits["check"][0] / max(hits["check"][1], 1),
@@ -397,7 +397,7 @@ def run_generated(args) -> dict:
     summary = summarise_generated(records, args.tolerance)
     row = {"bench": "detect", "variant": args.variant_generated, "dataset": str(data_dir), "split": args.split,
            "cascade": ["runtime:" + "+".join(det.stages)], "thresholds": det.thresholds,
-           "fallback_threshold": det.fallback_threshold, "threads": args.threads, **summary, **environment()}
+           "cross_thresholds": det.cross, "fallback_threshold": det.fallback_threshold, "threads": args.threads, **summary, **environment()}
     print(json.dumps({k: v for k, v in summary.items() if k != "failures"}, indent=1))
     return row
 

@@ -87,3 +87,23 @@ def test_confirmed_needs_a_second_view():
     # (0,0): full and flip agree; (100,100): short_tiles is below its confirming threshold; (300,0): short_tiles
     # never counts alone.
     assert kept == {("full", 0.0), ("flip", 1.0), ("full", 200.0)}
+
+
+def test_cross_model_agreement_lowers_the_bar_only_across_models():
+    """A tiles face at 0.45 counts when the short-range model agrees (different model), not when only full/flip
+    (the same model) do; a short face never counts alone and gives way to an overlapping full-range face."""
+    def face(box, score, stage):
+        return detect.Face(tuple(float(v) for v in box), score, np.zeros((6, 2)), stage)
+    thr = dict(detect.UNION_THRESHOLDS)
+    found = {"full": [face((300, 300, 340, 340), 0.45, "full")],
+             "flip": [],
+             "tiles": [face((0, 0, 40, 40), 0.45, "tiles"), face((301, 301, 341, 341), 0.45, "tiles")],
+             "short_tiles": [],
+             "short": [face((1, 1, 41, 41), 0.55, "short"), face((200, 0, 240, 40), 0.99, "short")]}
+    kept = {(f.stage, f.box[0]) for f in detect.confirmed(found, thr, cross=detect.CROSS_THRESHOLDS)}
+    # (0,0): tiles + short agree across models; (300,300): full and tiles are the same model, tiles needs 0.6 there;
+    # (200,0): short never counts alone in the union.
+    assert kept == {("tiles", 0.0), ("short", 1.0)}
+    assert detect.confirmed(found, thr) == []                          # without cross thresholds: the old rule
+    merged = detect.merge(detect.confirmed(found, thr, cross=detect.CROSS_THRESHOLDS), last=detect.CONFIRMING_STAGES)
+    assert [(f.stage, f.score) for f in merged] == [("tiles", 0.45)]   # keypoints from the full-range model
