@@ -3,7 +3,8 @@
     python -m mask2face.benchmarks.runtime_bench --model student-int8.tflite [--photos 60] [--threads 2]
 
 Photos: LFW images (250x250, one centred face) upscaled to 480 px high and padded to 640x480, written to a
-scratch folder under /tmp (never into the repository). Measures per photo: detection, model, blending (the
+scratch folder under /tmp (never into the repository); with --masked DATA_DIR the same, but wearing the masks our
+generator drew on them (the test pairs put back into their photos), so that every face is restored and blended. Measures per photo: detection, model, blending (the
 Inpainter's own split), and compares the model time inside the pipeline with a bare `Interpreter.invoke` loop on
 the same model and thread count (they must agree within 10%, or the wrapper costs too much). One JSON row per run
 in benchmarks/results/runtime.jsonl. Target: >= 15 photos/s on 2 threads.
@@ -26,7 +27,7 @@ from mask2face.edge_runtime.inpaint import BlendConfig, Inpainter
 from mask2face.edge_runtime.safeio import load_image, save_image
 
 from .bench import time_invokes
-from .detect_bench import DATA, RESULTS, append_row, environment
+from .detect_bench import DATA, RESULTS, append_row, environment, iter_pairs, rebuild_photo
 
 ACCEPT_ALL = BlendConfig(min_confidence=0.0, min_area=0.0, max_area=1.0, min_centroid_y=0.0, mask_threshold=-1.0,
                          min_change=0.0)
@@ -50,6 +51,29 @@ def make_photos(n: int, out_dir: Path, seed: int = 0) -> list[Path]:
     return paths
 
 
+def make_masked_photos(n: int, data_dir: Path, out_dir: Path, split: str = "test") -> list[Path]:
+    """n 640x480 single-face photos *wearing a mask*: the first n pairs of `split` put back into their LFW source
+    photos (detect_bench.rebuild_photo: the generator's masked crop through the inverse alignment), then upscaled
+    and padded like make_photos (scratch; never commit)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for masked, mask, meta in iter_pairs(data_dir, split):
+        if len(paths) >= n:
+            break
+        src = DATA / str(meta.get("source", ""))
+        if not src.is_file() or meta.get("matrix") is None:
+            continue
+        p = out_dir / f"masked-{split}-{len(paths):04d}.png"
+        if not p.exists():
+            img = rebuild_photo(load_image(src), masked, mask, np.asarray(meta["matrix"], np.float64))
+            img = cv2.resize(img, (480, 480), interpolation=cv2.INTER_CUBIC)
+            save_image(p, cv2.copyMakeBorder(img, 0, 0, 80, 80, cv2.BORDER_REFLECT101))
+        paths.append(p)
+    if not paths:
+        raise SystemExit(f"no pairs with source photos in {data_dir / split} (sources under {DATA})")
+    return paths
+
+
 def bare_invoke_ms(model, runs: int) -> float:
     """p50 of Interpreter.invoke alone on a fixed prepared input (the model's floor)."""
     x = model.to_input(np.random.default_rng(0).random((1, *model.input_size, 3), dtype=np.float32))
@@ -68,10 +92,16 @@ def main(argv=None) -> int:
     p.add_argument("--accept-all", action="store_true",
                    help="blend every face even if the predicted mask is weak (random-weight models: time the "
                         "blending too)")
+    p.add_argument("--masked", type=Path, default=None, metavar="DATA_DIR",
+                   help="photos wearing a mask: the test pairs of this pairs folder put back into their LFW photos "
+                        "(the realistic case: every face is restored and blended); default: bare LFW photos")
     p.add_argument("--no-save", action="store_true")
     args = p.parse_args(argv)
 
-    photos = [load_image(x) for x in make_photos(args.photos, args.scratch)]
+    if args.masked:
+        photos = [load_image(x) for x in make_masked_photos(args.photos, args.masked, args.scratch / "masked")]
+    else:
+        photos = [load_image(x) for x in make_photos(args.photos, args.scratch)]
     inp = Inpainter.from_file(args.model, threads=args.threads, detector_threads=args.detector_threads,
                               blend=ACCEPT_ALL if args.accept_all else BlendConfig())
     for img in photos[:3]:  # warm-up (allocations, XNNPACK packing)
@@ -92,6 +122,7 @@ def main(argv=None) -> int:
     row = {
         "bench": "runtime", "model": str(args.model or "default"), "model_info": inp.model.describe(),
         "photos": len(photos), "photo_size": [640, 480], "threads": args.threads,
+        "photo_set": f"masked pairs of {args.masked}" if args.masked else "bare LFW photos",
         "detector_threads": args.detector_threads or args.threads,
         "photos_per_s": len(totals) / float(np.sum(totals)),
         "ms_per_photo_p50": 1000 * float(np.median(totals)),
