@@ -54,6 +54,14 @@ def append_row(path: Path, row: dict) -> None:
     bench.append_rows(path, [row])
 
 
+def report_row(row: dict, keys: tuple[str, ...], file_name: str, save: bool = True) -> None:
+    """Print the row's headline `keys` as JSON and (if `save`) append the whole row to RESULTS/file_name."""
+    print(json.dumps({k: row[k] for k in keys if k in row}, indent=1))
+    if save:
+        append_row(RESULTS / file_name, row)
+        print(f"wrote a row to {RESULTS / file_name}")
+
+
 def read_boxes(xml_path: Path) -> list[tuple[str, list[float]]]:
     root = ET.parse(xml_path).getroot()
     out = []

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 from pathlib import Path
 
@@ -29,7 +28,7 @@ from mask2face.edge_runtime.inpaint import BlendConfig, Inpainter
 from mask2face.edge_runtime.safeio import load_image
 
 from . import pairs
-from .detect_bench import DATA, RESULTS, append_row, environment
+from .detect_bench import DATA, environment, report_row
 
 SWEEP = (0.0, 0.02, 0.04, 0.06, 0.08, 0.10, 0.12, 0.15)
 
@@ -115,13 +114,8 @@ def main(argv=None) -> int:
            **summarise(face_records(inpainter, bare, "bare"), face_records(inpainter, masked, "masked"),
                        default.min_change),
            **environment()}
-    print(json.dumps({k: v for k, v in row.items() if k in ("bare_photos", "bare_with_face", "bare_altered",
-                                                             "masked_photos", "masked_restored", "sweep",
-                                                             "bare_change_quantiles", "masked_change_quantiles")},
-                     indent=1))
-    if not args.no_save:
-        append_row(RESULTS / "gate.jsonl", row)
-        print(f"wrote a row to {RESULTS / 'gate.jsonl'}")
+    report_row(row, ("bare_photos", "bare_with_face", "bare_altered", "masked_photos", "masked_restored", "sweep",
+                     "bare_change_quantiles", "masked_change_quantiles"), "gate.jsonl", save=not args.no_save)
     return 0
 
 

@@ -13,7 +13,6 @@ in benchmarks/results/runtime.jsonl. Target: >= 15 photos/s on 2 threads.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -27,7 +26,7 @@ from mask2face.edge_runtime.inpaint import BlendConfig, Inpainter
 from mask2face.edge_runtime.safeio import load_image, save_image
 
 from .bench import time_invokes
-from .detect_bench import DATA, RESULTS, append_row, environment, iter_pairs, rebuild_photo
+from .detect_bench import DATA, environment, iter_pairs, rebuild_photo, report_row
 
 ACCEPT_ALL = BlendConfig(min_confidence=0.0, min_area=0.0, max_area=1.0, min_centroid_y=0.0, mask_threshold=-1.0,
                          min_change=0.0)
@@ -132,12 +131,9 @@ def main(argv=None) -> int:
         "model_overhead": model_ms / bare_ms - 1 if bare_ms else None,
         **environment(),
     }
-    print(json.dumps({k: row[k] for k in ("photos_per_s", "ms_per_photo_p50", "split_ms_mean", "faces_found",
-                                          "faces_pasted", "model_ms_p50_in_pipeline", "model_run_ms_p50_with_io", "bare_invoke_ms_p50",
-                                          "model_overhead")}, indent=1))
-    if not args.no_save:
-        append_row(RESULTS / "runtime.jsonl", row)
-        print(f"wrote a row to {RESULTS / 'runtime.jsonl'}")
+    report_row(row, ("photos_per_s", "ms_per_photo_p50", "split_ms_mean", "faces_found", "faces_pasted",
+                     "model_ms_p50_in_pipeline", "model_run_ms_p50_with_io", "bare_invoke_ms_p50", "model_overhead"),
+               "runtime.jsonl", save=not args.no_save)
     return 0
 
 
