@@ -128,7 +128,15 @@ _VERB_ARGS = {"data": _data_args, "train": _train_args, "eval": _eval_args, "dis
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # key=value overrides may come after options too (`--model M export.int8_io=true`): argparse fills a
+    # nargs="*" positional only once, so later ones arrive as leftovers and are added here.
+    args, leftovers = parser.parse_known_args(argv)
+    late = [a for a in leftovers if "=" in a and not a.startswith("-")]
+    unknown = [a for a in leftovers if a not in late]
+    if unknown or (late and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(unknown or late)}")
+    if late:
+        args.overrides = list(args.overrides or []) + late
     if args.version:
         from mask2face import __version__
         print(f"mask2face {__version__}")

@@ -33,3 +33,12 @@ def test_unknown_override_is_one_clear_line(tmp_path):
     assert r.returncode == 2
     assert "did you mean 'train.epochs'" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_overrides_may_follow_options_and_unknown_flags_are_refused(tmp_path):
+    # an override after --faces is still an override (here a misspelt one, so it must be reported as such)
+    r = run(["data", "--preset", "smoke", "data.seed=1", "--faces", str(tmp_path), "trian.epochs=2"], tmp_path)
+    assert r.returncode == 2 and "did you mean 'train.epochs'" in r.stderr, r.stderr
+    r = run(["data", "--preset", "smoke", "--bogus-flag"], tmp_path)
+    assert r.returncode == 2 and "unrecognized arguments: --bogus-flag" in r.stderr
+    assert "Traceback" not in r.stderr
