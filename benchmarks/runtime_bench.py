@@ -32,6 +32,12 @@ ACCEPT_ALL = BlendConfig(min_confidence=0.0, min_area=0.0, max_area=1.0, min_cen
                          min_change=0.0)
 
 
+def to_640x480(square: np.ndarray) -> np.ndarray:
+    """An LFW-sized square photo upscaled to 480x480 and mirror-padded to 640x480."""
+    img = cv2.resize(square, (480, 480), interpolation=cv2.INTER_CUBIC)
+    return cv2.copyMakeBorder(img, 0, 0, 80, 80, cv2.BORDER_REFLECT101)
+
+
 def make_photos(n: int, out_dir: Path, seed: int = 0) -> list[Path]:
     """n 640x480 single-face photos from LFW (scratch; never commit)."""
     lfw = DATA / "lfw"
@@ -44,8 +50,7 @@ def make_photos(n: int, out_dir: Path, seed: int = 0) -> list[Path]:
     for i in rng.choice(len(files), size=n, replace=False):
         p = out_dir / f"{files[i].stem}.png"
         if not p.exists():
-            img = cv2.resize(load_image(files[i]), (480, 480), interpolation=cv2.INTER_CUBIC)
-            save_image(p, cv2.copyMakeBorder(img, 0, 0, 80, 80, cv2.BORDER_REFLECT101))
+            save_image(p, to_640x480(load_image(files[i])))
         paths.append(p)
     return paths
 
@@ -65,8 +70,7 @@ def make_masked_photos(n: int, data_dir: Path, out_dir: Path, split: str = "test
         p = out_dir / f"masked-{split}-{len(paths):04d}.png"
         if not p.exists():
             img = rebuild_photo(load_image(src), masked, mask, np.asarray(meta["matrix"], np.float64))
-            img = cv2.resize(img, (480, 480), interpolation=cv2.INTER_CUBIC)
-            save_image(p, cv2.copyMakeBorder(img, 0, 0, 80, 80, cv2.BORDER_REFLECT101))
+            save_image(p, to_640x480(img))
         paths.append(p)
     if not paths:
         raise SystemExit(f"no pairs with source photos in {data_dir / split} (sources under {DATA})")

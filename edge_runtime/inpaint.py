@@ -171,8 +171,9 @@ class Inpainter:
         ys, _ = np.nonzero(binary)
         report.mask_confidence = float(prob[binary].mean())
         report.mask_centroid_y = float(ys.mean() / s)
-        change = np.abs(pred[..., :3] - crop.astype(np.float32) / 255.0).mean(axis=-1)
-        report.change = float(change[binary].mean())
+        # only the masked pixels matter: no full-crop float copy per face
+        change = np.abs(pred[..., :3][binary] - crop[binary].astype(np.float32) / 255.0).mean(axis=-1)
+        report.change = float(change.mean())
         if report.mask_confidence < cfg.min_confidence:
             report.reason = f"weak mask (confidence {report.mask_confidence:.2f} < {cfg.min_confidence})"
         elif not cfg.min_area <= area <= cfg.max_area:

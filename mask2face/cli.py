@@ -153,7 +153,6 @@ def main(argv: list[str] | None = None) -> int:
             cfg = config.load(args.preset, args.overrides)
             if args.run is None:
                 args.run = Path("runs") / args.preset
-        if args.verb in CONFIGURED:
             # Before TensorFlow loads: tfmot needs tf_keras models, and C++ INFO/WARNING lines bury our progress.
             os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
             os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
