@@ -111,6 +111,15 @@ def all_metrics(output: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> dict
             "l1_masked": l1(output, truth, mask)}
 
 
+def composite(inp01: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Model RGB where the predicted mask > 0.5, the input elsewhere (raw RGB when there is no mask channel): what
+    the runtime pastes, without its feathering."""
+    if out.shape[-1] < 4:
+        return out[..., :3]
+    keep = out[..., 3:4] > 0.5
+    return np.where(keep, out[..., :3], inp01)
+
+
 def summarize(rows: list[dict[str, float]]) -> dict[str, float]:
     """Mean of each metric over images (NaNs from empty masks ignored)."""
     keys = rows[0].keys() if rows else []

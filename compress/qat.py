@@ -118,7 +118,7 @@ def cli_main(cfg, args) -> int:
             print(f"qat: no teacher at {teacher_path}; fine-tuning on the task loss alone", file=sys.stderr)
         teacher_weight, t_train, t_val, t_channels, sha = 0.0, None, None, 0, None
     train_in = PairsInput(None, "train", qc.batch_size, flip=tc.flip, shuffle=True, seed=tc.seed + 1,
-                          bare_share=tc.bare_share, arrays=train_in.arrays,
+                          bare_share=tc.bare_share, degrade=tc.degrade, arrays=train_in.arrays,
                           extra=U8Targets(t_train) if t_train is not None else None)
     val_in = (PairsInput(None, "val", qc.batch_size, shuffle=False, arrays=val_arrays,
                          extra=U8Targets(t_val) if t_val is not None else None) if val_arrays else None)

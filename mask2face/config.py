@@ -48,6 +48,8 @@ class ModelConfig:
     kernels: tuple[int, ...] = (3, 3, 3, 3, 3, 3)
     predict_mask: bool = True            # extra sigmoid channel: where the mask is (the runtime blends by it)
     width_multiplier: float = 1.0        # students only
+    stem_stride: int = 1                 # students only: 2 = a stride-2 stem and a pixel-shuffle head, so every
+                                         # layer runs at half resolution or less
     upsample: str = "nearest"            # nearest | bilinear | depth_to_space | transpose (students: depth_to_space,
                                          # the one that stays in one XNNPACK partition; benchmarks/results/upsample_choice.json)
 
@@ -70,6 +72,9 @@ class TrainConfig:
                                          # teaches "leave bare faces alone". Measured trade-off (models/cpu-bare,
                                          # 0.1): bare faces altered 64% -> 1%, but real masks restored 96% -> 69%
                                          # (benchmarks/results/gate.jsonl), so the default model keeps 0
+    degrade: float = 0.0                 # share of training pairs turned into low-quality photos (downscaled 0.3-1x and
+                                         # back, JPEG 30-90), input and targets alike: real masked photos are often
+                                         # small and compressed, synthetic ones never; see benchmarks/results/gate.jsonl
     init_from: str = ""                  # start from this model's weights (fine-tune, e.g. on your own faces)
     seed: int = 0
 

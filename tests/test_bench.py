@@ -45,3 +45,16 @@ def test_bench_cli_rows(tmp_path):
         assert np.isfinite(r["quality"]["psnr_masked"]) and r["machine"]["cores"] and r["versions"]
         assert r["metadata"]["name"] == r["model"]
     assert (tmp_path / "pareto.png").exists() and (tmp_path / "table.md").exists()
+    # composited SSIM (what the runtime pastes) against scikit-image on the model's own outputs
+    from skimage.metrics import structural_similarity
+
+    from mask2face.benchmarks import bench, metrics, pairs
+    row = next(r for r in rows if r["file"] == "student-fp32.tflite")
+    test = pairs.load_split(run / "data", "test", limit=8)
+    pred = bench.predict((run / "export" / "student-fp32.tflite").read_bytes(), test["masked"])
+    ref = np.mean([structural_similarity(np.clip(metrics.composite(x / 255.0, p), 0, 1), c / 255.0,
+                                         gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+                                         data_range=1, channel_axis=-1)
+                   for p, x, c in zip(pred, test["masked"], test["clean"])])
+    assert abs(row["quality"]["ssim_composited"] - ref) < 1e-3
+    assert "SSIM composited" in (tmp_path / "table.md").read_text()

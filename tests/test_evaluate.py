@@ -39,9 +39,9 @@ def test_composite_uses_the_predicted_mask():
     out = np.ones((4, 4, 4), np.float32)
     out[..., 3] = 0.0
     out[:2, :, 3] = 0.9
-    comp = evaluate.composite(inp, out)
+    comp = metrics.composite(inp, out)
     assert comp[:2].min() == 1.0 and comp[2:].max() == 0.0
-    np.testing.assert_array_equal(evaluate.composite(inp, out[..., :3]), out[..., :3])
+    np.testing.assert_array_equal(metrics.composite(inp, out[..., :3]), out[..., :3])
 
 
 def test_keras_report_and_baselines(run_dir):

@@ -99,3 +99,38 @@ def test_int8_io_export_runs_in_the_edge_runtime_like_the_float_io_file():
     step = meta["output_quantization"]["scale"]
     # input rounding to 8 bits moves a few outputs by one or two quantisation steps, no more
     assert np.abs(y8 - yf).max() <= 3 * step + 1e-6, (np.abs(y8 - yf).max(), step)
+
+
+@pytest.mark.slow
+def test_half_resolution_student_exports_with_the_same_guarantees(tmp_path):
+    """The cpu preset's student design (stem_stride=2, pixel-shuffle head) through distill -> qat -> export on the
+    smoke data: fp32 file == Keras, QAT-int8 file ~ QAT model, one XNNPACK partition, GPU-compatible."""
+    import json
+
+    from test_distill import cli, smoke_run
+    from mask2face.benchmarks import metrics, pairs
+    from mask2face.compress.export import run_once
+    from mask2face.compress.qat import load_qat_model
+    from mask2face.train.models import load_model
+    base = smoke_run()
+    run = tmp_path / "run"
+    run.mkdir()
+    for part in ("data", "teacher"):
+        (run / part).symlink_to(base / part)
+    over = ["distill.student.stem_stride=2", "distill.student.filters=8,8,16"]
+    cli("distill", "--preset", "smoke", "--run", str(run), "distill.epochs=2", *over)
+    cli("qat", "--preset", "smoke", "--run", str(run), *over)
+    cli("export", "--preset", "smoke", "--run", str(run), "--model", str(run / "student" / "best.keras"),
+        "--model", str(run / "qat" / "best.keras"), "export.precisions=fp32,qat-int8", *over)
+    student = load_model(run / "student" / "best.keras")
+    assert student.get_layer("head_d2s") is not None
+    qat = load_qat_model(run / "qat" / "best.keras")
+    fp32 = (run / "export" / "student-fp32.tflite").read_bytes()
+    q8 = (run / "export" / "student-qat-int8.tflite").read_bytes()
+    test = pairs.load_split(run / "data", "test")["masked"].astype(np.float32) / 255
+    for x in test[:4]:
+        assert np.abs(run_once(fp32, x) - student(x[None]).numpy()[0]).max() < 1e-4
+        assert metrics.psnr(run_once(q8, x)[..., :3], qat(x[None]).numpy()[0][..., :3]) > 30
+    for name in ("student-fp32", "student-qat-int8"):
+        rep = json.loads((run / "export" / f"{name}.delegates.json").read_text())
+        assert rep["gpu_compatible"] and rep["xnnpack_partitions"] == 1, (name, rep)

@@ -293,6 +293,39 @@ def test_bare_share_serves_unmasked_pairs_with_identity_targets(pairs_dir):
         PairsInput(None, "train", 4, arrays=base.arrays, bare_share=1.0)
 
 
+def test_degrade_turns_input_and_targets_into_the_same_low_quality_photo(pairs_dir):
+    import cv2
+    from mask2face.train.fit import DataError, PairsInput, degradation, degrade_image
+    base = PairsInput(pairs_dir, "train", 4, flip=True, seed=5, bare_share=0.3)
+    teacher_u8 = np.full((24, 32, 32, 4), 51, np.uint8)
+    p = PairsInput(None, "train", 4, flip=True, seed=5, arrays=base.arrays, extra=teacher_u8, bare_share=0.3,
+                   degrade=0.5)
+    idx, code = p.order(0)
+    np.testing.assert_array_equal(idx, base.order(0)[0])             # order, flips and bare draws unchanged
+    np.testing.assert_array_equal(code & 3, base.order(0)[1])
+    deg = ((code & PairsInput.DEGRADE) > 0).ravel()
+    assert 0.2 < deg.mean() < 0.8
+    x, y = p._gather(idx.ravel(), code.ravel())
+    x0, y0 = base._gather(idx.ravel(), code.ravel() & 3)
+    np.testing.assert_array_equal(x[~deg], x0[~deg])                  # untouched pairs stay bit-identical
+    np.testing.assert_array_equal(y[..., 3], y0[..., 3])              # the mask is never degraded
+    assert (np.abs(x[deg] - x0[deg]).max(axis=(1, 2, 3)) > 0).all()
+    # input and truth went through the same degradation: outside the mask they agree up to JPEG blocks
+    outside = y0[deg][..., 3] == 0
+    assert np.abs(x[deg] - y[deg][..., :3]).max(axis=-1)[outside].mean() < 0.02
+    # a reference case: scale 0.5 -> INTER_AREA down + bilinear up, then JPEG; less high-frequency energy
+    i = int(np.flatnonzero(deg & ((code.ravel() & PairsInput.FLIP) == 0))[0])  # flips come after the degradation
+    scale, quality = degradation(int(code.ravel()[i]))
+    assert 0.3 <= scale <= 1.0 and 30 <= quality <= 90
+    np.testing.assert_array_equal(y[i, ..., :3], degrade_image(y0[i, ..., :3], scale, quality))
+    sharp = (np.random.default_rng(0).random((32, 32, 3)) > 0.5).astype(np.float32)
+    soft = degrade_image(sharp, 0.5, 90)
+    lap = lambda a: np.abs(cv2.Laplacian(a.mean(-1), cv2.CV_32F)).mean()  # noqa: E731
+    assert lap(soft) < 0.5 * lap(sharp)
+    with pytest.raises(DataError, match="degrade"):
+        PairsInput(None, "train", 4, arrays=base.arrays, degrade=1.5)
+
+
 def test_init_from_copies_weights_and_refuses_another_architecture(tmp_path):
     from mask2face.edge_runtime.errors import Mask2FaceError
     from mask2face.train.fit import copy_weights

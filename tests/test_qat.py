@@ -8,11 +8,14 @@ import pytest
 
 
 @pytest.mark.slow
-def test_quantize_student_wraps_layers_and_roundtrips(tmp_path):
+@pytest.mark.parametrize("stem_stride", [1, 2])
+def test_quantize_student_wraps_layers_and_roundtrips(tmp_path, stem_stride):
+    from dataclasses import replace
+
     from mask2face import config
     from mask2face.compress.qat import SPEC_NAME, has_quantize_wrappers, load_qat_model, quantize_student
     from mask2face.train.student_arch import build_unet_mobile
-    m = build_unet_mobile(config.load("smoke").distill.student, 32)
+    m = build_unet_mobile(replace(config.load("smoke").distill.student, stem_stride=stem_stride), 32)
     q = quantize_student(m)
     assert has_quantize_wrappers(q)
     assert any(l.name.startswith("quant_dec0_up_d2s") for l in q.layers)  # the custom QuantizeConfig applied

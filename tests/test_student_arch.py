@@ -78,3 +78,29 @@ def test_saved_student_loads_in_a_fresh_process(tmp_path):
             "m = load_model('s.keras'); print('OUT', m.output_shape)\n")
     r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert "OUT (None, 32, 32, 4)" in r.stdout, r.stderr[-2000:]
+
+
+def test_half_resolution_student_has_no_full_size_feature_map():
+    """stem_stride=2: every layer before the pixel-shuffle head is at most half the input side, the output is
+    full size, and the .tflite still matches Keras and runs as one XNNPACK partition."""
+    from mask2face.compress.delegates import xnnpack_partitions
+    from mask2face.compress.export import convert, run_once
+    m = _student(stem_stride=2)
+    assert m.output_shape == (None, 32, 32, 4)
+    head = m.get_layer("head_d2s")
+    for layer in m.layers[1:]:
+        if layer is head or layer.name == "restored":
+            continue
+        assert layer.output_shape[1] <= 16, (layer.name, layer.output_shape)
+    data = convert(m, "fp32")
+    x = np.random.default_rng(1).random((32, 32, 3), dtype=np.float32)
+    assert np.abs(run_once(data, x) - m(x[None]).numpy()[0]).max() < 1e-4
+    xnn = xnnpack_partitions(data)
+    assert xnn["partitions"] == 1 and xnn["undelegated_ops"] == []
+
+
+def test_half_resolution_needs_one_more_factor_of_two():
+    with pytest.raises(ValueError, match="stem_stride 2"):
+        _student(size=36, stem_stride=2)   # 36 / 4 = 9 is fine at stride 1, not at stride 2 (needs 8 | size)
+    with pytest.raises(ValueError, match="stem_stride"):
+        _student(stem_stride=3)

@@ -109,14 +109,6 @@ def inpaint(masked_u8: np.ndarray, mask_u8: np.ndarray, method: str, radius: int
     return cv2.inpaint(np.ascontiguousarray(masked_u8), m, radius, flag)
 
 
-def composite(inp01: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """Model RGB where the predicted mask > 0.5, the input elsewhere (raw RGB when there is no mask channel)."""
-    if out.shape[-1] < 4:
-        return out[..., :3]
-    keep = out[..., 3:4] > 0.5
-    return np.where(keep, out[..., :3], inp01)
-
-
 class IdentityEmbedder:
     """dlib face-recognition ResNet on aligned crops (eyes at the canonical positions of edge_runtime.align)."""
 
@@ -205,7 +197,7 @@ def evaluate(model_path: Path, data_dir: Path, split: str = "test", limit: int |
             truth = clean_u8[j]
             variants = {
                 "raw": np.clip(out[j, ..., :3], 0, 1),
-                "composited": np.clip(composite(x[j], out[j]), 0, 1),
+                "composited": np.clip(metrics.composite(x[j], out[j]), 0, 1),
                 "masked_input": x[j],
                 "telea": inpaint(masked_u8[j], mask_u8[j], "telea").astype(np.float32) / 255,
                 "ns": inpaint(masked_u8[j], mask_u8[j], "ns").astype(np.float32) / 255,

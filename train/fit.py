@@ -37,6 +37,7 @@ from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any, Callable  # noqa: E402
 
+import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
@@ -74,6 +75,26 @@ def _load_arrays(data_dir: Path, split: str, limit: int | None = None) -> dict[s
     return out
 
 
+def degradation(code: int) -> tuple[float, int]:
+    """(downscale factor 0.3..1, JPEG quality 30..90) from a pair's augmentation code bytes."""
+    return 0.3 + 0.7 * ((code >> 8) & 255) / 255.0, 30 + (60 * ((code >> 16) & 255)) // 255
+
+
+def degrade_image(img01: np.ndarray, scale: float, quality: int) -> np.ndarray:
+    """A float RGB image in [0,1] as a lower-quality photo of it: shrunk by `scale` and grown back (a small face
+    from a far camera), then JPEG-compressed at `quality`. Real masked photos are often both; synthetic pairs are
+    sharp and clean, so without this the mask detector learns sharp edges and clean noise as "mask"."""
+    h, w = img01.shape[:2]
+    u8 = np.clip(img01 * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    if scale < 0.999:
+        small = cv2.resize(u8, (max(4, round(w * scale)), max(4, round(h * scale))), interpolation=cv2.INTER_AREA)
+        u8 = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(u8, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if ok:
+        u8 = cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    return u8.astype(np.float32) * np.float32(1 / 255)
+
+
 class PairsInput:
     """A split held in memory as uint8, served as batches (x, y) of float32 in [0,1].
 
@@ -88,12 +109,15 @@ class PairsInput:
 
     def __init__(self, data_dir: Path | None, split: str, batch_size: int, *, flip: bool = False,
                  shuffle: bool = True, seed: int = 0, extra: np.ndarray | None = None, limit: int | None = None,
-                 arrays: dict[str, np.ndarray] | None = None, bare_share: float = 0.0):
+                 arrays: dict[str, np.ndarray] | None = None, bare_share: float = 0.0, degrade: float = 0.0):
         self.arrays = arrays if arrays is not None else _load_arrays(Path(data_dir), split, limit)
         self.split, self.batch_size, self.flip, self.shuffle, self.seed = split, int(batch_size), flip, shuffle, seed
         if not 0.0 <= bare_share < 1.0:
             raise DataError(f"bare_share={bare_share}: expected a share in [0, 1)")
         self.bare_share = float(bare_share)
+        if not 0.0 <= degrade <= 1.0:
+            raise DataError(f"degrade={degrade}: expected a share in [0, 1]")
+        self.degrade = float(degrade)
         self.extra = extra
         n = len(self.arrays["masked"])
         if extra is not None and len(extra) != n:
@@ -113,22 +137,28 @@ class PairsInput:
             return self.size // self.batch_size
         return math.ceil(self.size / self.batch_size)
 
-    FLIP, BARE = 1, 2  # bits of the per-pair augmentation code
+    FLIP, BARE, DEGRADE = 1, 2, 4  # bits of the per-pair augmentation code; bits 8-15 and 16-23 hold the
+                                   # degradation's two random bytes (scale, JPEG quality)
 
     def order(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
-        """(indices (steps, B), augmentation codes (steps, B): FLIP | BARE bits) of an epoch; a pure function of
-        (seed, epoch). Draws are appended after the flips, so bare_share=0 keeps earlier runs' orders."""
+        """(indices (steps, B), augmentation codes (steps, B) uint32: FLIP | BARE | DEGRADE bits and the
+        degradation bytes) of an epoch; a pure function of (seed, epoch). Draws are appended after the flips, so
+        bare_share=0 and degrade=0 keep earlier runs' orders."""
         rng = np.random.default_rng([int(self.seed), int(epoch)])
         if not self.shuffle:
             idx = np.arange(self.size)
-            return idx, np.zeros(self.size, np.uint8)
+            return idx, np.zeros(self.size, np.uint32)
         steps = self.steps_per_epoch
         idx = rng.permutation(self.size)[: steps * self.batch_size].reshape(steps, self.batch_size)
-        code = np.zeros(idx.shape, np.uint8)
+        code = np.zeros(idx.shape, np.uint32)
         if self.flip:
-            code |= (rng.random(idx.shape) < 0.5).astype(np.uint8) * self.FLIP
+            code |= (rng.random(idx.shape) < 0.5).astype(np.uint32) * self.FLIP
         if self.bare_share > 0:
-            code |= (rng.random(idx.shape) < self.bare_share).astype(np.uint8) * self.BARE
+            code |= (rng.random(idx.shape) < self.bare_share).astype(np.uint32) * self.BARE
+        if self.degrade > 0:
+            code |= (rng.random(idx.shape) < self.degrade).astype(np.uint32) * self.DEGRADE
+            code |= rng.integers(0, 256, idx.shape, dtype=np.uint32) << 8
+            code |= rng.integers(0, 256, idx.shape, dtype=np.uint32) << 16
         return idx, code
 
     def _gather(self, idx: np.ndarray, code: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -143,6 +173,13 @@ class PairsInput:
             if self.extra.dtype == np.uint8:  # extra targets may be cached as uint8 to save memory
                 e *= np.float32(1 / 255)
             yf = np.concatenate([yf, e], axis=-1)
+        for i in np.flatnonzero(code & self.DEGRADE):
+            # The same low-quality photo for input and every RGB target: blur and JPEG carry no "mask" signal.
+            scale, quality = degradation(int(code[i]))
+            xf[i] = degrade_image(xf[i], scale, quality)
+            yf[i, ..., :3] = degrade_image(yf[i, ..., :3], scale, quality)
+            if yf.shape[-1] > 4:
+                yf[i, ..., 4:7] = degrade_image(yf[i, ..., 4:7], scale, quality)
         bare = (code & self.BARE) > 0
         if bare.any():  # a bare face: the input is the truth, nothing is masked, the best output is the input
             xf[bare] = yf[bare][..., :3]
@@ -187,7 +224,7 @@ class PairsInput:
         else:  # ragged last batch: one element per row via a generator of index arrays
             rows_ds = tf.data.Dataset.from_generator(
                 lambda: iter(gen_rows), output_signature=(tf.TensorSpec([None], tf.int64),
-                                                          tf.TensorSpec([None], tf.uint8)))
+                                                          tf.TensorSpec([None], tf.uint32)))
 
         def load(i, code):
             x, y = tf.numpy_function(self._gather, [i, code], (tf.float32, tf.float32), stateful=False)
@@ -578,7 +615,7 @@ def cli_main(cfg, args) -> int:
 
     print(f"train: loading pairs from {data_dir}", file=sys.stderr)
     train_in = PairsInput(data_dir, "train", tc.batch_size, flip=tc.flip, shuffle=True, seed=tc.seed,
-                          bare_share=tc.bare_share)
+                          bare_share=tc.bare_share, degrade=tc.degrade)
     try:
         val_in = PairsInput(data_dir, "val", tc.batch_size, shuffle=False)
     except DataError:

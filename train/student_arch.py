@@ -139,14 +139,17 @@ def build_unet_mobile(model_cfg, image_size: int, batch_size: int | None = None)
     filters = scaled_filters(model_cfg.filters, getattr(model_cfg, "width_multiplier", 1.0))
     kernels = list(model_cfg.kernels) + [3] * max(0, len(filters) - len(model_cfg.kernels))
     levels = len(filters)
-    if image_size % (2 ** (levels - 1)):
-        raise ValueError(f"image_size {image_size} must be divisible by 2**{levels - 1} for {levels} levels "
-                         f"(filters={tuple(model_cfg.filters)})")
     mode = getattr(model_cfg, "upsample", "depth_to_space")
     out_ch = 4 if getattr(model_cfg, "predict_mask", True) else 3
 
+    stride = int(getattr(model_cfg, "stem_stride", 1))
+    if stride not in (1, 2):
+        raise ValueError(f"model.stem_stride={stride}: choose 1 (full resolution) or 2 (half resolution inside)")
+    if image_size % (stride * 2 ** (levels - 1)):
+        raise ValueError(f"image_size {image_size} must be divisible by {stride * 2 ** (levels - 1)} for {levels} "
+                         f"levels with stem_stride {stride}")
     inp = keras.Input((image_size, image_size, 3), batch_size=batch_size, name="masked")
-    x = _conv_bn(inp, filters[0], 3, "stem")
+    x = _conv_bn(inp, filters[0], 3, "stem", stride=stride)
     skips = [x]
     for i in range(1, levels):
         x = _ds_block(x, filters[i], kernels[i], f"enc{i}_down", stride=2)
@@ -156,7 +159,14 @@ def build_unet_mobile(model_cfg, image_size: int, batch_size: int | None = None)
         x = _upsample(x, filters[i], mode, f"dec{i}_up")
         x = layers.Concatenate(name=f"dec{i}_cat")([x, skips[i]])
         x = _ds_block(x, filters[i], kernels[i], f"dec{i}")
-    x = layers.Conv2D(out_ch, 1, padding="same", name="head_conv")(x)
+    if stride == 2:
+        # Half resolution inside: the head predicts a 2x2 block of output pixels per position (pixel shuffle), so
+        # no op runs on a full-size feature map; small students are bound by memory traffic, and the
+        # full-resolution maps were most of it.
+        x = layers.Conv2D(out_ch * 4, 1, padding="same", name="head_conv")(x)
+        x = DepthToSpace(2, name="head_d2s")(x)
+    else:
+        x = layers.Conv2D(out_ch, 1, padding="same", name="head_conv")(x)
     out = layers.Activation("sigmoid", name="restored")(x)
     return keras.Model(inp, out, name="unet_mobile")
 
