@@ -104,3 +104,19 @@ def test_half_resolution_needs_one_more_factor_of_two():
         _student(size=36, stem_stride=2)   # 36 / 4 = 9 is fine at stride 1, not at stride 2 (needs 8 | size)
     with pytest.raises(ValueError, match="stem_stride"):
         _student(stem_stride=3)
+
+
+def test_shuffle_upsampling_has_no_expansion_weights():
+    """upsample=shuffle: depth-to-space straight from the deeper level (no 1x1 expansion to 4*C), so the student
+    is smaller; still one XNNPACK partition and the .tflite matches Keras."""
+    from mask2face.compress.delegates import xnnpack_partitions
+    from mask2face.compress.export import convert, run_once
+    shuffle = _student(stem_stride=2, filters=(8, 8, 16), upsample="shuffle")
+    expand = _student(stem_stride=2, filters=(8, 8, 16))
+    assert not any("_expand" in l.name for l in shuffle.layers)
+    assert shuffle.count_params() < expand.count_params()
+    assert shuffle.output_shape == (None, 32, 32, 4)
+    data = convert(shuffle, "fp32")
+    x = np.random.default_rng(2).random((32, 32, 3), dtype=np.float32)
+    assert np.abs(run_once(data, x) - shuffle(x[None]).numpy()[0]).max() < 1e-4
+    assert xnnpack_partitions(data)["partitions"] == 1

@@ -6,7 +6,11 @@ Design rules (each one measured, see /work/shared/MEASURED.md and benchmarks/res
 - downsampling by stride-2 depthwise convs (no pooling op to partition on);
 - upsampling by a 1x1 conv to 4*C channels followed by DEPTH_TO_SPACE (pixel shuffle): it stays inside XNNPACK
   and the GPU delegate, has no QAT/TFLite numeric mismatch (unlike bilinear resize) and BN folds into the conv
-  (unlike Conv2DTranspose). `nearest` and `bilinear` remain selectable for the measurement;
+  (unlike Conv2DTranspose). `shuffle` drops the 1x1 expansion (DEPTH_TO_SPACE straight from the deeper level:
+  half the weights); `nearest` and `bilinear` remain selectable for the measurement;
+- `stem_stride=2` (the cpu preset): a stride-2 stem and a pixel-shuffle head, so every feature map is half size
+  or less. Small students are bound by memory traffic, and the full-size maps were most of it: at the same
+  widths the half-resolution student is 3.6-3.8x faster in int8 (benchmarks/results/student_design.jsonl);
 - 4-channel sigmoid output (RGB + mask), like the teacher.
 
 `DepthToSpace` is a tiny registered Layer (tf_keras has none and Lambda is banned); tfmot gets a QuantizeConfig
@@ -24,7 +28,7 @@ import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
 layers = keras.layers
-UPSAMPLE_CHOICES = ("depth_to_space", "bilinear", "nearest", "transpose")
+UPSAMPLE_CHOICES = ("depth_to_space", "shuffle", "bilinear", "nearest", "transpose")
 
 
 @keras.saving.register_keras_serializable(package="mask2face")
@@ -118,6 +122,11 @@ def _ds_block(x, filters, kernel, name, stride=1):
 def _upsample(x, filters, mode, name):
     if mode == "depth_to_space":
         x = _conv_bn(x, 4 * filters, 1, f"{name}_expand")
+        return DepthToSpace(2, name=f"{name}_d2s")(x)
+    if mode == "shuffle":
+        # No expansion conv: the deeper level's C channels become C/4 at twice the size, and the decoder block's
+        # pointwise conv after the skip concatenation mixes them. Saves the largest weights of the student
+        # (the 1x1 expansions to 4*C were about half its parameters). Widths are multiples of 4 (scaled_filters).
         return DepthToSpace(2, name=f"{name}_d2s")(x)
     if mode in ("bilinear", "nearest"):
         x = layers.UpSampling2D(2, interpolation=mode, name=f"{name}_resize")(x)
