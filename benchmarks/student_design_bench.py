@@ -36,19 +36,12 @@ def parse_design(text: str) -> dict:
 
 
 def measure(design: dict, size: int, runs: int, repeats: int) -> dict:
-    import tf_keras as keras
-
     from mask2face.compress import delegates, export
-    from mask2face.compress.upsample_bench import p50_latency_ms
-    from mask2face.config import ModelConfig
-    from mask2face.train.models import build_model, count_macs
+    from mask2face.compress.upsample_bench import build_student, p50_latency_ms, random_representative
+    from mask2face.train.models import count_macs
 
-    keras.utils.set_random_seed(0)
-    cfg = ModelConfig(arch="unet_mobile", filters=design["filters"], kernels=(3,) * len(design["filters"]),
-                      upsample=design["upsample"], stem_stride=design["stem_stride"])
-    model = build_model(cfg, size)
-    rep = (np.random.default_rng(1).random((8, size, size, 3)) * 255).astype(np.uint8)
-    data = export.convert(model, "int8", rep)
+    model = build_student(design["upsample"], size, design["filters"], design["stem_stride"])
+    data = export.convert(model, "int8", random_representative(size))
     p50s = [p50_latency_ms(data, runs) for _ in range(repeats)]
     return {**design, "filters": list(design["filters"]), "size": size, "params": int(model.count_params()),
             "mmac": round(count_macs(model) / 1e6, 2), "int8_bytes": len(data),

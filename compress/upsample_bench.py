@@ -55,7 +55,7 @@ def _parse_filters(text: str) -> tuple[int, ...]:
     return vals
 
 
-def build_student(mode: str, size: int, filters: tuple[int, ...]):
+def build_student(mode: str, size: int, filters: tuple[int, ...], stem_stride: int = 1):
     """The distillation student with upsample=`mode`, random (seeded) weights."""
     import tf_keras as keras
 
@@ -63,8 +63,14 @@ def build_student(mode: str, size: int, filters: tuple[int, ...]):
     from mask2face.train.models import build_model
 
     keras.utils.set_random_seed(0)
-    cfg = ModelConfig(arch="unet_mobile", filters=tuple(filters), kernels=(3,) * len(filters), upsample=mode)
+    cfg = ModelConfig(arch="unet_mobile", filters=tuple(filters), kernels=(3,) * len(filters), upsample=mode,
+                      stem_stride=stem_stride)
     return build_model(cfg, size)
+
+
+def random_representative(size: int) -> np.ndarray:
+    """Seeded uniform-noise calibration images (uint8): the weights are random, so real photos would not help."""
+    return (np.random.default_rng(1).random((REP_SAMPLES, size, size, 3)) * 255).astype(np.uint8)
 
 
 def p50_latency_ms(model_bytes: bytes, runs: int, warmup: int = WARMUP) -> float:
@@ -91,7 +97,7 @@ def measure_mode(mode: str, size: int, filters: tuple[int, ...], runs: int) -> d
 
     model = build_student(mode, size, filters)
     params = int(model.count_params())
-    rep = (np.random.default_rng(1).random((REP_SAMPLES, size, size, 3)) * 255).astype(np.uint8)
+    rep = random_representative(size)
     out = {}
     for precision in PRECISIONS:
         data = export.convert(model, precision, rep if precision == "int8" else None)
