@@ -89,7 +89,8 @@ def _quantiles(values: list) -> dict | None:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--model", type=Path, default=None, help=".tflite (default: the shipped model)")
+    p.add_argument("--model", type=Path, default=None,
+                   help=".tflite, or a shipped model: default | mixed (leaves bare faces alone)")
     p.add_argument("--data", type=Path, required=True, help="pairs folder whose split's source photos are the bare set")
     p.add_argument("--split", default="test")
     p.add_argument("--masked", type=Path, default=DATA / "real-masked-dev", help="folder of real masked photos")

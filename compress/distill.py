@@ -84,9 +84,9 @@ def teacher_cache(teacher: keras.Model, teacher_sha: str, arrays: dict, split: s
     return outputs
 
 
-def loss_components(train_cfg, predict_mask: bool, teacher_channels: int):
+def loss_components(train_cfg, predict_mask: bool, teacher_channels: int, composite_teacher: bool = False):
     """fn(y_true, y_pred) -> dict of named per-example (B,) components (for logging, not training)."""
-    from mask2face.train.losses import mask_bce, reconstruction_loss, ssim
+    from mask2face.train.losses import mask_bce, reconstruction_loss, ssim, teacher_target
 
     rec = reconstruction_loss(train_cfg.loss, train_cfg.ssim_weight, train_cfg.l1_weight,
                               train_cfg.mask_region_weight)
@@ -99,7 +99,7 @@ def loss_components(train_cfg, predict_mask: bool, teacher_channels: int):
             comp["task_mask_bce"] = mask_bce(mask, y_pred[..., 3:4])
         if teacher_channels:
             t = y_true[..., 4:4 + teacher_channels]
-            comp["teacher_match"] = rec(t[..., :3], pred, mask)
+            comp["teacher_match"] = rec(teacher_target(t[..., :3], truth, mask, composite_teacher), pred, mask)
             if predict_mask and teacher_channels >= 4:
                 comp["teacher_match"] += train_cfg.mask_loss_weight * mask_bce(t[..., 3:4], y_pred[..., 3:4])
         return comp
@@ -225,8 +225,9 @@ def cli_main(cfg, args) -> int:
               file=sys.stderr)
 
     student = build_model(dc.student, size)
-    loss = build_loss(tc, dc.student.predict_mask, teacher_weight=dc.teacher_weight, teacher_channels=t_channels)
-    components = loss_components(tc, dc.student.predict_mask, t_channels)
+    loss = build_loss(tc, dc.student.predict_mask, teacher_weight=dc.teacher_weight, teacher_channels=t_channels,
+                      composite_teacher=dc.composite_teacher)
+    components = loss_components(tc, dc.student.predict_mask, t_channels, dc.composite_teacher)
     train_model = student
     if dc.feature_weight > 0:
         train_model = build_feature_wrapper(student, teacher, dc.feature_weight)

@@ -129,7 +129,9 @@ def export_one(model, precision: str, out_path: Path, *, name: str, rep_images=N
     meta = tflite_metadata.build_metadata(
         name=name, precision=precision, input_size=size,
         output_channels=("r", "g", "b", "mask")[:channels] if channels <= 4 else [str(i) for i in range(channels)],
-        input_quantization=in_q, output_quantization=out_q, config_hash=config_hash, parent_sha256=parent_sha256)
+        input_quantization=in_q, output_quantization=out_q, config_hash=config_hash, parent_sha256=parent_sha256,
+        # model.blend_input: the RGB channels already hold the input outside the model's own mask
+        rgb_blended_by_mask=any(l.name in ("blend_add", "quant_blend_add") for l in model.layers))
     data = tflite_metadata.embed(data, meta)
     try:  # every artifact must load and run before it is kept
         y = run_once(data, np.full((size[0], size[1], 3), 0.5, np.float32))

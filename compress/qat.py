@@ -3,7 +3,8 @@
     mask2face qat --preset cpu          # RUN/student/best.keras -> RUN/qat/{best,last}.keras + qat_spec.json
 
 `quantize_student` annotates every layer with tfmot's default 8-bit scheme; the custom `DepthToSpace` layer gets
-`DepthToSpaceQuantizeConfig` (quantises nothing: a permutation keeps its input's scale). The teacher outputs
+`DepthToSpaceQuantizeConfig` (quantises nothing: a permutation keeps its input's scale); the blend's `Subtract` and
+`Multiply` (not in tfmot's registry) get `OutputQuantizeConfig`. The teacher outputs
 cached by `mask2face distill` are reused, so the loss is the same (1-w)*task + w*teacher_match.
 
 Loading: tfmot 0.8.1 QAT models do not round-trip through `keras.models.load_model(.keras)` (the QuantizeLayer is
@@ -37,11 +38,13 @@ def quantize_student(model: keras.Model) -> keras.Model:
     from mask2face.train import student_arch as sa
 
     qk = tfmot.quantization.keras
-    qcfg = sa.depth_to_space_quantize_config()
+    d2s_cfg, out_cfg = sa.depth_to_space_quantize_config(), sa.output_quantize_config()
 
     def annotate(layer):
-        if isinstance(layer, sa.DepthToSpace):
-            return qk.quantize_annotate_layer(layer, qcfg())
+        if isinstance(layer, sa.DepthToSpace):     # and SpaceToDepth, its subclass: permutations
+            return qk.quantize_annotate_layer(layer, d2s_cfg())
+        if isinstance(layer, (keras.layers.Subtract, keras.layers.Multiply)):
+            return qk.quantize_annotate_layer(layer, out_cfg())
         return layer
 
     annotated = keras.models.clone_model(model, clone_function=annotate)
@@ -51,12 +54,54 @@ def quantize_student(model: keras.Model) -> keras.Model:
         return qk.quantize_apply(annotated)
 
 
+def calibrate_ranges(qmodel: keras.Model, float_model: keras.Model, images, batch_size: int = 16) -> dict:
+    """Start every moving-average activation range of the QAT model at the float model's measured range.
+
+    tfmot starts each range at [-6, 6] and moves it by an EMA with decay 0.999 per training step (hard-coded), so
+    after one epoch of 451 steps 64% of that start is still in it: a sigmoid output quantised over [-3.8, 4.2]
+    instead of [0, 1]. The weights then learn around ranges that are still shrinking, and after 8 epochs the
+    output range was still [-0.27, 1.23] (runs/cpu12): QAT-int8 scored below plain post-training int8. Here each
+    `quant_X/{output,post_activation}_{min,max}` is set to the mean over `images` batches of the float layer X's
+    batch min / max (what the EMA converges to), widened to include 0 as TFLite requires. Weight ranges
+    (`*kernel_min/max`) are recomputed from the weights at every step and are left alone.
+    Returns {variable name: (old, new)} for the log."""
+    import numpy as np
+
+    targets = {}
+    for var in qmodel.non_trainable_weights:
+        owner, _, leaf = var.name.rpartition("/")
+        if leaf.split(":")[0] in ("output_min", "output_max", "post_activation_min", "post_activation_max") \
+                and owner.startswith("quant_"):
+            targets.setdefault(owner[len("quant_"):], []).append(var)
+    names = [n for n in targets if n in {l.name for l in float_model.layers}]
+    if not names:
+        return {}
+    probe = keras.Model(float_model.input, [float_model.get_layer(n).output for n in names])
+    lows, highs = {n: [] for n in names}, {n: [] for n in names}
+    for start in range(0, len(images), batch_size):
+        outs = probe(images[start:start + batch_size], training=False)
+        outs = outs if isinstance(outs, (list, tuple)) else [outs]
+        for n, out in zip(names, outs):
+            lows[n].append(float(np.min(out)))
+            highs[n].append(float(np.max(out)))
+    changed = {}
+    for n in names:
+        low, high = min(float(np.mean(lows[n])), 0.0), max(float(np.mean(highs[n])), 0.0)
+        for var in targets[n]:
+            new = low if var.name.split(":")[0].endswith("_min") else high
+            changed[var.name] = (float(var.numpy()), new)
+            var.assign(new)
+    return changed
+
+
 def load_qat_model(path) -> keras.Model:
-    """Load a QAT checkpoint written by `mask2face qat` (needs qat_spec.json beside it)."""
+    """Load a QAT checkpoint written by `mask2face qat` (needs qat_spec.json, or NAME.spec.json for NAME.keras as
+    in models/, beside it)."""
     from mask2face.train import student_arch  # noqa: F401  (registers DepthToSpace)
 
     path = Path(path)
-    spec = path.parent / SPEC_NAME
+    spec = path.with_name(f"{path.stem}.spec.json")
+    spec = spec if spec.is_file() else path.parent / SPEC_NAME
     if not path.is_file():
         raise Mask2FaceError(f"QAT model {path} not found: run `mask2face qat` first")
     if not spec.is_file():
@@ -122,16 +167,22 @@ def cli_main(cfg, args) -> int:
                           extra=U8Targets(t_train) if t_train is not None else None)
     val_in = (PairsInput(None, "val", qc.batch_size, shuffle=False, arrays=val_arrays,
                          extra=U8Targets(t_val) if t_val is not None else None) if val_arrays else None)
-    loss = build_loss(tc, dc.student.predict_mask, teacher_weight=teacher_weight, teacher_channels=t_channels)
+    loss = build_loss(tc, dc.student.predict_mask, teacher_weight=teacher_weight, teacher_channels=t_channels,
+                      composite_teacher=dc.composite_teacher)
     settings = {"qat": config_mod.to_dict(qc), "student_sha256": runs.sha256_file(student_path),
                 "teacher_weight": teacher_weight, "data": _data_fingerprint(data_dir)}
+    if qc.calibrate_samples:
+        calib = train_in.arrays["masked"][:qc.calibrate_samples].astype("float32") / 255.0
+        changed = calibrate_ranges(qmodel, student, calib, qc.batch_size)
+        print(f"qat: {len(changed)} activation ranges set from the float model on {len(calib)} training inputs "
+              "(tfmot starts them at [-6, 6]); a resume restores the checkpoint's", file=sys.stderr)
     result = fit_model(qmodel, train_in, val_in, loss, out_dir, epochs=qc.epochs, learning_rate=qc.learning_rate,
                        schedule="constant", steps_per_epoch=qc.steps_per_epoch, settings=settings, name="qat",
                        checkpoint_minutes=float(getattr(args, "checkpoint_minutes", None) or 5.0))
     best = load_qat_model(out_dir / "best.keras")
     report = {"result": result.as_dict(), "student": str(student_path), "teacher_weight": teacher_weight}
     if val_in is not None:
-        comps = loss_components(tc, dc.student.predict_mask, t_channels)
+        comps = loss_components(tc, dc.student.predict_mask, t_channels, dc.composite_teacher)
         report["components_student_float"] = evaluate_components(student, val_in, loss, comps)
         report["components_qat"] = evaluate_components(best, val_in, loss, comps)
         print("qat: val " + ", ".join(f"{k} float {report['components_student_float'][k]:.4f} -> qat {v:.4f}"

@@ -25,6 +25,20 @@ from .model import Model
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 DEFAULT_MODEL = ASSETS / "mask2face_default.tflite"
+# Models that ship inside the package, by name (benchmarks/results/gate.jsonl has the trade-off):
+# default restores the most real masks; mixed was trained with bare faces too and leaves them alone.
+SHIPPED_MODELS = {"default": DEFAULT_MODEL, "mixed": ASSETS / "mask2face_mixed.tflite"}
+
+
+def shipped_model(path: str | Path | None) -> str | Path:
+    """A shipped model's file for None / "default" / "mixed" (unless a file of that name exists); else `path`."""
+    name = "default" if path is None else str(path)
+    if name not in SHIPPED_MODELS or Path(name).exists():
+        return path
+    if not SHIPPED_MODELS[name].exists():
+        raise ModelFileError(f"the {name!r} model is not shipped in this install ({SHIPPED_MODELS[name]}): pass "
+                             "--model PATH.tflite (made by `mask2face export`)")
+    return SHIPPED_MODELS[name]
 
 
 @dataclass(frozen=True)
@@ -98,17 +112,14 @@ class Inpainter:
     @classmethod
     def from_file(cls, path: str | Path | None = None, delegate: str = "cpu", threads: int = 2,
                   blend: BlendConfig = BlendConfig(), detector_threads: int | None = None) -> "Inpainter":
-        """Load a .tflite (None = the shipped default model) with a delegate (cpu | gpu | nnapi).
+        """Load a .tflite with a delegate (cpu | gpu | nnapi). `path` may name a shipped model instead:
+        None or "default" (restores the most real masks) or "mixed" (leaves bare faces alone).
 
         `threads` is the model's thread count; the face detector uses `detector_threads` (default: the same).
         Each interpreter has its own XNNPACK thread pool: on a 2-core machine a 2-thread model invoked right after
         a 2-thread detection pays for waking its pool (measured: ~2x its bare invoke time), so small students
         can run faster end to end with threads=1, detector_threads=2 (`mask2face bench --what runtime`)."""
-        if path is None:
-            path = DEFAULT_MODEL
-            if not path.exists():
-                raise ModelFileError(f"no default model shipped at {path}: pass --model PATH.tflite "
-                                     "(made by `mask2face export`)")
+        path = shipped_model(path)
         model = Model.from_file(path, delegate=delegate, threads=threads)
         return cls(model, FaceDetector(threads=detector_threads or threads), blend)
 
@@ -171,7 +182,9 @@ class Inpainter:
         ys, _ = np.nonzero(binary)
         report.mask_confidence = float(prob[binary].mean())
         report.mask_centroid_y = float(ys.mean() / s)
-        # only the masked pixels matter: no full-crop float copy per face
+        # only the masked pixels matter: no full-crop float copy per face. For a blend_input model the RGB is
+        # already x + m * (rgb - x): this is the change the photo would really get (dividing by m, to judge its RGB
+        # alone, altered 41% of bare LFW faces instead of 35% and restored no more real masks: gate_bench, session 4)
         change = np.abs(pred[..., :3][binary] - crop[binary].astype(np.float32) / 255.0).mean(axis=-1)
         report.change = float(change.mean())
         if report.mask_confidence < cfg.min_confidence:
@@ -205,12 +218,11 @@ def _paste_roi(out: np.ndarray, crop_rgb: np.ndarray, crop_alpha: np.ndarray, ma
     per face cost ~15 ms on a 640x480 photo, the rectangle a fraction of that. Pixels whose warped alpha is 0 keep
     their exact values; `total_alpha` (H, W) records the weight applied."""
     h, w = out.shape[:2]
-    ys, xs = np.nonzero(crop_alpha > 0)
-    if not len(ys):
+    bx, by, bw, bh = cv2.boundingRect((crop_alpha > 0).astype(np.uint8))
+    if not bw:
         return
     inv = align.invert(matrix)
-    corners = align.transform_points(inv, [[xs.min() - 1, ys.min() - 1], [xs.max() + 1, ys.min() - 1],
-                                           [xs.min() - 1, ys.max() + 1], [xs.max() + 1, ys.max() + 1]])
+    corners = align.transform_points(inv, [[bx - 1, by - 1], [bx + bw, by - 1], [bx - 1, by + bh], [bx + bw, by + bh]])
     x0, y0 = np.floor(corners.min(0)).astype(int) - 1
     x1, y1 = np.ceil(corners.max(0)).astype(int) + 2
     x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
@@ -222,12 +234,7 @@ def _paste_roi(out: np.ndarray, crop_rgb: np.ndarray, crop_alpha: np.ndarray, ma
     warped = cv2.warpAffine(crop_rgb, inv_roi, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
     alpha = cv2.warpAffine(crop_alpha.astype(np.float32), inv_roi, size, flags=cv2.INTER_LINEAR,
                            borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    region = out[y0:y1, x0:x1]
-    ry, rx = np.nonzero(alpha > 0)
-    if len(ry):
-        a = alpha[ry, rx, None]
-        region[ry, rx] = np.clip(a * warped[ry, rx].astype(np.float32) + (1 - a) * region[ry, rx].astype(np.float32)
-                                 + 0.5, 0, 255).astype(np.uint8)
+    align.blend_into(out[y0:y1, x0:x1], warped, alpha)
     np.maximum(total_alpha[y0:y1, x0:x1], alpha, out=total_alpha[y0:y1, x0:x1])
 
 

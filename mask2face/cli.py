@@ -97,7 +97,8 @@ def _export_args(p):
 def _remove_args(p):
     p.add_argument("inputs", nargs="*", type=Path, help="images, folders (recursive) or video files")
     p.add_argument("--out", type=Path, required=False, help="output folder")
-    p.add_argument("--model", type=Path, help=".tflite (default: the shipped model)")
+    p.add_argument("--model", type=Path,
+                   help=".tflite, or a shipped model: default | mixed (leaves bare faces alone)")
     p.add_argument("--camera", type=int, default=None, help="camera index")
     p.add_argument("--delegate", default="cpu", help="cpu | gpu | nnapi (falls back to cpu with a warning)")
     p.add_argument("--threads", type=int, default=2, help="model threads (default 2)")

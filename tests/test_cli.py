@@ -42,3 +42,27 @@ def test_overrides_may_follow_options_and_unknown_flags_are_refused(tmp_path):
     r = run(["data", "--preset", "smoke", "--bogus-flag"], tmp_path)
     assert r.returncode == 2 and "unrecognized arguments: --bogus-flag" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_remove_picks_a_shipped_model_by_name(tmp_path):
+    """`--model mixed` loads the shipped mixed model, which leaves a bare face alone (the output is the input, bit
+    for bit); the default model pastes over the same bare face (benchmarks/results/gate.jsonl: the trade-off)."""
+    import json
+
+    import cv2
+    import numpy as np
+    from skimage import data
+    cv2.imwrite(str(tmp_path / "astronaut.png"), cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))
+    for name, pasted in (("mixed", 0), ("default", 1)):
+        out = tmp_path / name
+        r = run(["remove", str(tmp_path / "astronaut.png"), "--model", name, "--out", str(out), "--threads", "1"],
+                cwd=tmp_path, timeout=120)
+        assert r.returncode == 0, r.stderr[-2000:]
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["model"]["source"].endswith(f"mask2face_{name}.tflite")
+        assert summary["faces"] == 1 and summary["faces_pasted"] == pasted, summary["records"]
+    same = cv2.imread(str(tmp_path / "mixed" / "astronaut.png"))
+    assert np.array_equal(same, cv2.imread(str(tmp_path / "astronaut.png")))
+    r = run(["remove", str(tmp_path / "astronaut.png"), "--model", "nonesuch", "--out", str(tmp_path / "x")],
+            cwd=tmp_path)
+    assert r.returncode != 0 and "Traceback" not in r.stderr and "nonesuch" in r.stderr, r.stderr[-2000:]

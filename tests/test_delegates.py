@@ -27,8 +27,10 @@ def test_argmax_model_is_flagged_not_gpu_compatible(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("stem_stride", [1, 2])
-def test_student_is_gpu_compatible_in_fp32_fp16_int8(stem_stride):
+@pytest.mark.parametrize("design", [{"stem_stride": 1}, {"stem_stride": 2},
+                                    {"stem_stride": 2, "upsample": "shuffle", "blend_input": True}],
+                         ids=["full", "half", "half-shuffle-blend"])
+def test_student_is_gpu_compatible_in_fp32_fp16_int8(design):
     from dataclasses import replace
 
     import numpy as np
@@ -36,7 +38,7 @@ def test_student_is_gpu_compatible_in_fp32_fp16_int8(stem_stride):
     from mask2face.compress import delegates
     from mask2face.compress.export import convert
     from mask2face.train.student_arch import build_unet_mobile
-    m = build_unet_mobile(replace(config.load("smoke").distill.student, stem_stride=stem_stride), 32)
+    m = build_unet_mobile(replace(config.load("smoke").distill.student, **design), 32)
     rep_imgs = (np.random.default_rng(0).random((4, 32, 32, 3)) * 255).astype(np.uint8)
     for precision in ("fp32", "fp16", "int8"):
         rep = delegates.report(convert(m, precision, rep_imgs), name=precision)

@@ -103,8 +103,9 @@ def test_int8_io_export_runs_in_the_edge_runtime_like_the_float_io_file():
 
 @pytest.mark.slow
 def test_half_resolution_student_exports_with_the_same_guarantees(tmp_path):
-    """The cpu preset's student design (stem_stride=2, pixel-shuffle head) through distill -> qat -> export on the
-    smoke data: fp32 file == Keras, QAT-int8 file ~ QAT model, one XNNPACK partition, GPU-compatible."""
+    """The cpu preset's student design (stem_stride=2, pixel-shuffle head, shuffle upsampling, blend_input with a
+    composited teacher target) through distill -> qat -> export on the smoke data: fp32 file == Keras, QAT-int8
+    file ~ QAT model, one XNNPACK partition, GPU-compatible, and the metadata says the RGB is blended."""
     import json
 
     from test_distill import cli, smoke_run
@@ -117,13 +118,14 @@ def test_half_resolution_student_exports_with_the_same_guarantees(tmp_path):
     run.mkdir()
     for part in ("data", "teacher"):
         (run / part).symlink_to(base / part)
-    over = ["distill.student.stem_stride=2", "distill.student.filters=8,8,16"]
+    over = ["distill.student.stem_stride=2", "distill.student.filters=8,8,16", "distill.student.upsample=shuffle",
+            "distill.student.blend_input=true", "distill.composite_teacher=true"]
     cli("distill", "--preset", "smoke", "--run", str(run), "distill.epochs=2", *over)
     cli("qat", "--preset", "smoke", "--run", str(run), *over)
     cli("export", "--preset", "smoke", "--run", str(run), "--model", str(run / "student" / "best.keras"),
         "--model", str(run / "qat" / "best.keras"), "export.precisions=fp32,qat-int8", *over)
     student = load_model(run / "student" / "best.keras")
-    assert student.get_layer("head_d2s") is not None
+    assert student.get_layer("blend_input_s2d") is not None and student.get_layer("blend_add") is not None
     qat = load_qat_model(run / "qat" / "best.keras")
     fp32 = (run / "export" / "student-fp32.tflite").read_bytes()
     q8 = (run / "export" / "student-qat-int8.tflite").read_bytes()
@@ -134,3 +136,5 @@ def test_half_resolution_student_exports_with_the_same_guarantees(tmp_path):
     for name in ("student-fp32", "student-qat-int8"):
         rep = json.loads((run / "export" / f"{name}.delegates.json").read_text())
         assert rep["gpu_compatible"] and rep["xnnpack_partitions"] == 1, (name, rep)
+    from mask2face.edge_runtime import tflite_file
+    assert tflite_file.parse(q8).mask2face_metadata()["rgb_blended_by_mask"] is True

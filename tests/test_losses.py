@@ -106,3 +106,20 @@ def test_distillation_targets_mix():
 def test_unknown_loss_is_a_clear_error():
     with pytest.raises(Mask2FaceError, match="unknown loss"):
         losses.build_loss(_cfg(loss="perceptual"))
+
+
+def test_composite_teacher_target_is_teacher_inside_the_mask_and_truth_outside():
+    """composite_teacher: the teacher term compares with the teacher inside the true mask, the truth outside.
+    Hand case: truth 0, teacher 0.5, prediction 0.5, mask covering a quarter of the image, MAE, weight 1: the
+    teacher term is 0.5 on the unmasked three quarters and 0 inside the mask."""
+    clean = np.zeros((1, 16, 16, 3), np.float32)
+    mask = np.zeros((1, 16, 16), np.float32)
+    mask[:, 8:, 8:] = 1
+    teacher = np.full((1, 16, 16, 4), 0.5, np.float32)
+    y = tf.constant(np.concatenate([_packed(clean, mask), teacher], -1))
+    pred = tf.constant(np.full((1, 16, 16, 4), 0.5, np.float32))
+    cfg = _cfg(loss="mae", mask_loss_weight=0.0)
+    raw = losses.build_loss(cfg, teacher_weight=1.0, teacher_channels=4)
+    comp = losses.build_loss(cfg, teacher_weight=1.0, teacher_channels=4, composite_teacher=True)
+    np.testing.assert_allclose(raw(y, pred).numpy(), [0.0], atol=1e-7)
+    np.testing.assert_allclose(comp(y, pred).numpy(), [0.75 * 0.5], rtol=1e-6)

@@ -120,3 +120,50 @@ def test_shuffle_upsampling_has_no_expansion_weights():
     x = np.random.default_rng(2).random((32, 32, 3), dtype=np.float32)
     assert np.abs(run_once(data, x) - shuffle(x[None]).numpy()[0]).max() < 1e-4
     assert xnnpack_partitions(data)["partitions"] == 1
+
+
+def _set_mask_head(model, bias: float):
+    layer = model.get_layer("head_mask_conv")
+    kernel, b = layer.get_weights()
+    layer.set_weights([np.zeros_like(kernel), np.full_like(b, bias)])
+
+
+@pytest.mark.parametrize("stem_stride", [1, 2])
+def test_blend_input_returns_unmasked_pixels_exactly_and_pastes_its_rgb_by_its_mask(stem_stride):
+    """blend_input: out = x + m * (rgb - x). With the mask head forced to 'no mask' the model returns its input
+    bit for bit; forced to 'mask' it returns its own RGB head; in between, the convex mix. At stem_stride 2 the
+    blend runs on 2x2 pixel blocks (no elementwise op on a full-size tensor) with the same result. The .tflite
+    matches Keras and stays one XNNPACK partition."""
+    import tensorflow as tf
+    import tf_keras as keras
+    from mask2face.compress.delegates import xnnpack_partitions
+    from mask2face.compress.export import convert, run_once
+    m = _student(stem_stride=stem_stride, filters=(8, 8, 16), upsample="shuffle", blend_input=True)
+    assert m.output_shape == (None, 32, 32, 4)
+    if stem_stride == 2:
+        for layer in m.layers[1:]:
+            if layer.name != "restored":
+                assert layer.output_shape[1] <= 16, (layer.name, layer.output_shape)
+    x = np.random.default_rng(3).random((2, 32, 32, 3), dtype=np.float32)
+    rgb_layer = keras.Model(m.input, m.get_layer("rgb").output)
+
+    def rgb_head(images):
+        y = rgb_layer(images)
+        return (tf.nn.depth_to_space(y, 2) if stem_stride == 2 else y).numpy()
+
+    _set_mask_head(m, -40.0)
+    np.testing.assert_array_equal(m(x).numpy()[..., :3], x)
+    _set_mask_head(m, 40.0)
+    np.testing.assert_allclose(m(x).numpy()[..., :3], rgb_head(x), atol=1e-6)
+    _set_mask_head(m, 0.0)                              # m = 0.5 everywhere
+    y = m(x).numpy()
+    np.testing.assert_allclose(y[..., 3], 0.5, atol=1e-6)
+    np.testing.assert_allclose(y[..., :3], 0.5 * (x + rgb_head(x)), atol=1e-6)
+    data = convert(m, "fp32")
+    assert np.abs(run_once(data, x[0]) - m(x[:1]).numpy()[0]).max() < 1e-4
+    assert xnnpack_partitions(data)["partitions"] == 1
+
+
+def test_blend_input_needs_the_mask_channel():
+    with pytest.raises(ValueError, match="predict_mask"):
+        _student(blend_input=True, predict_mask=False)

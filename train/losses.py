@@ -112,12 +112,20 @@ def mask_bce(mask_true: tf.Tensor, mask_prob: tf.Tensor) -> tf.Tensor:
     return tf.reduce_mean(bce, axis=(1, 2, 3))
 
 
-def build_loss(train_cfg, predict_mask: bool = True, teacher_weight: float = 0.0, teacher_channels: int = 0):
+def teacher_target(teacher_rgb, truth_rgb, mask, composite: bool):
+    """The RGB a student matches: the teacher's output, or with `composite` the teacher inside the true mask and
+    the truth outside it (outside the mask the truth is known exactly; the teacher only adds its blur there)."""
+    return mask * teacher_rgb + (1.0 - mask) * truth_rgb if composite else teacher_rgb
+
+
+def build_loss(train_cfg, predict_mask: bool = True, teacher_weight: float = 0.0, teacher_channels: int = 0,
+               composite_teacher: bool = False):
     """The training loss from a TrainConfig: fn(y_true, y_pred) -> (B,).
 
     y_true channels: 0-2 clean RGB, 3 mask (0/1), then `teacher_channels` extra channels (teacher output,
     RGB [+ mask]) when distilling. The task part is reconstruction(kind) + mask_loss_weight * BCE(mask);
-    with teacher_weight w > 0 the result is (1-w) * task + w * (same losses against the teacher's output)."""
+    with teacher_weight w > 0 the result is (1-w) * task + w * (same losses against the teacher's output);
+    `composite_teacher` makes that target the teacher's RGB inside the true mask and the truth outside it."""
     rec = reconstruction_loss(train_cfg.loss, train_cfg.ssim_weight, train_cfg.l1_weight,
                               train_cfg.mask_region_weight)
     mask_w = float(train_cfg.mask_loss_weight) if predict_mask else 0.0
@@ -140,7 +148,8 @@ def build_loss(train_cfg, predict_mask: bool = True, teacher_weight: float = 0.0
             t = y_true[..., 4:4 + teacher_channels]
             # Match the teacher's RGB (and its mask probability as a soft target when both have one).
             t_mask = t[..., 3:4] if teacher_channels >= 4 else mask
-            value = (1.0 - teacher_weight) * value + teacher_weight * task(t[..., :3], t_mask, y_pred, mask)
+            t_rgb = teacher_target(t[..., :3], y_true[..., :3], mask, composite_teacher)
+            value = (1.0 - teacher_weight) * value + teacher_weight * task(t_rgb, t_mask, y_pred, mask)
         return value
 
     loss.__name__ = f"{train_cfg.loss}{'_distill' if teacher_weight else ''}"

@@ -11,11 +11,16 @@ Design rules (each one measured, see /work/shared/MEASURED.md and benchmarks/res
 - `stem_stride=2` (the cpu preset): a stride-2 stem and a pixel-shuffle head, so every feature map is half size
   or less. Small students are bound by memory traffic, and the full-size maps were most of it: at the same
   widths the half-resolution student is 3.6-3.8x faster in int8 (benchmarks/results/student_design.jsonl);
-- 4-channel sigmoid output (RGB + mask), like the teacher.
+- 4-channel sigmoid output (RGB + mask), like the teacher;
+- `blend_input=True` (the cpu preset): the model pastes its own RGB into the photo by its own mask,
+  out = x + m * (rgb - x), so pixels it does not see as masked come back untouched (no blur, no int8 noise) and
+  every bit of capacity goes to the masked region. Three elementwise ops at full size (SUB, MUL, ADD), all in
+  XNNPACK, the GPU delegate and NNAPI.
 
 `DepthToSpace` is a tiny registered Layer (tf_keras has none and Lambda is banned); tfmot gets a QuantizeConfig
 for it (`DepthToSpaceQuantizeConfig`) that quantises nothing: depth-to-space only moves values, so its input and
-output share one scale and the converter keeps it in int8.
+output share one scale and the converter keeps it in int8. tfmot's default registry has no entry for `Subtract`
+and `Multiply` (the blend): `OutputQuantizeConfig` quantises their output only, as the registry does for `Add`.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
+import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
@@ -49,6 +55,27 @@ class DepthToSpace(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "block_size": self.block_size}
+
+
+@keras.saving.register_keras_serializable(package="mask2face")
+class SpaceToDepth(DepthToSpace):
+    """tf.nn.space_to_depth as a serialisable layer (the builtin SPACE_TO_DEPTH op): the inverse of DepthToSpace."""
+
+    def call(self, inputs):
+        return tf.nn.space_to_depth(inputs, self.block_size)
+
+    def compute_output_shape(self, input_shape):
+        b, h, w, c = input_shape
+        s = self.block_size
+        return (b, None if h is None else h // s, None if w is None else w // s, c * s * s)
+
+
+def _fixed_conv(x, matrix: np.ndarray, name: str):
+    """A 1x1 conv with constant 0/1 weights (not trained): repeats or reorders channels at the cost of a tiny
+    matmul, where a channel concatenation at full size was measured 0.37 ms of a 0.5 ms model."""
+    kernel = matrix.astype(np.float32)[None, None]
+    return layers.Conv2D(kernel.shape[-1], 1, use_bias=False, trainable=False, name=name,
+                         kernel_initializer=keras.initializers.Constant(kernel))(x)
 
 
 def _quantize_config_class():
@@ -78,22 +105,41 @@ def _quantize_config_class():
         def get_config(self):
             return {}
 
-    return DepthToSpaceQuantizeConfig
+    @keras.saving.register_keras_serializable(package="mask2face")
+    class OutputQuantizeConfig(DepthToSpaceQuantizeConfig):
+        """No weights, inputs as they come, the output quantised to 8 bits with a moving-average range: what the
+        default registry does for Add, for the elementwise layers it has no entry for (Subtract, Multiply)."""
+
+        def get_output_quantizers(self, layer):
+            return [tfmot.quantization.keras.quantizers.MovingAverageQuantizer(
+                num_bits=8, per_axis=False, symmetric=False, narrow_range=False)]
+
+    return DepthToSpaceQuantizeConfig, OutputQuantizeConfig
 
 
 _QCFG = None
 
 
-def depth_to_space_quantize_config():
+def _quantize_configs():
     global _QCFG
     if _QCFG is None:
         _QCFG = _quantize_config_class()
     return _QCFG
 
 
+def depth_to_space_quantize_config():
+    return _quantize_configs()[0]
+
+
+def output_quantize_config():
+    return _quantize_configs()[1]
+
+
 def quantize_scope_objects() -> dict:
     """Custom objects that tfmot's quantize_scope / quantize_apply need for the student."""
-    return {"DepthToSpace": DepthToSpace, "DepthToSpaceQuantizeConfig": depth_to_space_quantize_config()}
+    return {"DepthToSpace": DepthToSpace, "SpaceToDepth": SpaceToDepth,
+            "DepthToSpaceQuantizeConfig": depth_to_space_quantize_config(),
+            "OutputQuantizeConfig": output_quantize_config()}
 
 
 def scaled_filters(filters, width_multiplier: float = 1.0, divisor: int = 4) -> list[int]:
@@ -150,6 +196,9 @@ def build_unet_mobile(model_cfg, image_size: int, batch_size: int | None = None)
     levels = len(filters)
     mode = getattr(model_cfg, "upsample", "depth_to_space")
     out_ch = 4 if getattr(model_cfg, "predict_mask", True) else 3
+    blend = bool(getattr(model_cfg, "blend_input", False))
+    if blend and out_ch != 4:
+        raise ValueError("model.blend_input needs model.predict_mask: the model blends by its own mask")
 
     stride = int(getattr(model_cfg, "stem_stride", 1))
     if stride not in (1, 2):
@@ -168,16 +217,57 @@ def build_unet_mobile(model_cfg, image_size: int, batch_size: int | None = None)
         x = _upsample(x, filters[i], mode, f"dec{i}_up")
         x = layers.Concatenate(name=f"dec{i}_cat")([x, skips[i]])
         x = _ds_block(x, filters[i], kernels[i], f"dec{i}")
-    if stride == 2:
-        # Half resolution inside: the head predicts a 2x2 block of output pixels per position (pixel shuffle), so
-        # no op runs on a full-size feature map; small students are bound by memory traffic, and the
-        # full-resolution maps were most of it.
-        x = layers.Conv2D(out_ch * 4, 1, padding="same", name="head_conv")(x)
-        x = DepthToSpace(2, name="head_d2s")(x)
+    if blend and stride == 2:
+        return keras.Model(inp, _blend_half_resolution(inp, x), name="unet_mobile")
+    if blend:
+        rgb = layers.Activation("sigmoid", name="rgb")(_head(x, 3, stride, "head_rgb"))
+        mask = layers.Activation("sigmoid", name="mask")(_head(x, 1, stride, "head_mask"))
+        # out = x + m * (rgb - x): where the model sees no mask it returns the input exactly. The mask is
+        # repeated to 3 channels by concatenation rather than broadcast in MUL, which not every delegate takes.
+        mask3 = layers.Concatenate(name="blend_mask3")([mask, mask, mask])
+        delta = layers.Subtract(name="blend_delta")([rgb, inp])
+        pasted = layers.Add(name="blend_add")([inp, layers.Multiply(name="blend_mul")([mask3, delta])])
+        out = layers.Concatenate(name="restored")([pasted, mask])
     else:
-        x = layers.Conv2D(out_ch, 1, padding="same", name="head_conv")(x)
-    out = layers.Activation("sigmoid", name="restored")(x)
+        out = layers.Activation("sigmoid", name="restored")(_head(x, out_ch, stride, "head"))
     return keras.Model(inp, out, name="unet_mobile")
+
+
+def _blend_half_resolution(inp, x):
+    """out = x + m * (rgb - x), computed at half size on 2x2 pixel blocks (space-to-depth), then one pixel shuffle.
+
+    Channel k of a 2x2-block tensor with C colours is sub-pixel k // C, colour k % C (the DEPTH_TO_SPACE order). The
+    input's blocks have 12 channels; the heads predict 12 RGB and 4 mask channels per block; a fixed conv repeats
+    each mask channel for its 3 colours, another puts RGB and mask back in DEPTH_TO_SPACE order for 4 channels.
+    Same numbers as blending at full size, but no elementwise op or concatenation touches a full-size tensor:
+    measured int8 1 thread, random weights, widths 32..128: 0.49 ms without a blend, 1.07 ms blending at full
+    size with the mask concatenated 3 times, 0.70 ms with a broadcast MUL."""
+    inp_blocks = SpaceToDepth(2, name="blend_input_s2d")(inp)
+    rgb = layers.Activation("sigmoid", name="rgb")(layers.Conv2D(12, 1, name="head_rgb_conv")(x))
+    mask = layers.Activation("sigmoid", name="mask")(layers.Conv2D(4, 1, name="head_mask_conv")(x))
+    repeat = np.zeros((4, 12))
+    for k in range(12):
+        repeat[k // 3, k] = 1
+    mask12 = _fixed_conv(mask, repeat, "blend_mask_repeat")
+    delta = layers.Subtract(name="blend_delta")([rgb, inp_blocks])
+    pasted = layers.Add(name="blend_add")([inp_blocks, layers.Multiply(name="blend_mul")([mask12, delta])])
+    order = np.zeros((16, 16))                  # [12 RGB (sub-pixel, colour), 4 masks] -> (sub-pixel, channel of 4)
+    for sub in range(4):
+        for c in range(3):
+            order[sub * 3 + c, sub * 4 + c] = 1
+        order[12 + sub, sub * 4 + 3] = 1
+    blocks = _fixed_conv(layers.Concatenate(name="blend_cat")([pasted, mask]), order, "blend_order")
+    return DepthToSpace(2, name="restored")(blocks)
+
+
+def _head(x, channels: int, stride: int, name: str):
+    """1x1 conv to the output channels. At stem_stride 2 it predicts a 2x2 block of output pixels per position
+    (pixel shuffle), so no op runs on a full-size feature map: small students are bound by memory traffic, and
+    the full-resolution maps were most of it."""
+    if stride == 2:
+        x = layers.Conv2D(channels * 4, 1, padding="same", name=f"{name}_conv")(x)
+        return DepthToSpace(2, name=f"{name}_d2s")(x)
+    return layers.Conv2D(channels, 1, padding="same", name=f"{name}_conv")(x)
 
 
 def feature_layer_names(model: keras.Model) -> list[str]:
