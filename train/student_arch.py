@@ -14,8 +14,8 @@ Design rules (each one measured, see /work/shared/MEASURED.md and benchmarks/res
 - 4-channel sigmoid output (RGB + mask), like the teacher;
 - `blend_input=True` (the cpu preset): the model pastes its own RGB into the photo by its own mask,
   out = x + m * (rgb - x), so pixels it does not see as masked come back untouched (no blur, no int8 noise) and
-  every bit of capacity goes to the masked region. Three elementwise ops at full size (SUB, MUL, ADD), all in
-  XNNPACK, the GPU delegate and NNAPI.
+  every bit of capacity goes to the masked region. SUB, MUL and ADD, all in XNNPACK, the GPU delegate and NNAPI;
+  at stem_stride 2 they run on 2x2 pixel blocks (`_blend_half_resolution`), so none touches a full-size tensor.
 
 `DepthToSpace` is a tiny registered Layer (tf_keras has none and Lambda is banned); tfmot gets a QuantizeConfig
 for it (`DepthToSpaceQuantizeConfig`) that quantises nothing: depth-to-space only moves values, so its input and
