@@ -45,17 +45,20 @@ def test_overrides_may_follow_options_and_unknown_flags_are_refused(tmp_path):
 
 
 def test_remove_picks_a_shipped_model_by_name(tmp_path):
-    """`--model mixed` loads the shipped mixed model, which leaves a bare face alone (the output is the input, bit
-    for bit); the default model pastes over the same bare face (benchmarks/results/gate.jsonl: the trade-off)."""
+    """`--model NAME` loads the shipped file of that name: `mixed` leaves a bare face alone (the output is the input,
+    bit for bit), `default` restores the same face wearing a drawn mask (benchmarks/results/gate.jsonl: the
+    trade-off between the two)."""
     import json
 
     import cv2
     import numpy as np
-    from skimage import data
-    cv2.imwrite(str(tmp_path / "astronaut.png"), cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))
-    for name, pasted in (("mixed", 0), ("default", 1)):
+    from test_inpaint import astronaut_with_drawn_mask
+    bare, masked, _ = astronaut_with_drawn_mask()
+    cv2.imwrite(str(tmp_path / "astronaut.png"), cv2.cvtColor(bare, cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(tmp_path / "astronaut-masked.png"), cv2.cvtColor(masked, cv2.COLOR_RGB2BGR))
+    for name, photo, pasted in (("mixed", "astronaut.png", 0), ("default", "astronaut-masked.png", 1)):
         out = tmp_path / name
-        r = run(["remove", str(tmp_path / "astronaut.png"), "--model", name, "--out", str(out), "--threads", "1"],
+        r = run(["remove", str(tmp_path / photo), "--model", name, "--out", str(out), "--threads", "1"],
                 cwd=tmp_path, timeout=120)
         assert r.returncode == 0, r.stderr[-2000:]
         summary = json.loads((out / "summary.json").read_text())
@@ -63,6 +66,8 @@ def test_remove_picks_a_shipped_model_by_name(tmp_path):
         assert summary["faces"] == 1 and summary["faces_pasted"] == pasted, summary["records"]
     same = cv2.imread(str(tmp_path / "mixed" / "astronaut.png"))
     assert np.array_equal(same, cv2.imread(str(tmp_path / "astronaut.png")))
+    restored = cv2.imread(str(tmp_path / "default" / "astronaut-masked.png"))
+    assert not np.array_equal(restored, cv2.imread(str(tmp_path / "astronaut-masked.png")))
     r = run(["remove", str(tmp_path / "astronaut.png"), "--model", "nonesuch", "--out", str(tmp_path / "x")],
             cwd=tmp_path)
     assert r.returncode != 0 and "Traceback" not in r.stderr and "nonesuch" in r.stderr, r.stderr[-2000:]

@@ -126,22 +126,29 @@ def test_region_the_model_would_barely_change_is_not_pasted():
     assert report.pasted and report.reason is None and alpha.max() > 0.9
 
 
-def test_shipped_model_removes_a_drawn_mask_and_leaves_the_rest_untouched():
-    """The default .tflite on a face that ships with scikit-image, wearing a light-blue mask drawn below the eyes."""
+def astronaut_with_drawn_mask(detector=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(bare, masked, region): scikit-image's astronaut, the same photo wearing a light-blue mask polygon drawn below
+    the eyes the runtime's detector finds, and the polygon as a boolean map."""
     from skimage import data
+
+    from mask2face.edge_runtime.detect import FaceDetector
     img = data.astronaut()
-    inp = Inpainter.from_file(threads=1)          # the shipped model
-    face = inp.detector.detect(img)[0]
+    face = (detector or FaceDetector(threads=1)).detect(img)[0]
     (lx, ly), (rx, ry) = face.eyes()
     d = rx - lx
     poly = np.array([[lx - 0.45 * d, ly + 0.45 * d], [rx + 0.45 * d, ry + 0.45 * d], [rx + 0.35 * d, ry + 1.45 * d],
                      [(lx + rx) / 2, ly + 1.75 * d], [lx - 0.35 * d, ly + 1.45 * d]], np.int32)
-    mask_colour = np.array([150, 200, 235])
     masked = img.copy()
-    cv2.fillPoly(masked, [poly], mask_colour.tolist())
+    cv2.fillPoly(masked, [poly], (150, 200, 235))
     region = np.zeros(img.shape[:2], np.uint8)
     cv2.fillPoly(region, [poly], 1)
-    region = region.astype(bool)
+    return img, masked, region.astype(bool)
+
+
+def test_shipped_model_removes_a_drawn_mask_and_leaves_the_rest_untouched():
+    """The default .tflite on a face that ships with scikit-image, wearing a light-blue mask drawn below the eyes."""
+    inp = Inpainter.from_file(threads=1)          # the shipped model
+    img, masked, region = astronaut_with_drawn_mask(inp.detector)
 
     res = inp.remove_detailed(masked)
     assert [f.pasted for f in res.faces][:1] == [True], [f.to_dict() for f in res.faces]
