@@ -62,13 +62,16 @@ def latency(model_bytes: bytes, threads: int, warmup: int, runs: int, seed: int 
             "mean_ms": round(float(t.mean()), 4), "runs": len(t), "warmup": warmup}
 
 
-def time_invokes(interpreter, warmup: int, runs: int) -> np.ndarray:
+def time_invokes(interpreter, warmup: int, runs: int, before=None) -> np.ndarray:
     """Milliseconds of `runs` invoke() calls after `warmup` untimed ones. The input must already be set: every
-    latency figure in the project times the model alone, not the copies around it."""
+    latency figure in the project times the model alone, not the copies around it. `before()`, if given, runs
+    untimed before each timed invoke (to put the machine in a given state)."""
     for _ in range(max(warmup, 0)):
         interpreter.invoke()
     times = np.empty(max(runs, 1))
     for i in range(len(times)):
+        if before is not None:
+            before()
         t0 = time.perf_counter()
         interpreter.invoke()
         times[i] = (time.perf_counter() - t0) * 1e3

@@ -77,12 +77,17 @@ def make_masked_photos(n: int, data_dir: Path, out_dir: Path, split: str = "test
     return paths
 
 
-def bare_invoke_ms(model, runs: int) -> float:
-    """p50 of Interpreter.invoke alone on a fixed prepared input (the model's floor)."""
+def _prepared(model):
+    """The model's interpreter with a fixed random input already set (no copies inside the timed calls)."""
     x = model.to_input(np.random.default_rng(0).random((1, *model.input_size, 3), dtype=np.float32))
     it = model.interpreter
     it.set_tensor(model.input_detail["index"], x)
-    return float(np.median(time_invokes(it, warmup=5, runs=runs)))
+    return it
+
+
+def bare_invoke_ms(model, runs: int) -> float:
+    """p50 of Interpreter.invoke alone on a fixed prepared input (the model's floor)."""
+    return float(np.median(time_invokes(_prepared(model), warmup=5, runs=runs)))
 
 
 def cold_invoke_ms(model, runs: int, busy_s: float = 0.02, evict_mb: int = 4) -> float:
@@ -91,22 +96,15 @@ def cold_invoke_ms(model, runs: int, busy_s: float = 0.02, evict_mb: int = 4) ->
     written (its weights and activations leave the caches). Same prepared input as bare_invoke_ms and no wrapper
     code, so if the pipeline's invoke matches this, its extra time over the warm loop is that cold start, not our
     code. (Sleeping instead of working is far colder: 20 ms asleep took a 0.39 ms invoke to 1.1 ms here.)"""
-    x = model.to_input(np.random.default_rng(0).random((1, *model.input_size, 3), dtype=np.float32))
-    it = model.interpreter
-    it.set_tensor(model.input_detail["index"], x)
     scratch = np.zeros(evict_mb << 20, np.uint8)
-    for _ in range(3):
-        it.invoke()
-    times = np.empty(max(runs, 1))
-    for i in range(len(times)):
+
+    def detection_like():
         end = time.perf_counter() + busy_s
         while time.perf_counter() < end:
             pass
-        scratch += 1
-        t0 = time.perf_counter()
-        it.invoke()
-        times[i] = (time.perf_counter() - t0) * 1e3
-    return float(np.median(times))
+        np.add(scratch, 1, out=scratch)
+
+    return float(np.median(time_invokes(_prepared(model), warmup=3, runs=runs, before=detection_like)))
 
 
 def main(argv=None) -> int:

@@ -116,9 +116,10 @@ class Inpainter:
         None or "default" (restores the most real masks) or "mixed" (leaves bare faces alone).
 
         `threads` is the model's thread count; the face detector uses `detector_threads` (default: the same).
-        Each interpreter has its own XNNPACK thread pool: on a 2-core machine a 2-thread model invoked right after
-        a 2-thread detection pays for waking its pool (measured: ~2x its bare invoke time), so small students
-        can run faster end to end with threads=1, detector_threads=2 (`mask2face bench --what runtime`)."""
+        Each interpreter has its own XNNPACK thread pool: a 2-thread model invoked right after detection pays for
+        waking its pool and for cold caches (the shipped student on 2 cores: +17-39% over its warm invoke, +11-14%
+        at threads=1), yet 2 threads stay faster end to end there (43 vs 39-42 photos/s; `mask2face bench --what
+        runtime`, docs/EDGE.md)."""
         path = shipped_model(path)
         model = Model.from_file(path, delegate=delegate, threads=threads)
         return cls(model, FaceDetector(threads=detector_threads or threads), blend)
