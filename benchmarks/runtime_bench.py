@@ -1,13 +1,15 @@
 """End-to-end speed of the edge runtime (no TensorFlow): photos/s on 640x480 single-face photos.
 
-    python -m mask2face.benchmarks.runtime_bench --model student-int8.tflite [--photos 60] [--threads 2]
+    python -m mask2face.benchmarks.runtime_bench --model student-int8.tflite [--photos 60] [--threads 2] [--chunk 8]
 
 Photos: LFW images (250x250, one centred face) upscaled to 480 px high and padded to 640x480, written to a
 scratch folder under /tmp (never into the repository); with --masked DATA_DIR the same, but wearing the masks our
-generator drew on them (the test pairs put back into their photos), so that every face is restored and blended. Measures per photo: detection, model, blending (the
-Inpainter's own split), and compares the model time inside the pipeline with a bare `Interpreter.invoke` loop on
-the same model and thread count (they must agree within 10%, or the wrapper costs too much). One JSON row per run
-in benchmarks/results/runtime.jsonl. Target: >= 15 photos/s on 2 threads.
+generator drew on them (the test pairs put back into their photos), so that every face is restored and blended.
+Photos go `--chunk` at a time through Inpainter.remove_many, as `mask2face remove` sends a folder (--chunk 1: one
+photo at a time, as a camera). Measures per photo: detection, model, blending (the Inpainter's own split), and
+compares the model's invoke time inside the pipeline (p50 and mean per face) with a warm back-to-back
+`Interpreter.invoke` loop on the same model and thread count (they must agree within 10%) and with a cold one (see
+cold_invoke_ms). One JSON row per run in benchmarks/results/runtime.jsonl. Target: >= 15 photos/s on 2 threads.
 """
 
 from __future__ import annotations
@@ -85,15 +87,15 @@ def _prepared(model):
     return it
 
 
-def bare_invoke_ms(model, runs: int) -> float:
-    """p50 of Interpreter.invoke alone on a fixed prepared input (the model's floor)."""
-    return float(np.median(time_invokes(_prepared(model), warmup=5, runs=runs)))
+def warm_invokes_ms(model, runs: int) -> np.ndarray:
+    """Milliseconds of Interpreter.invoke alone on a fixed prepared input, warm, back to back (the model's floor)."""
+    return time_invokes(_prepared(model), warmup=5, runs=runs)
 
 
 def cold_invoke_ms(model, runs: int, busy_s: float = 0.02, evict_mb: int = 4) -> float:
     """p50 of Interpreter.invoke alone, each right after what a photo's detection does around it: `busy_s` of work
     on the calling thread (the model's other XNNPACK worker goes to sleep meanwhile) and `evict_mb` of memory
-    written (its weights and activations leave the caches). Same prepared input as bare_invoke_ms and no wrapper
+    written (its weights and activations leave the caches). Same prepared input as warm_invokes_ms and no wrapper
     code, so if the pipeline's invoke matches this, its extra time over the warm loop is that cold start, not our
     code. (Sleeping instead of working is far colder: 20 ms asleep took a 0.39 ms invoke to 1.1 ms here.)"""
     scratch = np.zeros(evict_mb << 20, np.uint8)
@@ -121,6 +123,9 @@ def main(argv=None) -> int:
     p.add_argument("--masked", type=Path, default=None, metavar="DATA_DIR",
                    help="photos wearing a mask: the test pairs of this pairs folder put back into their LFW photos "
                         "(the realistic case: every face is restored and blended); default: bare LFW photos")
+    p.add_argument("--chunk", type=int, default=8,
+                   help="photos per Inpainter.remove_many pass, as `mask2face remove --chunk` (1 = one photo at a "
+                        "time, as a camera runs: the model then runs cold after each detection)")
     p.add_argument("--no-save", action="store_true")
     args = p.parse_args(argv)
 
@@ -133,18 +138,29 @@ def main(argv=None) -> int:
     for img in photos[:3]:  # warm-up (allocations, XNNPACK packing)
         inp.remove_detailed(img)
     split = {"detection": [], "model": [], "model_invoke": [], "blending": []}
+    per_invoke = {"model": [], "model_invoke": []}  # per face: a photo's model time over its invokes
     totals, faces, pasted = [], 0, 0
-    for img in tqdm(photos, desc="runtime", unit="photo"):
+    chunk = max(1, args.chunk)
+    bar = tqdm(total=len(photos), desc="runtime", unit="photo")
+    for start in range(0, len(photos), chunk):
+        batch = photos[start:start + chunk]
         t0 = time.perf_counter()
-        res = inp.remove_detailed(img)
-        totals.append(time.perf_counter() - t0)
-        for k in split:
-            split[k].append(res.timings.get(k, 0.0))
-        faces += len(res.faces)
-        pasted += res.pasted
-    model_ms = 1000 * float(np.median([t for t in split["model_invoke"] if t > 0] or [0]))
-    wrapper_ms = 1000 * float(np.median([t for t in split["model"] if t > 0] or [0]))
-    bare_ms = bare_invoke_ms(inp.model, runs=max(50, args.photos))
+        results = inp.remove_many(batch)
+        totals += [(time.perf_counter() - t0) / len(batch)] * len(batch)  # a chunk's photos share its wall time
+        for res in results:
+            for k in split:
+                split[k].append(res.timings.get(k, 0.0))
+            for k in per_invoke:
+                per_invoke[k] += [res.timings[k] / max(res.invokes, 1)] * res.invokes
+            faces += len(res.faces)
+            pasted += res.pasted
+        bar.update(len(batch))
+    bar.close()
+    invoke_ms = 1000 * np.asarray(per_invoke["model_invoke"] or [0.0])
+    wrapper_ms = 1000 * np.asarray(per_invoke["model"] or [0.0])
+    bare = warm_invokes_ms(inp.model, runs=max(50, args.photos))
+    bare_ms, bare_mean = float(np.median(bare)), float(np.mean(bare))
+    model_ms, model_mean = float(np.median(invoke_ms)), float(np.mean(invoke_ms))
     cold_ms = cold_invoke_ms(inp.model, runs=max(50, args.photos))
     row = {
         "bench": "runtime", "model": str(args.model or "default"), "model_info": inp.model.describe(),
@@ -155,13 +171,17 @@ def main(argv=None) -> int:
         "ms_per_photo_p50": 1000 * float(np.median(totals)),
         "split_ms_mean": {k: 1000 * float(np.mean(v)) for k, v in split.items()},
         "faces_found": faces, "faces_pasted": pasted, "accept_all": args.accept_all,
-        "model_ms_p50_in_pipeline": model_ms, "model_run_ms_p50_with_io": wrapper_ms, "bare_invoke_ms_p50": bare_ms,
-        "model_overhead": model_ms / bare_ms - 1 if bare_ms else None,
+        "chunk": chunk,
+        "model_ms_p50_in_pipeline": model_ms, "model_run_ms_p50_with_io": float(np.median(wrapper_ms)),
+        "bare_invoke_ms_p50": bare_ms, "model_overhead": model_ms / bare_ms - 1 if bare_ms else None,
+        "model_ms_mean_in_pipeline": model_mean, "bare_invoke_ms_mean": bare_mean,
+        "model_overhead_mean": model_mean / bare_mean - 1 if bare_mean else None,
         "cold_invoke_ms_p50": cold_ms, "model_overhead_vs_cold": model_ms / cold_ms - 1 if cold_ms else None,
         **environment(),
     }
-    report_row(row, ("photos_per_s", "ms_per_photo_p50", "split_ms_mean", "faces_found", "faces_pasted",
+    report_row(row, ("photos_per_s", "ms_per_photo_p50", "chunk", "split_ms_mean", "faces_found", "faces_pasted",
                      "model_ms_p50_in_pipeline", "model_run_ms_p50_with_io", "bare_invoke_ms_p50", "model_overhead",
+                     "model_ms_mean_in_pipeline", "bare_invoke_ms_mean", "model_overhead_mean",
                      "cold_invoke_ms_p50", "model_overhead_vs_cold"),
                "runtime.jsonl", save=not args.no_save)
     return 0

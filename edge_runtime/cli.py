@@ -1,5 +1,5 @@
 """`mask2face remove INPUT... --out DIR [--model M] [--camera N] [--delegate cpu|gpu|nnapi] [--threads N]
-[--summary F]`: no TensorFlow, no dlib; what a Raspberry Pi or Jetson runs."""
+[--chunk N] [--summary F]`: no TensorFlow, no dlib; what a Raspberry Pi or Jetson runs."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .errors import Mask2FaceError
 from .inpaint import Inpainter
-from .media import collect, process_camera, run_batch, summarize
+from .media import CHUNK, collect, process_camera, run_batch, summarize
 from .safeio import atomic_write
 
 
@@ -35,7 +35,9 @@ def cli_main(cfg, args) -> int:
                                     detector_threads=getattr(args, "detector_threads", None))
     bar = _tqdm()
     t0 = time.perf_counter()
-    records = run_batch(inpainter, collect(inputs, out), bar_factory=bar) if inputs else []
+    chunk = getattr(args, "chunk", None)
+    chunk = CHUNK if chunk is None else max(1, chunk)
+    records = run_batch(inpainter, collect(inputs, out), bar_factory=bar, chunk=chunk) if inputs else []
     if camera is not None:
         try:
             records.append(process_camera(inpainter, camera, out, bar_factory=bar))

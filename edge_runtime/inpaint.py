@@ -76,11 +76,20 @@ class FaceReport:
 
 
 @dataclass
+class _FaceJob:
+    report: FaceReport
+    matrix: np.ndarray               # photo -> crop similarity
+    crop: np.ndarray                 # (size, size, 3) uint8 aligned face
+    pred: np.ndarray | None = None   # model output for the crop, (size, size, C) float32 in [0, 1]
+
+
+@dataclass
 class RemoveResult:
     image: np.ndarray
     faces: list[FaceReport] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=lambda: {"detection": 0.0, "model": 0.0, "model_invoke": 0.0, "blending": 0.0})
     alpha: np.ndarray | None = None  # (H, W) float32 blend weight actually applied (0 = pixel untouched)
+    invokes: int = 0                 # model invocations (faces that were cropped and inpainted)
 
     @property
     def pasted(self) -> int:
@@ -116,10 +125,10 @@ class Inpainter:
         None or "default" (restores the most real masks) or "mixed" (leaves bare faces alone).
 
         `threads` is the model's thread count; the face detector uses `detector_threads` (default: the same).
-        Each interpreter has its own XNNPACK thread pool: a 2-thread model invoked right after detection pays for
-        waking its pool and for cold caches (the shipped student on 2 cores: +17-39% over its warm invoke, +11-14%
-        at threads=1), yet 2 threads stay faster end to end there (43 vs 39-42 photos/s; `mask2face bench --what
-        runtime`, docs/EDGE.md)."""
+        Each interpreter has its own XNNPACK thread pool. Invoked once per photo, right after detection, the model
+        pays for waking its pool and for cold caches (the shipped student on 2 cores: +17-29% over its warm invoke);
+        remove_many runs it back to back, within 5-8% of warm in most runs (`mask2face bench --what runtime`,
+        docs/EDGE.md)."""
         path = shipped_model(path)
         model = Model.from_file(path, delegate=delegate, threads=threads)
         return cls(model, FaceDetector(threads=detector_threads or threads), blend)
@@ -129,41 +138,67 @@ class Inpainter:
 
     def remove_detailed(self, image: np.ndarray, faces: list[Face] | None = None) -> RemoveResult:
         """Per-face report and timings (seconds, split detection / model / blending). `faces` skips detection."""
-        image = check_image(image)
-        result = RemoveResult(image=image)
+        return self.remove_many([image], None if faces is None else [faces])[0]
+
+    def remove_many(self, images: list[np.ndarray], faces: list[list[Face]] | None = None) -> list[RemoveResult]:
+        """Several photos in three passes: detect faces in every photo, run the model on every face crop back to
+        back, then blend. Each result is what remove_detailed gives for that photo alone; the model is only
+        faster: invoked right after a photo's ~20 ms of detection, its XNNPACK workers have gone to sleep and its
+        caches are cold (+11-39% over a warm invoke here), while back-to-back invokes stay warm. Folders and
+        videos go through this in chunks; a camera, which needs each frame at once, takes one photo at a time.
+        `faces[i]` skips detection for photo i."""
+        results = [RemoveResult(image=check_image(image)) for image in images]
+        jobs = [self._crops(res, None if faces is None else faces[i]) for i, res in enumerate(results)]
+        for res, face_jobs in zip(results, jobs):
+            for job in face_jobs:
+                t0 = time.perf_counter()
+                job.pred = self.model.run(job.crop[None])[0]  # uint8 crop: the model quantises it directly
+                res.timings["model"] += time.perf_counter() - t0
+                res.timings["model_invoke"] += self.model.last_invoke_s
+                res.invokes += 1
+        for res, face_jobs in zip(results, jobs):
+            t0 = time.perf_counter()
+            self._blend(res, face_jobs)
+            res.timings["blending"] += time.perf_counter() - t0
+        return results
+
+    def _crops(self, result: RemoveResult, faces: list[Face] | None) -> list["_FaceJob"]:
+        """Detect (unless `faces` is given) and cut the aligned training crop of every face."""
+        image = result.image
         t0 = time.perf_counter()
         if faces is None:
             faces = self.detector.detect(image)
-        result.timings["detection"] = time.perf_counter() - t0
-        out = image
-        total_alpha = np.zeros(image.shape[:2], np.float32)
+        t1 = time.perf_counter()
+        result.timings["detection"] = t1 - t0
+        jobs = []
         for face in faces:
             report = FaceReport(box=[round(float(v), 1) for v in face.box], score=float(face.score),
                                 stage=face.stage, pasted=False)
             result.faces.append(report)
-            t1 = time.perf_counter()
             try:
                 matrix = align.similarity_from_eyes(*face.eyes(), self.size)
             except ValueError:
                 report.reason = "eyes coincide"
                 continue
-            crop = align.crop(image, matrix, self.size)
-            t2 = time.perf_counter()
-            pred = self.model.run(crop[None])[0]  # uint8 crop: the model quantises it directly
-            t3 = time.perf_counter()
-            result.timings["model_invoke"] += self.model.last_invoke_s
-            restored = np.clip(pred[..., :3] * 255.0 + 0.5, 0, 255).astype(np.uint8)
-            alpha = self._alpha(pred, report, crop)
-            if report.pasted:
+            jobs.append(_FaceJob(report, matrix, align.crop(image, matrix, self.size)))
+        result.timings["blending"] += time.perf_counter() - t1
+        return jobs
+
+    def _blend(self, result: RemoveResult, jobs: list["_FaceJob"]) -> None:
+        """Paste each face's restored pixels where its own predicted mask is confident; the photo is copied only
+        if a face is pasted (otherwise result.image stays the caller's array)."""
+        image = out = result.image
+        total_alpha = np.zeros(image.shape[:2], np.float32)
+        for job in jobs:
+            pred = job.pred
+            alpha = self._alpha(pred, job.report, job.crop)
+            if job.report.pasted:
                 if out is image:
                     out = image.copy()
-                _paste_roi(out, restored, alpha, matrix, total_alpha)
-            t4 = time.perf_counter()
-            result.timings["model"] += t3 - t2
-            result.timings["blending"] += (t2 - t1) + (t4 - t3)
+                restored = np.clip(pred[..., :3] * 255.0 + 0.5, 0, 255).astype(np.uint8)
+                _paste_roi(out, restored, alpha, job.matrix, total_alpha)
         result.image = out
         result.alpha = total_alpha
-        return result
 
     def _alpha(self, pred: np.ndarray, report: FaceReport, crop: np.ndarray) -> np.ndarray:
         """Feathered blend weight (crop-sized, 0..1) from the predicted mask; sets report.pasted / reason."""

@@ -58,3 +58,20 @@ def test_bench_cli_rows(tmp_path):
                    for p, x, c in zip(pred, test["masked"], test["clean"])])
     assert abs(row["quality"]["ssim_composited"] - ref) < 1e-3
     assert "SSIM composited" in (tmp_path / "table.md").read_text()
+
+
+def test_runtime_bench_row_in_chunks(tmp_path, capsys):
+    """runtime_bench on real LFW photos in chunks: every photo timed, every face blended, invoke times split out."""
+    from mask2face.benchmarks import runtime_bench
+    from test_model import make_tiny_tflite
+    if not (runtime_bench.DATA / "lfw").is_dir():
+        pytest.skip(f"{runtime_bench.DATA / 'lfw'} not found (../shared/data beside the project)")
+    model = make_tiny_tflite(tmp_path)
+    assert runtime_bench.main(["--model", str(model), "--photos", "5", "--chunk", "2", "--accept-all",
+                               "--no-save", "--scratch", str(tmp_path / "scratch")]) == 0
+    out = capsys.readouterr().out
+    row = json.loads(out[out.index("{"):out.rindex("}") + 1])
+    assert row["chunk"] == 2 and row["faces_found"] >= 5 and row["faces_pasted"] == row["faces_found"]
+    assert 0 < row["bare_invoke_ms_p50"] <= row["bare_invoke_ms_mean"] * 1.5
+    assert row["model_ms_mean_in_pipeline"] > 0 and row["photos_per_s"] > 0
+    assert row["model_overhead_mean"] == pytest.approx(row["model_ms_mean_in_pipeline"] / row["bare_invoke_ms_mean"] - 1)

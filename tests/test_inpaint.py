@@ -163,3 +163,24 @@ def test_shipped_model_removes_a_drawn_mask_and_leaves_the_rest_untouched():
     untouched = res.alpha == 0
     assert untouched.mean() > 0.9
     assert np.array_equal(res.image[untouched], masked[untouched])
+
+
+def test_remove_many_equals_one_photo_at_a_time(inpainter):
+    """Detect all, run the model on all faces back to back, blend all: the same pixels and reports as one by one."""
+    masked = masked_astronaut()
+    photos = [masked, skimage_data.coffee(), np.concatenate([masked, skimage_data.astronaut()], axis=1),
+              skimage_data.astronaut(), masked]
+    together = inpainter.remove_many(photos)
+    assert len(together) == len(photos)
+    for photo, res in zip(photos, together):
+        alone = inpainter.remove_detailed(photo)
+        assert np.array_equal(res.image, alone.image)
+        assert np.array_equal(res.alpha, alone.alpha)
+        assert [f.to_dict() for f in res.faces] == [f.to_dict() for f in alone.faces]
+        model_faces = sum(f.reason != "eyes coincide" for f in res.faces)
+        assert res.invokes == alone.invokes == model_faces
+        assert (res.timings["model_invoke"] > 0) == (model_faces > 0)
+    assert [r.pasted for r in together] == [1, 0, 1, 0, 1]
+    assert together[1].image is photos[1]                  # nothing pasted: the caller's array, not a copy
+    with pytest.raises(ImageError):
+        inpainter.remove_many([masked, np.zeros((4, 4, 3), np.uint8)])

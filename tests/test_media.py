@@ -12,6 +12,7 @@ import pytest
 
 from mask2face.edge_runtime import cli, media
 from mask2face.edge_runtime.errors import Mask2FaceError
+from mask2face.edge_runtime.inpaint import Inpainter
 from mask2face.edge_runtime.safeio import load_image, save_image
 from test_inpaint import masked_astronaut
 from test_model import make_tiny_tflite
@@ -61,13 +62,18 @@ def test_folder_batch_with_hostile_file_no_face_and_summary(tmp_path, tiny, caps
     assert "evil.jpg" in capsys.readouterr().err
 
 
-def test_video_keeps_fps_and_frame_count(tmp_path, tiny):
-    src = tmp_path / "clip.avi"
+def _masked_clip(path: Path, frames: int, fps: float) -> Path:
+    """An MJPG .avi of `frames` copies of the masked astronaut."""
     frame = cv2.cvtColor(masked_astronaut(), cv2.COLOR_RGB2BGR)
-    w = cv2.VideoWriter(str(src), cv2.VideoWriter_fourcc(*"MJPG"), 12.0, (512, 512))
-    for _ in range(5):
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (512, 512))
+    for _ in range(frames):
         w.write(frame)
     w.release()
+    return path
+
+
+def test_video_keeps_fps_and_frame_count(tmp_path, tiny):
+    src = _masked_clip(tmp_path / "clip.avi", 5, 12.0)
     out = tmp_path / "out"
     assert cli.cli_main(None, _args([src], out, tiny, summary=tmp_path / "s.json")) == 0
     rec = json.loads((tmp_path / "s.json").read_text())["records"][0]
@@ -97,3 +103,68 @@ def test_missing_camera_is_reported(tmp_path, tiny):
     rc = cli.cli_main(None, _args([], tmp_path / "o", tiny, camera=97))
     s = json.loads((tmp_path / "o" / "summary.json").read_text())
     assert rc == 1 and s["errors"][0]["file"] == "camera:97"
+
+
+def test_chunked_folder_equals_one_at_a_time_and_bad_files_stay_alone(tmp_path, tiny):
+    """Photos go through Inpainter.remove_many in chunks: byte-identical outputs for chunk 1 and 3, in input order;
+    an unusable photo inside a chunk is its own error record."""
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(4):
+        save_image(src / f"{i}-masked.png", masked_astronaut())
+    save_image(src / "2-coffee.png", skimage_data.coffee())
+    save_image(src / "3-tiny.png", np.zeros((4, 4, 3), np.uint8))     # decodes, but cannot hold a face
+    outputs = {}
+    for chunk in (1, 3):
+        out = tmp_path / f"out{chunk}"
+        args = _args([src], out, tiny)
+        args.chunk = chunk
+        assert cli.cli_main(None, args) == 1
+        records = json.loads((out / "summary.json").read_text())["records"]
+        assert [Path(r["file"]).name for r in records] == sorted(p.name for p in src.iterdir())
+        by = {Path(r["file"]).name: r for r in records}
+        assert by["3-tiny.png"]["status"] == "error" and "too small" in by["3-tiny.png"]["error"]
+        assert [by[f"{i}-masked.png"]["status"] for i in range(4)] == ["ok"] * 4
+        outputs[chunk] = {p.name: p.read_bytes() for p in (out / "in").iterdir()}
+    assert outputs[1] == outputs[3] and len(outputs[1]) == 5
+
+
+class _FailsOnWidePhotos:
+    """An inpainter stand-in whose model breaks on photos wider than 600 px."""
+
+    def __init__(self, inpainter):
+        self.inner = inpainter
+
+    def remove_detailed(self, image):
+        if image.shape[1] > 600:
+            raise ValueError("model failed on this photo")
+        return self.inner.remove_detailed(image)
+
+    def remove_many(self, images):
+        return [self.remove_detailed(image) for image in images]
+
+
+def test_a_photo_that_breaks_the_model_fails_alone(tmp_path, tiny):
+    src = tmp_path / "in"
+    src.mkdir()
+    save_image(src / "a.png", masked_astronaut())
+    save_image(src / "b.png", np.concatenate([masked_astronaut(), masked_astronaut()], axis=1))
+    save_image(src / "c.png", masked_astronaut())
+    jobs = media.collect([src], tmp_path / "out")
+    records = media.run_batch(_FailsOnWidePhotos(Inpainter.from_file(tiny)), jobs, chunk=8)
+    assert [(Path(r["file"]).name, r["status"]) for r in records] == [("a.png", "ok"), ("b.png", "error"),
+                                                                       ("c.png", "ok")]
+    assert "model failed" in records[1]["error"]
+
+
+def test_video_in_chunks_keeps_every_frame(tmp_path, tiny):
+    src = _masked_clip(tmp_path / "clip.avi", 5, 10.0)
+    inp = Inpainter.from_file(tiny)
+    for chunk, max_frames, expect in ((2, None, 5), (3, 4, 4), (1, 2, 2)):
+        cap, fps, _ = media.open_video(src)
+        try:
+            rec = media.process_stream(inp, cap, tmp_path / f"o{chunk}.avi", fps, "clip", max_frames=max_frames,
+                                       chunk=chunk)
+        finally:
+            cap.release()
+        assert rec["frames"] == expect and rec["pasted"] == expect

@@ -1,0 +1,52 @@
+"""The shipped files agree with each other: the default asset is models/cpu's QAT export, models/cpu is one run of
+today's preset('cpu'), and its Keras checkpoints give its .tflite files' outputs."""
+import json
+import os
+from pathlib import Path
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import numpy as np
+import pytest
+
+from mask2face import config
+from mask2face.edge_runtime import inpaint
+from mask2face.runs import sha256_file
+
+REPO = Path(__file__).resolve().parents[1]
+CPU = REPO / "models" / "cpu"
+
+
+def test_shipped_assets_are_the_models_folders_qat_int8_exports():
+    assert sha256_file(inpaint.SHIPPED_MODELS["default"]) == sha256_file(CPU / "export" / "student-qat-int8.tflite")
+    mixed = REPO / "models" / "cpu-mixed" / "export" / "student-qat-int8.tflite"
+    assert sha256_file(inpaint.SHIPPED_MODELS["mixed"]) == sha256_file(mixed)
+    manifest = json.loads((CPU / "export" / "manifest.json").read_text())
+    listed = {Path(o["path"]).name: o["sha256"] for o in manifest["outputs"]}
+    for f in sorted((CPU / "export").glob("*.tflite")):
+        assert listed[f.name] == sha256_file(f), f"{f.name} is not the file its manifest lists"
+
+
+def test_models_cpu_is_one_run_of_the_cpu_preset():
+    shipped = json.loads((CPU / "config.json").read_text())
+    assert shipped == json.loads(json.dumps(config.to_dict(config.preset("cpu")))), \
+        "models/cpu/config.json differs from preset('cpu'): retrain, or say in models/cpu/README.md why not"
+
+
+@pytest.mark.slow
+def test_shipped_keras_checkpoints_match_their_tflite_files():
+    from mask2face.benchmarks import metrics
+    from mask2face.compress.export import run_once
+    from mask2face.compress.qat import load_qat_model
+    from mask2face.train.models import load_model
+    skimage_data = pytest.importorskip("skimage.data")
+    import cv2
+    face = cv2.resize(skimage_data.astronaut()[30:250, 120:340], (128, 128), interpolation=cv2.INTER_AREA)
+    x = face.astype(np.float32) / 255
+    student = load_model(CPU / "student.keras")
+    fp32 = (CPU / "export" / "student-fp32.tflite").read_bytes()
+    assert np.abs(run_once(fp32, x) - student(x[None]).numpy()[0]).max() < 1e-4
+    qat = load_qat_model(CPU / "student-qat.keras")
+    q8 = (CPU / "export" / "student-qat-int8.tflite").read_bytes()
+    # the bound of test_export: the int8 file reproduces the fake-quant model within 30 dB PSNR
+    assert metrics.psnr(run_once(q8, x)[..., :3], qat(x[None]).numpy()[0][..., :3]) > 30
