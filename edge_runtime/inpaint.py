@@ -144,7 +144,7 @@ class Inpainter:
         """Several photos in three passes: detect faces in every photo, run the model on every face crop back to
         back, then blend. Each result is what remove_detailed gives for that photo alone; the model is only
         faster: invoked right after a photo's ~20 ms of detection, its XNNPACK workers have gone to sleep and its
-        caches are cold (+11-39% over a warm invoke here), while back-to-back invokes stay warm. Folders and
+        caches are cold (+17-29% over a warm invoke here, 2 threads); back to back it stays within 5-8% of warm. Folders and
         videos go through this in chunks; a camera, which needs each frame at once, takes one photo at a time.
         `faces[i]` skips detection for photo i."""
         results = [RemoveResult(image=check_image(image)) for image in images]

@@ -243,33 +243,43 @@ def error_record(src: Path, exc: BaseException, kind: str) -> dict:
 
 def run_batch(inpainter, jobs: list[tuple[Path, Path, str]], bar_factory=None, chunk: int = CHUNK) -> list[dict]:
     """Every job, in order; photos go `chunk` at a time through process_images. A failing file becomes an error
-    record and the batch goes on."""
+    record and the batch goes on. The bar counts files as they are finished, not as they are queued."""
     records, photos = [], []
+    bar = bar_factory(total=len(jobs), desc="remove", unit="file") if bar_factory else None
+
+    def done(new: list[dict]):
+        records.extend(new)
+        if bar:
+            bar.update(len(new))
 
     def flush():
-        records.extend(process_images(inpainter, photos))
-        photos.clear()
+        if photos:
+            done(process_images(inpainter, photos))
+            photos.clear()
 
-    iterator = bar_factory(jobs, desc="remove", unit="file") if bar_factory else jobs
-    for src, dst, kind in iterator:
-        if kind == "image":
-            photos.append((src, dst))
-            if len(photos) >= max(1, chunk):
-                flush()
-            continue
+    try:
+        for src, dst, kind in jobs:
+            if kind == "image":
+                photos.append((src, dst))
+                if len(photos) >= max(1, chunk):
+                    flush()
+                continue
+            flush()
+            try:
+                if kind == "video":
+                    done([process_video(inpainter, src, dst, bar_factory, chunk)])
+                elif kind == "missing":
+                    done([error_record(src, MediaError(f"{src} does not exist"), kind)])
+                else:
+                    done([error_record(src, MediaError(
+                        f"{src}: not a supported image ({', '.join(sorted(IMAGE_EXTS))}) or video "
+                        f"({', '.join(sorted(VIDEO_EXTS))})"), kind)])
+            except BATCH_ERRORS as exc:
+                done([error_record(src, exc, kind)])
         flush()
-        try:
-            if kind == "video":
-                records.append(process_video(inpainter, src, dst, bar_factory, chunk))
-            elif kind == "missing":
-                records.append(error_record(src, MediaError(f"{src} does not exist"), kind))
-            else:
-                records.append(error_record(src, MediaError(
-                    f"{src}: not a supported image ({', '.join(sorted(IMAGE_EXTS))}) or video "
-                    f"({', '.join(sorted(VIDEO_EXTS))})"), kind))
-        except BATCH_ERRORS as exc:
-            records.append(error_record(src, exc, kind))
-    flush()
+    finally:
+        if bar:
+            bar.close()
     return records
 
 

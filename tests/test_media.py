@@ -168,3 +168,30 @@ def test_video_in_chunks_keeps_every_frame(tmp_path, tiny):
         finally:
             cap.release()
         assert rec["frames"] == expect and rec["pasted"] == expect
+
+
+def test_progress_bar_counts_finished_files(tmp_path, tiny):
+    """The bar advances as files are written (photos in chunks, then a video), and reaches the job count."""
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(3):
+        save_image(src / f"{i}.png", masked_astronaut())
+    _masked_clip(src / "v.avi", 2, 5.0)
+    jobs = media.collect([src], tmp_path / "out")
+    seen = []
+
+    class Bar:
+        def __init__(self, total=None, **kw):
+            self.total, self.n, self.top = total, 0, "desc" in kw and kw["desc"] == "remove"
+
+        def update(self, k):
+            self.n += k
+            if self.top:
+                seen.append((self.n, len(list((tmp_path / "out").rglob("*.png")))))
+
+        def close(self):
+            pass
+
+    records = media.run_batch(Inpainter.from_file(tiny), jobs, bar_factory=Bar, chunk=2)
+    assert len(records) == 4
+    assert seen == [(2, 2), (3, 3), (4, 3)]      # never ahead of the files actually written
