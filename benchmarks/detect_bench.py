@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import xml.etree.ElementTree as ET
@@ -40,7 +41,18 @@ from mask2face.edge_runtime.safeio import load_image
 from mask2face.edge_runtime.errors import ImageError
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data"
+
+
+def shared_data_dir() -> Path:
+    """The shared face photos: $MASK2FACE_SHARED_DATA, else ../shared/data beside the source tree, else beside the
+    working directory (a non-editable install puts this file in site-packages, far from the clone)."""
+    if os.environ.get("MASK2FACE_SHARED_DATA"):
+        return Path(os.environ["MASK2FACE_SHARED_DATA"])
+    candidates = [REPO.parent / "shared" / "data", Path.cwd().parent / "shared" / "data", Path.cwd() / "shared" / "data"]
+    return next((c for c in candidates if c.is_dir()), candidates[0])
+
+
+DATA = shared_data_dir()
 RESULTS = REPO / "benchmarks" / "results"
 WITH_MASK = "con_mascarilla"
 
