@@ -25,6 +25,7 @@ import numpy as np
 from tqdm import tqdm
 
 from mask2face.edge_runtime.inpaint import BlendConfig, Inpainter
+from mask2face.edge_runtime.media import CHUNK
 from mask2face.edge_runtime.safeio import load_image, save_image
 
 from .bench import time_invokes
@@ -123,7 +124,7 @@ def main(argv=None) -> int:
     p.add_argument("--masked", type=Path, default=None, metavar="DATA_DIR",
                    help="photos wearing a mask: the test pairs of this pairs folder put back into their LFW photos "
                         "(the realistic case: every face is restored and blended); default: bare LFW photos")
-    p.add_argument("--chunk", type=int, default=8,
+    p.add_argument("--chunk", type=int, default=CHUNK,
                    help="photos per Inpainter.remove_many pass, as `mask2face remove --chunk` (1 = one photo at a "
                         "time, as a camera runs: the model then runs cold after each detection)")
     p.add_argument("--no-save", action="store_true")

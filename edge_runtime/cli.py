@@ -36,7 +36,7 @@ def cli_main(cfg, args) -> int:
     bar = _tqdm()
     t0 = time.perf_counter()
     chunk = getattr(args, "chunk", None)
-    chunk = CHUNK if chunk is None else max(1, chunk)
+    chunk = CHUNK if chunk is None else chunk   # run_batch and process_stream treat anything below 1 as 1
     records = run_batch(inpainter, collect(inputs, out), bar_factory=bar, chunk=chunk) if inputs else []
     if camera is not None:
         try:

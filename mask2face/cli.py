@@ -103,7 +103,7 @@ def _remove_args(p):
     p.add_argument("--delegate", default="cpu", help="cpu | gpu | nnapi (falls back to cpu with a warning)")
     p.add_argument("--threads", type=int, default=2, help="model threads (default 2)")
     p.add_argument("--detector-threads", type=int, default=None, help="face detector threads (default: --threads)")
-    p.add_argument("--chunk", type=int, default=8,
+    p.add_argument("--chunk", type=int, default=None,
                    help="photos or video frames detected before the model runs on all their faces back to back "
                         "(warm; default 8; 1 = one at a time, least memory)")
     p.add_argument("--summary", type=Path, help="JSON summary path (default: OUT/summary.json)")

@@ -60,12 +60,12 @@ def test_bench_cli_rows(tmp_path):
     assert "SSIM composited" in (tmp_path / "table.md").read_text()
 
 
-def test_runtime_bench_row_in_chunks(tmp_path, capsys):
+def test_runtime_bench_row_in_chunks(tmp_path, capsys, monkeypatch):
     """runtime_bench on real LFW photos in chunks: every photo timed, every face blended, invoke times split out."""
+    from conftest import shared_data
     from mask2face.benchmarks import runtime_bench
     from test_model import make_tiny_tflite
-    if not (runtime_bench.DATA / "lfw").is_dir():
-        pytest.skip(f"{runtime_bench.DATA / 'lfw'} not found (../shared/data beside the project)")
+    monkeypatch.setattr(runtime_bench, "DATA", shared_data("lfw").parent)
     model = make_tiny_tflite(tmp_path)
     assert runtime_bench.main(["--model", str(model), "--photos", "5", "--chunk", "2", "--accept-all",
                                "--no-save", "--scratch", str(tmp_path / "scratch")]) == 0
