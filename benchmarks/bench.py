@@ -8,8 +8,8 @@ Per artifact: bytes; p50/p90 latency of `interpreter.invoke()` at each of `bench
 XNNPACK, `num_threads` explicit, `model_content=bytes`, `bench.warmup` invokes, then `bench.runs` timed ones on a
 fixed input); quality on the first `bench.eval_samples` test pairs: PSNR / SSIM / L1 over the whole image and
 the masked region (`benchmarks.metrics`, the one definition), on the raw model output (RGB channels) vs the clean
-truth, plus the SSIM of the composited image (model pixels inside its predicted mask, input elsewhere: what the
-runtime pastes). Both fp32 and int8 are timed: on AVX-512/AMX CPUs small depthwise students are slower in int8 than in fp32
+truth, plus the SSIM of the composited image (model pixels inside its predicted mask, input elsewhere) and the SSIM
+and masked PSNR of the blended one (the runtime's dilated, feathered paste: what a photo really gets). Both fp32 and int8 are timed: on AVX-512/AMX CPUs small depthwise students are slower in int8 than in fp32
 (MEASURED.md), on phones the opposite is usual. One JSON row per artifact, with the machine and package versions,
 is appended to RUN/bench/rows.jsonl; then `benchmarks.report` renders the table (markdown + CSV) and a Pareto PNG.
 `--what runtime|detect` hand over to runtime_bench / detect_bench.
@@ -103,6 +103,12 @@ def quality(model_bytes: bytes, test: dict) -> dict:
     out["ssim_composited"] = round(float(np.mean([
         metrics.ssim(np.clip(metrics.composite(metrics.to_float(x), p), 0, 1), metrics.to_float(c))
         for p, x, c in zip(pred, test["masked"], test["clean"])])), 5)
+    # What a photo really gets: the same with the runtime's dilated, feathered paste (edge_runtime.inpaint).
+    blend = [metrics.all_metrics(np.clip(metrics.blended(metrics.to_float(x), p), 0, 1), c, m)
+             for p, x, c, m in zip(pred, test["masked"], test["clean"], test["mask"])]
+    blend = metrics.summarize(blend)
+    out["ssim_blended"] = round(blend["ssim"], 5)
+    out["psnr_masked_blended"] = round(blend["psnr_masked"], 5)
     out["samples"] = len(rows)
     return out
 

@@ -120,6 +120,17 @@ def composite(inp01: np.ndarray, out: np.ndarray) -> np.ndarray:
     return np.where(keep, out[..., :3], inp01)
 
 
+def blended(inp01: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """What the runtime really pastes: model RGB over the input with the runtime's feathered weight of the predicted
+    mask > 0.5 (edge_runtime.inpaint.feathered_alpha; the runtime's confidence gates are not applied). Unlike
+    `composite`, the mask's edge is dilated and blurred, as in a photo. Raw RGB when there is no mask channel."""
+    from mask2face.edge_runtime.inpaint import BlendConfig, feathered_alpha
+    if out.shape[-1] < 4:
+        return out[..., :3]
+    alpha = feathered_alpha(out[..., 3] > BlendConfig.mask_threshold)[..., None]
+    return inp01 * (1.0 - alpha) + out[..., :3] * alpha
+
+
 def summarize(rows: list[dict[str, float]]) -> dict[str, float]:
     """Mean of each metric over images (NaNs from empty masks ignored)."""
     keys = rows[0].keys() if rows else []

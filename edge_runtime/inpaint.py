@@ -234,18 +234,26 @@ class Inpainter:
         if report.reason:
             return np.zeros((s, s), np.float32)
         report.pasted = True
-        m = binary.astype(np.uint8)
-        k = max(1, int(round(cfg.dilate * s)))
-        m = cv2.dilate(m, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1)))
-        sigma = max(0.5, cfg.feather * s)
-        alpha = cv2.GaussianBlur(m.astype(np.float32), (0, 0), sigma)
-        # Tiny tails of the Gaussian would touch pixels far from the mask by a fraction of a level: cut them,
-        # so that "untouched" means bit-identical.
-        alpha[alpha < 1.0 / 255] = 0.0
-        # Zero at the crop border: the warp back must not smear the crop's edge into the photo.
-        alpha[:1, :] = alpha[-1:, :] = 0.0
-        alpha[:, :1] = alpha[:, -1:] = 0.0
-        return np.clip(alpha, 0.0, 1.0)
+        return feathered_alpha(binary, cfg)
+
+
+def feathered_alpha(binary: np.ndarray, cfg: BlendConfig = BlendConfig()) -> np.ndarray:
+    """The blend weight (crop-sized float32, 0..1) the runtime pastes a face with: the thresholded predicted mask,
+    dilated by cfg.dilate and feathered by cfg.feather (shares of the crop side). Also what `mask2face eval` calls
+    the `blended` variant."""
+    s = binary.shape[0]
+    m = binary.astype(np.uint8)
+    k = max(1, int(round(cfg.dilate * s)))
+    m = cv2.dilate(m, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1)))
+    sigma = max(0.5, cfg.feather * s)
+    alpha = cv2.GaussianBlur(m.astype(np.float32), (0, 0), sigma)
+    # Tiny tails of the Gaussian would touch pixels far from the mask by a fraction of a level: cut them,
+    # so that "untouched" means bit-identical.
+    alpha[alpha < 1.0 / 255] = 0.0
+    # Zero at the crop border: the warp back must not smear the crop's edge into the photo.
+    alpha[:1, :] = alpha[-1:, :] = 0.0
+    alpha[:, :1] = alpha[:, -1:] = 0.0
+    return np.clip(alpha, 0.0, 1.0)
 
 
 def _paste_roi(out: np.ndarray, crop_rgb: np.ndarray, crop_alpha: np.ndarray, matrix: np.ndarray,

@@ -78,6 +78,8 @@ class TrainConfig:
     degrade: float = 0.0                 # share of training pairs turned into low-quality photos (downscaled 0.3-1x and
                                          # back, JPEG 30-90), input and targets alike: real masked photos are often
                                          # small and compressed, synthetic ones never; see benchmarks/results/gate.jsonl
+    mask_grow: float = 0.0               # grow the mask *targets* by this share of the crop side (0.03: 4 px at 128)
+                                         # so the model also replaces the band where a real mask's rim and shadow end
     init_from: str = ""                  # start from this model's weights (fine-tune, e.g. on your own faces)
     seed: int = 0
 
@@ -283,7 +285,21 @@ def from_dict(data: dict) -> Config:
     return _rebuild(Config, data)
 
 
+# Fields added after runs, checkpoints and exports already existed, with the value that means "as before". At that
+# value they are left out of config hashes and training run keys (train.fit.run_key), so upgrading mask2face neither
+# refuses to resume an older run nor changes the hash its exported files carry.
+FIELDS_ADDED_LATER = {"mask_grow": 0.0}
+
+
+def without_later_defaults(tree: Any) -> Any:
+    """A nested dict without FIELDS_ADDED_LATER keys that hold their "as before" value (what hashes are made of)."""
+    if isinstance(tree, dict):
+        return {k: without_later_defaults(v) for k, v in tree.items()
+                if not (k in FIELDS_ADDED_LATER and v == FIELDS_ADDED_LATER[k])}
+    return tree
+
+
 def config_hash(section: Any) -> str:
     """Short stable hash of a config (or a section of it): a stage whose outputs exist with the same hash is skipped."""
-    blob = json.dumps(dataclasses.asdict(section), sort_keys=True).encode()
+    blob = json.dumps(without_later_defaults(dataclasses.asdict(section)), sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:12]

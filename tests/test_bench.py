@@ -57,7 +57,13 @@ def test_bench_cli_rows(tmp_path):
                                          data_range=1, channel_axis=-1)
                    for p, x, c in zip(pred, test["masked"], test["clean"])])
     assert abs(row["quality"]["ssim_composited"] - ref) < 1e-3
-    assert "SSIM composited" in (tmp_path / "table.md").read_text()
+    # blended (the runtime's feathered paste), the same way
+    ref = np.mean([structural_similarity(np.clip(metrics.blended(x / 255.0, p), 0, 1), c / 255.0,
+                                         gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+                                         data_range=1, channel_axis=-1)
+                   for p, x, c in zip(pred, test["masked"], test["clean"])])
+    assert abs(row["quality"]["ssim_blended"] - ref) < 1e-3
+    assert "SSIM blended" in (tmp_path / "table.md").read_text()
 
 
 def test_runtime_bench_row_in_chunks(tmp_path, capsys, monkeypatch):

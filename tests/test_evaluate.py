@@ -44,6 +44,27 @@ def test_composite_uses_the_predicted_mask():
     np.testing.assert_array_equal(metrics.composite(inp, out[..., :3]), out[..., :3])
 
 
+def test_blended_is_the_runtimes_feathered_paste():
+    """`blended` = what Inpainter pastes: the input outside the dilated, feathered mask (bit for bit), the model's
+    RGB deep inside it, a weighted mix on the feathered edge."""
+    from mask2face.edge_runtime.inpaint import BlendConfig, feathered_alpha
+    s = 64
+    inp = np.full((s, s, 3), 0.2, np.float32)
+    out = np.full((s, s, 4), 0.8, np.float32)
+    out[..., 3] = 0.0
+    out[36:56, 16:48, 3] = 0.9                       # the predicted mask: a lower-face block
+    got = metrics.blended(inp, out)
+    alpha = feathered_alpha(out[..., 3] > 0.5)
+    np.testing.assert_allclose(got, inp * (1 - alpha[..., None]) + 0.8 * alpha[..., None], atol=1e-6)
+    assert (got[:20] == 0.2).all() and np.allclose(got[46, 32], 0.8, atol=1e-3)
+    edge = got[36, 32, 0]                            # the mask's own edge: dilated, then blurred
+    assert 0.2 < edge < 0.8
+    # the dilation reaches cfg.dilate of the side beyond the mask before the blur
+    k = max(1, round(BlendConfig.dilate * s))
+    assert alpha[36 - k, 32] > 0.4
+    np.testing.assert_array_equal(metrics.blended(inp, out[..., :3]), out[..., :3])
+
+
 def test_keras_report_and_baselines(run_dir):
     report, grid = evaluate.evaluate(run_dir / "teacher" / "best.keras", run_dir / "data", identity=True)
     assert report["pairs"] == 6 and set(report["metrics"]) == set(evaluate.VARIANTS)

@@ -326,6 +326,56 @@ def test_degrade_turns_input_and_targets_into_the_same_low_quality_photo(pairs_d
         PairsInput(None, "train", 4, arrays=base.arrays, degrade=1.5)
 
 
+def test_grow_mask_is_a_disc_max_filter():
+    from mask2face.train.fit import grow_mask
+    soft = np.zeros((21, 21), np.float32)
+    soft[10, 10], soft[3, 15] = 1.0, 0.4
+    np.testing.assert_array_equal(grow_mask(soft, 0), soft)
+    grown = grow_mask(soft, 3)
+    # reference: the maximum over every offset (dy, dx) of the radius-3 disc OpenCV draws
+    disc = np.array([[0, 0, 0, 1, 0, 0, 0], [0, 1, 1, 1, 1, 1, 0], [1, 1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1, 1],
+                     [1, 1, 1, 1, 1, 1, 1], [0, 1, 1, 1, 1, 1, 0], [0, 0, 0, 1, 0, 0, 0]], bool)
+    padded = np.pad(soft, 3)
+    ref = np.max([padded[dy:dy + 21, dx:dx + 21] for dy, dx in zip(*np.nonzero(disc))], axis=0)
+    np.testing.assert_array_equal(grown, ref)
+    assert (grown >= soft).all() and (grown == 1.0).sum() == disc.sum() and grown[3, 15] == np.float32(0.4)
+
+
+def test_mask_grow_grows_the_true_and_the_teacher_mask_targets_only(pairs_dir):
+    from mask2face.train.fit import DataError, PairsInput, grow_mask
+    base = PairsInput(pairs_dir, "train", 4, flip=True, seed=5)
+    teacher = np.zeros((24, 32, 32, 4), np.uint8)
+    teacher[..., 3] = base.arrays["mask"]                             # the teacher's mask = the true mask
+    plain = PairsInput(None, "train", 4, flip=True, seed=5, arrays=base.arrays, extra=teacher)
+    grown = PairsInput(None, "train", 4, flip=True, seed=5, arrays=base.arrays, extra=teacher, mask_grow=0.1)
+    assert grown.mask_grow_px == 3                                    # 0.1 of a 32 px crop
+    idx, code = grown.order(0)
+    np.testing.assert_array_equal(idx, plain.order(0)[0])            # same order and flips
+    x0, y0 = plain._gather(idx.ravel(), code.ravel())
+    x1, y1 = grown._gather(idx.ravel(), code.ravel())
+    np.testing.assert_array_equal(x1, x0)                             # inputs untouched
+    np.testing.assert_array_equal(y1[..., :3], y0[..., :3])           # RGB targets untouched
+    np.testing.assert_array_equal(y1[..., 4:7], y0[..., 4:7])
+    for c in (3, 7):
+        assert (y1[..., c] >= y0[..., c]).all() and y1[..., c].sum() > 1.2 * y0[..., c].sum()
+        np.testing.assert_array_equal(y1[0, ..., c], grow_mask(y0[0, ..., c], 3))
+    with pytest.raises(DataError, match="mask_grow"):
+        PairsInput(None, "train", 4, arrays=base.arrays, mask_grow=0.5)
+
+
+def test_fields_added_later_keep_old_run_keys_and_hashes():
+    """A field added to the configs at its "as before" value must not change the run key of an existing checkpoint
+    (or it could not be resumed after an upgrade) nor the config hash exported files carry."""
+    from mask2face import config
+    from mask2face.train.fit import run_key
+    settings = {"train": {"epochs": 3, "loss": "ssim_l1"}, "image_size": 32}
+    with_default = {"train": {"epochs": 3, "loss": "ssim_l1", "mask_grow": 0.0}, "image_size": 32}
+    changed = {"train": {"epochs": 3, "loss": "ssim_l1", "mask_grow": 0.03}, "image_size": 32}
+    assert run_key(with_default) == run_key(settings) != run_key(changed)
+    cfg = config.preset("cpu")
+    assert config.config_hash(cfg) != config.config_hash(config.apply_overrides(cfg, ["train.mask_grow=0.03"]))
+
+
 def test_init_from_copies_weights_and_refuses_another_architecture(tmp_path):
     from mask2face.edge_runtime.errors import Mask2FaceError
     from mask2face.train.fit import copy_weights

@@ -31,6 +31,11 @@ def test_models_cpu_is_one_run_of_the_cpu_preset():
     shipped = json.loads((CPU / "config.json").read_text())
     assert shipped == json.loads(json.dumps(config.to_dict(config.preset("cpu")))), \
         "models/cpu/config.json differs from preset('cpu'): retrain, or say in models/cpu/README.md why not"
+    # every export of the run carries the hash of that config (fields added since, at their "as before" value,
+    # leave the hash alone: config.FIELDS_ADDED_LATER)
+    from mask2face.edge_runtime.model import Model
+    for f in sorted((CPU / "export").glob("*.tflite")):
+        assert Model.from_file(f).metadata["config_hash"] == config.config_hash(config.preset("cpu")), f.name
 
 
 @pytest.mark.slow

@@ -6,7 +6,9 @@
 For every test pair it measures (with `mask2face.benchmarks.metrics`, the one definition everyone uses)
 PSNR / SSIM / L1 over the whole image and over the true mask region, for
 - `raw`: the model's RGB output as is,
-- `composited`: model RGB where its predicted mask > 0.5, the input elsewhere (what the runtime shows),
+- `composited`: model RGB where its predicted mask > 0.5, the input elsewhere,
+- `blended`: what the runtime pastes: model RGB over the input with the runtime's feathered weight
+  (edge_runtime.inpaint.feathered_alpha: the mask > 0.5, dilated and blurred; without the runtime's confidence gates),
 - `masked_input`: the input itself (doing nothing), `telea` / `ns`: cv2.inpaint given the TRUE mask.
 Identity preservation: dlib's face-recognition ResNet (face_recognition_models) embeds each result and the
 truth; the report gives the mean embedding distance and the share of pairs below 0.6 (dlib's same-person
@@ -31,7 +33,7 @@ from mask2face.edge_runtime.errors import Mask2FaceError, ModelFileError
 
 SAME_PERSON = 0.6           # dlib's documented threshold for the face-recognition ResNet
 GRID_SAMPLES = 8
-VARIANTS = ("raw", "composited", "masked_input", "telea", "ns")
+VARIANTS = ("raw", "composited", "blended", "masked_input", "telea", "ns")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -198,6 +200,7 @@ def evaluate(model_path: Path, data_dir: Path, split: str = "test", limit: int |
             variants = {
                 "raw": np.clip(out[j, ..., :3], 0, 1),
                 "composited": np.clip(metrics.composite(x[j], out[j]), 0, 1),
+                "blended": np.clip(metrics.blended(x[j], out[j]), 0, 1),
                 "masked_input": x[j],
                 "telea": inpaint(masked_u8[j], mask_u8[j], "telea").astype(np.float32) / 255,
                 "ns": inpaint(masked_u8[j], mask_u8[j], "ns").astype(np.float32) / 255,
@@ -224,6 +227,7 @@ def evaluate(model_path: Path, data_dir: Path, split: str = "test", limit: int |
                               "Gaussian sigma 1.5 (valid region), masked SSIM = mean SSIM map over mask pixels",
         "baselines": "masked_input = the input itself; telea/ns = cv2.inpaint radius 3 given the TRUE mask",
         "composited": "model RGB where predicted mask > 0.5, input elsewhere",
+        "blended": "model RGB over the input with the runtime's feathered weight (inpaint.feathered_alpha, no gates)",
         "mask_iou": float(np.mean(mask_iou)) if mask_iou else None,
         "model_seconds_per_image": t_model / max(n, 1),
         "seconds": round(time.perf_counter() - t0, 2),

@@ -43,7 +43,7 @@ import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from mask2face import runs  # noqa: E402
+from mask2face import config as config_mod, runs  # noqa: E402
 from mask2face.benchmarks import pairs  # noqa: E402
 from mask2face.edge_runtime.errors import Mask2FaceError  # noqa: E402
 
@@ -80,6 +80,18 @@ def degradation(code: int) -> tuple[float, int]:
     return 0.3 + 0.7 * ((code >> 8) & 255) / 255.0, 30 + (60 * ((code >> 16) & 255)) // 255
 
 
+def grow_mask(mask01: np.ndarray, radius: int) -> np.ndarray:
+    """A (H, W) mask in [0,1] grown by `radius` pixels (grey-level dilation with a disc: a soft mask grows as the
+    maximum over the disc). Used on training targets only, so the model learns to replace a band of skin around the
+    mask as well: a real mask's rim and the shadow under it sit just outside where the mask's own pixels end, and a
+    mask channel trained on the exact edge is only ~0.5 there, so the runtime's blend kept half of that rim as a
+    dark or bright seam (seen on real-masked-dev)."""
+    if radius <= 0:
+        return mask01
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    return cv2.dilate(np.ascontiguousarray(mask01, np.float32), disc)
+
+
 def degrade_image(img01: np.ndarray, scale: float, quality: int) -> np.ndarray:
     """A float RGB image in [0,1] as a lower-quality photo of it: shrunk by `scale` and grown back (a small face
     from a far camera), then JPEG-compressed at `quality`. Real masked photos are often both; synthetic pairs are
@@ -109,7 +121,8 @@ class PairsInput:
 
     def __init__(self, data_dir: Path | None, split: str, batch_size: int, *, flip: bool = False,
                  shuffle: bool = True, seed: int = 0, extra: np.ndarray | None = None, limit: int | None = None,
-                 arrays: dict[str, np.ndarray] | None = None, bare_share: float = 0.0, degrade: float = 0.0):
+                 arrays: dict[str, np.ndarray] | None = None, bare_share: float = 0.0, degrade: float = 0.0,
+                 mask_grow: float = 0.0):
         self.arrays = arrays if arrays is not None else _load_arrays(Path(data_dir), split, limit)
         self.split, self.batch_size, self.flip, self.shuffle, self.seed = split, int(batch_size), flip, shuffle, seed
         if not 0.0 <= bare_share < 1.0:
@@ -118,12 +131,15 @@ class PairsInput:
         if not 0.0 <= degrade <= 1.0:
             raise DataError(f"degrade={degrade}: expected a share in [0, 1]")
         self.degrade = float(degrade)
+        if not 0.0 <= mask_grow < 0.25:
+            raise DataError(f"mask_grow={mask_grow}: expected a share of the crop side in [0, 0.25)")
         self.extra = extra
         n = len(self.arrays["masked"])
         if extra is not None and len(extra) != n:
             raise DataError(f"extra targets hold {len(extra)} items but the {split} split has {n} pairs")
         self.size = n
         self.image_size = int(self.arrays["masked"].shape[1])
+        self.mask_grow_px = int(round(float(mask_grow) * self.image_size))
         self.target_channels = 4 + (0 if extra is None else int(extra.shape[-1]))
         # Masks are stored 0/255; a 0/1 mask (hand-made data) is already a probability.
         self._mask_scale = np.float32(1 / 255) if self.arrays["mask"].max(initial=0) > 1 else np.float32(1)
@@ -173,6 +189,12 @@ class PairsInput:
             if self.extra.dtype == np.uint8:  # extra targets may be cached as uint8 to save memory
                 e *= np.float32(1 / 255)
             yf = np.concatenate([yf, e], axis=-1)
+        if self.mask_grow_px:
+            # the true mask and, when the extra targets are a teacher output with a mask channel, the teacher's
+            mask_channels = (3, 7) if yf.shape[-1] >= 8 else (3,)
+            for i in range(len(yf)):
+                for c in mask_channels:
+                    yf[i, ..., c] = grow_mask(yf[i, ..., c], self.mask_grow_px)
         for i in np.flatnonzero(code & self.DEGRADE):
             # The same low-quality photo for input and every RGB target: blur and JPEG carry no "mask" signal.
             scale, quality = degradation(int(code[i]))
@@ -322,7 +344,7 @@ def _scalar(tag: str, value: float, step: int) -> None:
 
 
 def run_key(settings: dict) -> str:
-    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return hashlib.sha256(json.dumps(config_mod.without_later_defaults(settings), sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 def _save_model(model: keras.Model, path: Path) -> None:
@@ -601,7 +623,6 @@ def copy_weights(source: Path, model: keras.Model) -> None:
 
 def cli_main(cfg, args) -> int:
     """`mask2face train`: RUN/data -> RUN/teacher (best.keras, last.keras, state.json, logs, manifest)."""
-    from mask2face import config as config_mod
     from mask2face.train.losses import build_loss
     from mask2face.train.models import build_model
 
@@ -615,9 +636,9 @@ def cli_main(cfg, args) -> int:
 
     print(f"train: loading pairs from {data_dir}", file=sys.stderr)
     train_in = PairsInput(data_dir, "train", tc.batch_size, flip=tc.flip, shuffle=True, seed=tc.seed,
-                          bare_share=tc.bare_share, degrade=tc.degrade)
+                          bare_share=tc.bare_share, degrade=tc.degrade, mask_grow=tc.mask_grow)
     try:
-        val_in = PairsInput(data_dir, "val", tc.batch_size, shuffle=False)
+        val_in = PairsInput(data_dir, "val", tc.batch_size, shuffle=False, mask_grow=tc.mask_grow)
     except DataError:
         val_in = None
         print(f"train: no validation pairs in {data_dir / 'val'}; best.keras follows the last epoch",
@@ -708,7 +729,6 @@ def measure_throughput(model_cfg, train_cfg, image_size: int, batch_size: int, s
 
 def _throughput_main(argv: list[str]) -> int:
     """python -m mask2face.train.fit throughput OUT.json [preset:batch:steps ...]  (default cpu:16:10 paper:2:3)"""
-    from mask2face import config as config_mod
 
     out = Path(argv[0]) if argv else Path("benchmarks/results/train_throughput.json")
     specs = argv[1:] or ["cpu:16:10", "paper:2:3"]
