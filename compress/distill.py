@@ -214,12 +214,12 @@ def cli_main(cfg, args) -> int:
     t_channels = int(t_train.shape[-1])
     train_in = PairsInput(None, "train", dc.batch_size, flip=tc.flip, shuffle=True, seed=tc.seed,
                           bare_share=tc.bare_share, degrade=tc.degrade, extra=U8Targets(t_train),
-                          arrays=train_in.arrays, mask_grow=tc.mask_grow)
+                          arrays=train_in.arrays, mask_grow=dc.mask_grow)
     try:
         val_arrays = PairsInput(data_dir, "val", dc.batch_size, shuffle=False).arrays
         t_val = teacher_cache(teacher, teacher_sha, val_arrays, "val", out_dir, dc.batch_size)
         val_in = PairsInput(None, "val", dc.batch_size, shuffle=False, extra=U8Targets(t_val), arrays=val_arrays,
-                            mask_grow=tc.mask_grow)
+                            mask_grow=dc.mask_grow)
     except DataError:
         val_in = None
         print(f"distill: no validation pairs in {data_dir / 'val'}; best.keras follows the last epoch",

@@ -78,8 +78,6 @@ class TrainConfig:
     degrade: float = 0.0                 # share of training pairs turned into low-quality photos (downscaled 0.3-1x and
                                          # back, JPEG 30-90), input and targets alike: real masked photos are often
                                          # small and compressed, synthetic ones never; see benchmarks/results/gate.jsonl
-    mask_grow: float = 0.0               # grow the mask *targets* by this share of the crop side (0.03: 4 px at 128)
-                                         # so the model also replaces the band where a real mask's rim and shadow end
     init_from: str = ""                  # start from this model's weights (fine-tune, e.g. on your own faces)
     seed: int = 0
 
@@ -102,6 +100,10 @@ class DistillConfig:
     batch_size: int = 16
     learning_rate: float = 2e-3
     steps_per_epoch: int = 0
+    mask_grow: float = 0.0               # grow the student's mask targets (the true mask and the teacher's mask
+                                         # channel, in distill and qat) by this share of the crop side (0.03: 4 px at
+                                         # 128), so it also replaces the band where a real mask's rim and shadow end
+                                         # (a mask channel trained on the exact edge left them as a seam)
 
 
 @dataclass(frozen=True)

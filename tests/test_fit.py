@@ -368,12 +368,12 @@ def test_fields_added_later_keep_old_run_keys_and_hashes():
     (or it could not be resumed after an upgrade) nor the config hash exported files carry."""
     from mask2face import config
     from mask2face.train.fit import run_key
-    settings = {"train": {"epochs": 3, "loss": "ssim_l1"}, "image_size": 32}
-    with_default = {"train": {"epochs": 3, "loss": "ssim_l1", "mask_grow": 0.0}, "image_size": 32}
-    changed = {"train": {"epochs": 3, "loss": "ssim_l1", "mask_grow": 0.03}, "image_size": 32}
+    settings = {"student": {"epochs": 3, "batch_size": 16}, "image_size": 32}
+    with_default = {"student": {"epochs": 3, "batch_size": 16, "mask_grow": 0.0}, "image_size": 32}
+    changed = {"student": {"epochs": 3, "batch_size": 16, "mask_grow": 0.03}, "image_size": 32}
     assert run_key(with_default) == run_key(settings) != run_key(changed)
     cfg = config.preset("cpu")
-    assert config.config_hash(cfg) != config.config_hash(config.apply_overrides(cfg, ["train.mask_grow=0.03"]))
+    assert config.config_hash(cfg) != config.config_hash(config.apply_overrides(cfg, ["distill.mask_grow=0.03"]))
 
 
 def test_init_from_copies_weights_and_refuses_another_architecture(tmp_path):

@@ -636,9 +636,9 @@ def cli_main(cfg, args) -> int:
 
     print(f"train: loading pairs from {data_dir}", file=sys.stderr)
     train_in = PairsInput(data_dir, "train", tc.batch_size, flip=tc.flip, shuffle=True, seed=tc.seed,
-                          bare_share=tc.bare_share, degrade=tc.degrade, mask_grow=tc.mask_grow)
+                          bare_share=tc.bare_share, degrade=tc.degrade)
     try:
-        val_in = PairsInput(data_dir, "val", tc.batch_size, shuffle=False, mask_grow=tc.mask_grow)
+        val_in = PairsInput(data_dir, "val", tc.batch_size, shuffle=False)
     except DataError:
         val_in = None
         print(f"train: no validation pairs in {data_dir / 'val'}; best.keras follows the last epoch",
