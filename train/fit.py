@@ -83,9 +83,9 @@ def degradation(code: int) -> tuple[float, int]:
 def grow_mask(mask01: np.ndarray, radius: int) -> np.ndarray:
     """A (H, W) mask in [0,1] grown by `radius` pixels (grey-level dilation with a disc: a soft mask grows as the
     maximum over the disc). Used on training targets only, so the model learns to replace a band of skin around the
-    mask as well: a real mask's rim and the shadow under it sit just outside where the mask's own pixels end, and a
-    mask channel trained on the exact edge is only ~0.5 there, so the runtime's blend kept half of that rim as a
-    dark or bright seam (seen on real-masked-dev)."""
+    mask as well: a real mask's rim and the shadow under it sit around where a synthetic mask's pixels end, where a
+    mask channel trained on the exact edge says ~0.5, so a student that pastes by its own mask (blend_input) keeps
+    about half of the rim: a dark or bright seam on real photos (distill.mask_grow; measured in session 7)."""
     if radius <= 0:
         return mask01
     disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
