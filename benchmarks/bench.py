@@ -9,8 +9,9 @@ XNNPACK, `num_threads` explicit, `model_content=bytes`, `bench.warmup` invokes, 
 fixed input); quality on the first `bench.eval_samples` test pairs: PSNR / SSIM / L1 over the whole image and
 the masked region (`benchmarks.metrics`, the one definition), on the raw model output (RGB channels) vs the clean
 truth, plus the SSIM of the composited image (model pixels inside its predicted mask, input elsewhere) and the SSIM
-and masked PSNR of the blended one (the runtime's dilated, feathered paste: what a photo really gets). Both fp32 and int8 are timed: on AVX-512/AMX CPUs small depthwise students are slower in int8 than in fp32
-(MEASURED.md), on phones the opposite is usual. One JSON row per artifact, with the machine and package versions,
+and masked PSNR of the blended one (the runtime's dilated, feathered paste: what a photo really gets). Both fp32
+and int8 are timed: on AVX-512/AMX CPUs small depthwise students are slower in int8 than in fp32 (MEASURED.md), on
+phones the opposite is usual. One JSON row per artifact, with the machine and package versions,
 is appended to RUN/bench/rows.jsonl; then `benchmarks.report` renders the table (markdown + CSV) and a Pareto PNG.
 `--what runtime|detect` hand over to runtime_bench / detect_bench.
 """

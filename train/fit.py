@@ -344,7 +344,8 @@ def _scalar(tag: str, value: float, step: int) -> None:
 
 
 def run_key(settings: dict) -> str:
-    return hashlib.sha256(json.dumps(config_mod.without_later_defaults(settings), sort_keys=True, default=str).encode()).hexdigest()[:12]
+    blob = json.dumps(config_mod.without_later_defaults(settings), sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]
 
 
 def _save_model(model: keras.Model, path: Path) -> None:
