@@ -1,5 +1,5 @@
 """`mask2face remove INPUT... --out DIR [--model M] [--camera N] [--delegate cpu|gpu|nnapi] [--threads N]
-[--chunk N] [--summary F]`: no TensorFlow, no dlib; what a Raspberry Pi or Jetson runs."""
+[--chunk N] [--summary F] [--skip-existing]`: no TensorFlow, no dlib; what a Raspberry Pi or Jetson runs."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ from pathlib import Path
 
 from .errors import Mask2FaceError
 from .inpaint import Inpainter
-from .media import CHUNK, collect, process_camera, run_batch, summarize
+from .media import CHUNK, BatchInterrupted, collect, process_camera, run_batch, summarize
 from .safeio import atomic_write
+
+FINISHED = ("ok", "no-face", "no-mask")   # statuses of a written output
 
 
 def _tqdm():
@@ -20,6 +22,27 @@ def _tqdm():
         return tqdm
     except ImportError:  # the edge install may lack tqdm: run without bars
         return None
+
+
+def earlier_records(summary_path: Path) -> dict[str, dict]:
+    """Finished records of an earlier run's summary by output path ({} if there is none or it is unreadable), so
+    that a --skip-existing run's summary still describes every file, not only the ones it did."""
+    try:
+        records = json.loads(Path(summary_path).read_text())["records"]
+        return {r["output"]: r for r in records if r.get("status") in FINISHED and "output" in r}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def with_earlier(records: list[dict], earlier: dict[str, dict]) -> list[dict]:
+    """Skipped files take their earlier record (without its timings: this run's time split is this run's)."""
+    out = []
+    for r in records:
+        prev = earlier.get(r.get("output")) if r["status"] == "skipped-existing" else None
+        if prev is not None:
+            r = {k: v for k, v in prev.items() if k != "timings"} | {"from_earlier_run": True}
+        out.append(r)
+    return out
 
 
 def cli_main(cfg, args) -> int:
@@ -37,15 +60,29 @@ def cli_main(cfg, args) -> int:
     t0 = time.perf_counter()
     chunk = getattr(args, "chunk", None)
     chunk = CHUNK if chunk is None else chunk   # run_batch and process_stream treat anything below 1 as 1
-    records = run_batch(inpainter, collect(inputs, out), bar_factory=bar, chunk=chunk) if inputs else []
+    summary_path = Path(args.summary) if getattr(args, "summary", None) else out / "summary.json"
+    skip_existing = bool(getattr(args, "skip_existing", False))
+    earlier = earlier_records(summary_path) if skip_existing else {}
+    try:
+        records = run_batch(inpainter, collect(inputs, out), bar_factory=bar, chunk=chunk,
+                            skip_existing=skip_existing) if inputs else []
+    except BatchInterrupted as stop:
+        # Ctrl-C: what is written stays written (atomically), and the summary says how far the batch got.
+        summary = summarize(with_earlier(stop.records, earlier), inpainter.model.describe(),
+                            time.perf_counter() - t0)
+        summary.update(interrupted=True, files_total=stop.total)
+        atomic_write(summary_path, (json.dumps(summary, indent=2, default=str) + "\n").encode())
+        print(f"mask2face remove: interrupted after {len(stop.records)} of {stop.total} file(s); their outputs are "
+              f"in {out} (summary: {summary_path}). Run the same command with --skip-existing to do the rest.",
+              file=sys.stderr)
+        return 130
     if camera is not None:
         try:
             records.append(process_camera(inpainter, camera, out, bar_factory=bar))
         except Mask2FaceError as exc:
             records.append({"file": f"camera:{camera}", "kind": "camera", "status": "error",
                             "reason": "camera", "error": str(exc)})
-    summary = summarize(records, inpainter.model.describe(), time.perf_counter() - t0)
-    summary_path = Path(args.summary) if getattr(args, "summary", None) else out / "summary.json"
+    summary = summarize(with_earlier(records, earlier), inpainter.model.describe(), time.perf_counter() - t0)
     atomic_write(summary_path, (json.dumps(summary, indent=2, default=str) + "\n").encode())
     t = summary["time_seconds"]
     print(f"mask2face remove: {summary['files']} file(s), {summary['faces']} face(s), "

@@ -33,6 +33,15 @@ class MediaError(Mask2FaceError):
     """An input that is not a usable image or video (the batch goes on)."""
 
 
+class BatchInterrupted(Exception):
+    """Ctrl-C in the middle of a batch: `records` are the files finished (written) before it, of `total`."""
+
+    def __init__(self, records: list[dict], total: int):
+        super().__init__(f"interrupted after {len(records)} of {total} file(s)")
+        self.records = records
+        self.total = total
+
+
 def kind_of(path: Path) -> str | None:
     ext = path.suffix.lower()
     return "image" if ext in IMAGE_EXTS else "video" if ext in VIDEO_EXTS else None
@@ -241,9 +250,22 @@ def error_record(src: Path, exc: BaseException, kind: str) -> dict:
     return {"file": str(src), "kind": kind, "status": "error", "reason": reason, "error": str(exc)}
 
 
-def run_batch(inpainter, jobs: list[tuple[Path, Path, str]], bar_factory=None, chunk: int = CHUNK) -> list[dict]:
+def output_path(dst: Path, kind: str) -> Path:
+    """Where a job's output really lands (a video in a container OpenCV cannot write becomes .mp4)."""
+    return _writer_path(dst)[0] if kind == "video" else dst
+
+
+def skip_record(src: Path, dst: Path, kind: str) -> dict:
+    return {"file": str(src), "output": str(dst), "kind": kind, "status": "skipped-existing"}
+
+
+def run_batch(inpainter, jobs: list[tuple[Path, Path, str]], bar_factory=None, chunk: int = CHUNK,
+              skip_existing: bool = False) -> list[dict]:
     """Every job, in order; photos go `chunk` at a time through process_images. A failing file becomes an error
-    record and the batch goes on. The bar counts files as they are finished, not as they are queued."""
+    record and the batch goes on. The bar counts files as they are finished, not as they are queued.
+    `skip_existing`: a job whose output exists is not redone (outputs appear atomically, so an existing one is
+    complete): after Ctrl-C, the same command with it does only the rest. Ctrl-C raises BatchInterrupted with the
+    records of the files written so far; the photos of an unfinished chunk and a half-read video are not written."""
     records, photos = [], []
     bar = bar_factory(total=len(jobs), desc="remove", unit="file") if bar_factory else None
 
@@ -259,6 +281,10 @@ def run_batch(inpainter, jobs: list[tuple[Path, Path, str]], bar_factory=None, c
 
     try:
         for src, dst, kind in jobs:
+            if skip_existing and kind in ("image", "video") and output_path(dst, kind).is_file():
+                flush()  # keep the records in input order
+                done([skip_record(src, output_path(dst, kind), kind)])
+                continue
             if kind == "image":
                 photos.append((src, dst))
                 if len(photos) >= max(1, chunk):
@@ -277,6 +303,8 @@ def run_batch(inpainter, jobs: list[tuple[Path, Path, str]], bar_factory=None, c
             except BATCH_ERRORS as exc:
                 done([error_record(src, exc, kind)])
         flush()
+    except KeyboardInterrupt:
+        raise BatchInterrupted(records, len(jobs)) from None
     finally:
         if bar:
             bar.close()

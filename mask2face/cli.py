@@ -107,6 +107,8 @@ def _remove_args(p):
                    help="photos or video frames detected before the model runs on all their faces back to back "
                         "(warm; default 8; 1 = one at a time, least memory)")
     p.add_argument("--summary", type=Path, help="JSON summary path (default: OUT/summary.json)")
+    p.add_argument("--skip-existing", action="store_true",
+                   help="leave files whose output already exists (e.g. to finish a batch stopped with Ctrl-C)")
 
 
 def _bench_args(p):

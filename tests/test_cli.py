@@ -71,3 +71,52 @@ def test_remove_picks_a_shipped_model_by_name(tmp_path):
     r = run(["remove", str(tmp_path / "astronaut.png"), "--model", "nonesuch", "--out", str(tmp_path / "x")],
             cwd=tmp_path)
     assert r.returncode != 0 and "Traceback" not in r.stderr and "nonesuch" in r.stderr, r.stderr[-2000:]
+
+
+def test_ctrl_c_mid_batch_keeps_finished_files_and_skip_existing_does_the_rest(tmp_path):
+    """SIGINT to a real `mask2face remove` over a folder: exit 130 with one line that says how far it got and what
+    to run, no traceback, only complete outputs (no temp files), a summary marked interrupted. The same command
+    with --skip-existing then does only the rest: earlier outputs keep their bytes and the summary covers all."""
+    import json
+    import signal
+    import time
+
+    import cv2
+    import numpy as np
+    from test_inpaint import astronaut_with_drawn_mask
+    _, masked, _ = astronaut_with_drawn_mask()
+    small = cv2.cvtColor(cv2.resize(masked, (256, 256)), cv2.COLOR_RGB2BGR)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    n = 150
+    for i in range(n):
+        cv2.imwrite(str(photos / f"p{i:03d}.jpg"), small)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "mask2face.cli", "remove", str(photos), "--out", str(out), "--chunk", "1"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    written = out / "photos"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if written.is_dir() and len(list(written.glob("p*.jpg"))) >= 5:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr[-2000:]
+    assert "Traceback" not in stderr
+    last = stderr.strip().splitlines()[-1]
+    assert "interrupted after" in last and "--skip-existing" in last, last
+    first = {p.name: p.read_bytes() for p in written.iterdir()}
+    assert 5 <= len(first) < n and all(name.startswith("p") for name in first)   # no temp files left
+    assert all(cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_COLOR) is not None for b in first.values())
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["interrupted"] and summary["files_total"] == n and summary["files"] == len(first)
+
+    r = subprocess.run(cmd + ["--skip-existing"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert len(list(written.iterdir())) == n
+    assert all((written / name).read_bytes() == data for name, data in first.items())
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["files"] == n and "interrupted" not in summary
+    assert summary["status"] == {"ok": n}, summary["status"]
+    assert sum(bool(rec.get("from_earlier_run")) for rec in summary["records"]) == len(first)
