@@ -8,9 +8,9 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import Mask2FaceError
+from .errors import DiskFullError, Mask2FaceError
 from .inpaint import Inpainter
-from .media import CHUNK, BatchInterrupted, collect, process_camera, run_batch, summarize
+from .media import CHUNK, BatchStopped, collect, process_camera, run_batch, summarize
 from .safeio import atomic_write
 
 FINISHED = ("ok", "no-face", "no-mask")   # statuses of a written output
@@ -45,6 +45,28 @@ def with_earlier(records: list[dict], earlier: dict[str, dict]) -> list[dict]:
     return out
 
 
+def report_stop(stop: BatchStopped, records: list[dict], inpainter, out: Path, summary_path: Path,
+                wall: float) -> int:
+    """Ctrl-C or a full disk mid-batch: what is written stays written (each output complete), the summary says how
+    far the batch got (if the disk still takes it), and one line says what to run next."""
+    summary = summarize(records, inpainter.model.describe(), wall)
+    summary.update(files_total=stop.total, **({"stopped": str(stop.cause)} if stop.cause else {"interrupted": True}))
+    try:
+        atomic_write(summary_path, (json.dumps(summary, indent=2, default=str) + "\n").encode())
+        where = f"summary: {summary_path}"
+    except DiskFullError:
+        where = "no summary: no room for it"
+    except OSError as exc:
+        where = f"no summary: {exc.strerror or exc}"
+    done = f"{len(stop.records)} of {stop.total} file(s) done, their outputs are in {out} ({where})"
+    rest = "run the same command with --skip-existing to do the rest"
+    if stop.cause:
+        print(f"mask2face remove: error: {stop.cause}; {done}. Then {rest}.", file=sys.stderr)
+        return 2
+    print(f"mask2face remove: interrupted; {done}. To finish, {rest}.", file=sys.stderr)
+    return 130
+
+
 def cli_main(cfg, args) -> int:
     inputs = list(getattr(args, "inputs", None) or [])
     camera = getattr(args, "camera", None)
@@ -66,16 +88,9 @@ def cli_main(cfg, args) -> int:
     try:
         records = run_batch(inpainter, collect(inputs, out), bar_factory=bar, chunk=chunk,
                             skip_existing=skip_existing) if inputs else []
-    except BatchInterrupted as stop:
-        # Ctrl-C: what is written stays written (atomically), and the summary says how far the batch got.
-        summary = summarize(with_earlier(stop.records, earlier), inpainter.model.describe(),
-                            time.perf_counter() - t0)
-        summary.update(interrupted=True, files_total=stop.total)
-        atomic_write(summary_path, (json.dumps(summary, indent=2, default=str) + "\n").encode())
-        print(f"mask2face remove: interrupted after {len(stop.records)} of {stop.total} file(s); their outputs are "
-              f"in {out} (summary: {summary_path}). Run the same command with --skip-existing to do the rest.",
-              file=sys.stderr)
-        return 130
+    except BatchStopped as stop:
+        return report_stop(stop, with_earlier(stop.records, earlier), inpainter, out, summary_path,
+                           time.perf_counter() - t0)
     if camera is not None:
         try:
             records.append(process_camera(inpainter, camera, out, bar_factory=bar))

@@ -20,3 +20,7 @@ class ModelFileError(Mask2FaceError):
 
 class NoFacesError(Mask2FaceError):
     """A folder or input that holds no usable face images."""
+
+
+class DiskFullError(Mask2FaceError):
+    """No space left where an output goes: a batch stops here, since every later file would fail the same way."""

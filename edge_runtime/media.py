@@ -7,6 +7,7 @@ used is reported and the batch goes on; a photo without a face is copied through
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Callable, Iterable
 import cv2
 import numpy as np
 
-from .errors import Mask2FaceError
+from .errors import DiskFullError, Mask2FaceError
 from .inpaint import check_image
 from .safeio import atomic_write, decode_image, read_bytes, save_image
 
@@ -33,13 +34,15 @@ class MediaError(Mask2FaceError):
     """An input that is not a usable image or video (the batch goes on)."""
 
 
-class BatchInterrupted(Exception):
-    """Ctrl-C in the middle of a batch: `records` are the files finished (written) before it, of `total`."""
+class BatchStopped(Exception):
+    """A batch stopped before its end: by Ctrl-C (`cause` None) or a full disk (`cause` the DiskFullError).
+    `records` are the files finished (written) before it, of `total`."""
 
-    def __init__(self, records: list[dict], total: int):
-        super().__init__(f"interrupted after {len(records)} of {total} file(s)")
+    def __init__(self, records: list[dict], total: int, cause: DiskFullError | None = None):
+        super().__init__(str(cause) if cause else f"interrupted after {len(records)} of {total} file(s)")
         self.records = records
         self.total = total
+        self.cause = cause
 
 
 def kind_of(path: Path) -> str | None:
@@ -97,6 +100,9 @@ def process_images(inpainter, jobs: list[tuple[Path, Path]]) -> list[dict]:
         try:
             res = results[k] if results is not None else inpainter.remove_detailed(image)
             records[i] = _write_photo(res, src, dst, data, t_read)
+        except DiskFullError as exc:  # stops the batch; what was written before stays
+            exc.records = [r for r in records[:i] if r is not None]
+            raise
         except BATCH_ERRORS as exc:
             records[i] = error_record(src, exc, "image")
     return records
@@ -174,6 +180,7 @@ def process_stream(inpainter, cap, dst: Path, fps: float, label: str, max_frames
             raise MediaError(f"{label}: no frames could be read (unsupported codec or empty video)")
         writer.release()
         writer = None
+        check_video(tmp, frames, dst)
         os.replace(tmp, dst)
     finally:
         if writer is not None:
@@ -183,6 +190,20 @@ def process_stream(inpainter, cap, dst: Path, fps: float, label: str, max_frames
     timings["total"] = time.perf_counter() - t0
     return {"file": label, "output": str(dst), "kind": "video", "status": "ok", "frames": frames, "fps": fps,
             "faces": faces, "pasted": pasted, "timings": timings}
+
+
+def check_video(path: str, frames: int, dst: Path) -> None:
+    """cv2.VideoWriter fails silently (a full disk, a codec that gives up): before the file takes its final name,
+    check that it opens and holds every frame written."""
+    cap = cv2.VideoCapture(path)
+    held = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if cap.isOpened() else 0
+    cap.release()
+    if held == frames:
+        return
+    if shutil.disk_usage(dst.parent).free < 1 << 20:
+        raise DiskFullError(f"disk full while writing {dst}: free some space in {dst.parent}")
+    raise MediaError(f"{dst}: the video was not written completely ({held} of {frames} frames readable); "
+                     "try an .avi output")
 
 
 def open_video(src: Path):
@@ -264,8 +285,9 @@ def run_batch(inpainter, jobs: list[tuple[Path, Path, str]], bar_factory=None, c
     """Every job, in order; photos go `chunk` at a time through process_images. A failing file becomes an error
     record and the batch goes on. The bar counts files as they are finished, not as they are queued.
     `skip_existing`: a job whose output exists is not redone (outputs appear atomically, so an existing one is
-    complete): after Ctrl-C, the same command with it does only the rest. Ctrl-C raises BatchInterrupted with the
-    records of the files written so far; the photos of an unfinished chunk and a half-read video are not written."""
+    complete): after Ctrl-C, the same command with it does only the rest. Ctrl-C or a full disk raise
+    BatchStopped with the records of the files written so far; the photos of an unfinished chunk and a half-read
+    video are not written."""
     records, photos = [], []
     bar = bar_factory(total=len(jobs), desc="remove", unit="file") if bar_factory else None
 
@@ -300,11 +322,15 @@ def run_batch(inpainter, jobs: list[tuple[Path, Path, str]], bar_factory=None, c
                     done([error_record(src, MediaError(
                         f"{src}: not a supported image ({', '.join(sorted(IMAGE_EXTS))}) or video "
                         f"({', '.join(sorted(VIDEO_EXTS))})"), kind)])
+            except DiskFullError:
+                raise
             except BATCH_ERRORS as exc:
                 done([error_record(src, exc, kind)])
         flush()
     except KeyboardInterrupt:
-        raise BatchInterrupted(records, len(jobs)) from None
+        raise BatchStopped(records, len(jobs)) from None
+    except DiskFullError as exc:
+        raise BatchStopped(records + getattr(exc, "records", []), len(jobs), exc) from None
     finally:
         if bar:
             bar.close()

@@ -9,6 +9,7 @@ with the EXIF orientation applied. Every failure is an `ImageError` with a short
 
 from __future__ import annotations
 
+import errno
 import os
 import struct
 import tempfile
@@ -17,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .errors import ImageError
+from .errors import DiskFullError, ImageError
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 JPEG_MAGIC = b"\xff\xd8\xff"
@@ -141,9 +142,10 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> Path:
 
     A tiny twin of mask2face.runs.write_bytes: edge_runtime may not import mask2face.*."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -153,8 +155,12 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> Path:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise DiskFullError(f"disk full while writing {path}: free some space in {path.parent}") from None
+        raise
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
     return path
 

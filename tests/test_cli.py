@@ -105,7 +105,7 @@ def test_ctrl_c_mid_batch_keeps_finished_files_and_skip_existing_does_the_rest(t
     assert proc.returncode == 130, stderr[-2000:]
     assert "Traceback" not in stderr
     last = stderr.strip().splitlines()[-1]
-    assert "interrupted after" in last and "--skip-existing" in last, last
+    assert "interrupted;" in last and f"of {n} file(s) done" in last and "--skip-existing" in last, last
     first = {p.name: p.read_bytes() for p in written.iterdir()}
     assert 5 <= len(first) < n and all(name.startswith("p") for name in first)   # no temp files left
     assert all(cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_COLOR) is not None for b in first.values())
@@ -120,3 +120,41 @@ def test_ctrl_c_mid_batch_keeps_finished_files_and_skip_existing_does_the_rest(t
     assert summary["files"] == n and "interrupted" not in summary
     assert summary["status"] == {"ok": n}, summary["status"]
     assert sum(bool(rec.get("from_earlier_run")) for rec in summary["records"]) == len(first)
+
+
+def test_full_disk_stops_the_batch_with_one_line_and_keeps_complete_files(tmp_path):
+    """`mask2face remove` writing to a real 1 MB tmpfs: the batch stops at the first file that does not fit (not
+    one error per remaining file), exit 2, one line saying what happened and what to run, no traceback; every file
+    left is a complete image and no temp file remains."""
+    import shutil
+
+    import cv2
+    import numpy as np
+    import pytest
+    from test_inpaint import astronaut_with_drawn_mask
+    small = tmp_path / "small"
+    small.mkdir()
+    if shutil.which("mount") is None or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small)],
+                                                        capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (needs root): no real full disk to write to")
+    try:
+        _, masked, _ = astronaut_with_drawn_mask()
+        photo = cv2.cvtColor(cv2.resize(masked, (256, 256)), cv2.COLOR_RGB2BGR)
+        photos = tmp_path / "photos"
+        photos.mkdir()
+        n = 80
+        for i in range(n):
+            cv2.imwrite(str(photos / f"p{i:03d}.jpg"), photo)
+        out = small / "out"
+        r = subprocess.run([sys.executable, "-m", "mask2face.cli", "remove", str(photos), "--out", str(out),
+                            "--chunk", "4"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 2, r.stderr[-2000:]
+        assert "Traceback" not in r.stderr
+        last = r.stderr.strip().splitlines()[-1]
+        assert "disk full while writing" in last and f"of {n} file(s) done" in last and "--skip-existing" in last, last
+        assert r.stderr.count("disk full") == 1, r.stderr[-2000:]       # stopped, not one error per file
+        left = sorted((out / "photos").iterdir())
+        assert 0 < len(left) < n and all(p.name.startswith("p") for p in left), [p.name for p in left]
+        assert all(cv2.imdecode(np.frombuffer(p.read_bytes(), np.uint8), cv2.IMREAD_COLOR) is not None for p in left)
+    finally:
+        subprocess.run(["umount", str(small)], capture_output=True)

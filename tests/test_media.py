@@ -195,3 +195,18 @@ def test_progress_bar_counts_finished_files(tmp_path, tiny):
     records = media.run_batch(Inpainter.from_file(tiny), jobs, bar_factory=Bar, chunk=2)
     assert len(records) == 4
     assert seen == [(2, 2), (3, 3), (4, 3)]      # never ahead of the files actually written
+
+
+def test_a_video_missing_frames_never_takes_its_final_name(tmp_path):
+    """cv2.VideoWriter drops frames without an error (full disk, codec trouble); check_video counts what the file
+    holds before it is renamed into place."""
+    path = tmp_path / ".tmp.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (64, 48))
+    for i in range(5):
+        writer.write(np.full((48, 64, 3), 40 * i, np.uint8))
+    writer.release()
+    media.check_video(str(path), 5, tmp_path / "out.avi")
+    with pytest.raises(media.MediaError, match=r"not written completely \(5 of 6 frames"):
+        media.check_video(str(path), 6, tmp_path / "out.avi")
+    with pytest.raises(media.MediaError, match=r"\(0 of 5 frames"):
+        media.check_video(str(tmp_path / "missing.avi"), 5, tmp_path / "out.avi")

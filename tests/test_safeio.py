@@ -144,3 +144,22 @@ def test_save_image_replaces_atomically(tmp_path):
     assert sorted(q.name for q in tmp_path.iterdir()) == ["x.png"]
     with pytest.raises(ImageError):
         safeio.save_image(tmp_path / "y.png", np.zeros((4, 4), np.float32))
+
+
+def test_atomic_write_on_a_full_disk_is_one_clear_error_and_leaves_no_temp_file(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    from mask2face.edge_runtime import safeio
+    from mask2face.edge_runtime.errors import DiskFullError
+
+    (tmp_path / "keep.png").write_bytes(b"old")
+
+    def no_space(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", no_space)
+    with pytest.raises(DiskFullError, match="disk full while writing .*keep.png: free some space"):
+        safeio.atomic_write(tmp_path / "keep.png", b"new")
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.png"]                 # no temp file left
+    assert (tmp_path / "keep.png").read_bytes() == b"old"                        # the old file is untouched
