@@ -13,7 +13,8 @@ and masked PSNR of the blended one (the runtime's dilated, feathered paste: what
 and int8 are timed: on AVX-512/AMX CPUs small depthwise students are slower in int8 than in fp32 (MEASURED.md), on
 phones the opposite is usual. One JSON row per artifact, with the machine and package versions,
 is appended to RUN/bench/rows.jsonl; then `benchmarks.report` renders the table (markdown + CSV) and a Pareto PNG.
-`--what runtime|detect` hand over to runtime_bench / detect_bench.
+`--what runtime|detect` hand over to runtime_bench / detect_bench (rows appended to `--out`, default the
+source tree's benchmarks/results/, or ./mask2face-results for an installed package).
 """
 
 from __future__ import annotations
@@ -179,19 +180,36 @@ def append_rows(path: Path, rows: list[dict]) -> None:
     write_bytes(path, old + new)
 
 
-def cli_main(cfg, args) -> int:
-    what = getattr(args, "what", "models") or "models"
+def hand_over(what: str, args) -> int:
+    """`mask2face bench --what runtime|detect`: the module's own command with the options that mean something
+    there (--models: the one model to time; --data: the photos; --out: where the rows go). For every option, run
+    `python -m mask2face.benchmarks.runtime_bench --help` (or detect_bench)."""
+    from mask2face.edge_runtime.errors import Mask2FaceError
+
+    argv = ["--results", str(args.out)] if getattr(args, "out", None) else []
+    models = list(getattr(args, "models", None) or [])
     if what == "runtime":
         from . import runtime_bench
-        return int(runtime_bench.main([]) or 0)
-    if what == "detect":
-        from . import detect_bench
-        detect_bench.run_detect(args)
-        return 0
-    if what != "models":
-        from mask2face.edge_runtime.errors import Mask2FaceError
-        raise Mask2FaceError(f"--what {what!r}: choose models, runtime or detect")
+        if len(models) > 1:
+            raise Mask2FaceError("--what runtime times one model: pass one --models FILE (or none: the shipped default)")
+        if getattr(args, "data", None):
+            argv += ["--masked", str(args.data)]
+        return int(runtime_bench.main(argv + (["--model", str(models[0])] if models else [])) or 0)
+    from . import detect_bench
+    if models:
+        raise Mask2FaceError("--what detect measures the face detector, not a model: drop --models")
+    argv += ["--runtime-only"] + (["--data", str(args.data)] if getattr(args, "data", None) else [])
+    return int(detect_bench.main(argv) or 0)
+
+
+def cli_main(cfg, args) -> int:
     from mask2face.edge_runtime.errors import Mask2FaceError
+
+    what = getattr(args, "what", "models") or "models"
+    if what in ("runtime", "detect"):
+        return hand_over(what, args)
+    if what != "models":
+        raise Mask2FaceError(f"--what {what!r}: choose models, runtime or detect")
 
     from . import pairs, report
 

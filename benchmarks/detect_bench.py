@@ -38,7 +38,7 @@ from mask2face.edge_runtime import align, detect
 
 from . import bench
 from mask2face.edge_runtime.safeio import load_image
-from mask2face.edge_runtime.errors import ImageError
+from mask2face.edge_runtime.errors import ImageError, Mask2FaceError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -52,8 +52,16 @@ def shared_data_dir() -> Path:
     return next((c for c in candidates if c.is_dir()), candidates[0])
 
 
+def default_results_dir() -> Path:
+    """Where benchmark rows are appended: the source tree's benchmarks/results/ when run from a clone (the
+    project's measured figures live there), else ./mask2face-results (an installed package is no place to write)."""
+    if (REPO / "pyproject.toml").is_file():
+        return REPO / "benchmarks" / "results"
+    return Path.cwd() / "mask2face-results"
+
+
 DATA = shared_data_dir()
-RESULTS = REPO / "benchmarks" / "results"
+RESULTS = default_results_dir()
 WITH_MASK = "con_mascarilla"
 
 
@@ -66,12 +74,14 @@ def append_row(path: Path, row: dict) -> None:
     bench.append_rows(path, [row])
 
 
-def report_row(row: dict, keys: tuple[str, ...], file_name: str, save: bool = True) -> None:
+def report_row(row: dict, keys: tuple[str, ...], file_name: str, save: bool = True,
+               results: Path | None = None) -> None:
     """Print the row's headline `keys` as JSON and (if `save`) append the whole row to RESULTS/file_name."""
     print(json.dumps({k: row[k] for k in keys if k in row}, indent=1))
     if save:
-        append_row(RESULTS / file_name, row)
-        print(f"wrote a row to {RESULTS / file_name}")
+        path = Path(results or RESULTS) / file_name
+        append_row(path, row)
+        print(f"wrote a row to {path}")
 
 
 def read_boxes(xml_path: Path) -> list[tuple[str, list[float]]]:
@@ -210,9 +220,10 @@ def runtime_row(photos: list[Path], folder: Path, threads: int, env: dict, varia
 
 
 def run_detect(args) -> list[dict]:
-    folder = args.data or DATA / "real-masked-dev"
+    folder = Path(args.data or DATA / "real-masked-dev")
     if not folder.is_dir():
-        raise SystemExit(f"{folder} not found: put the data beside the repo (../shared/data) or pass --data")
+        raise Mask2FaceError(f"{folder} not found: put the data beside the repo (../shared/data), set "
+                             "MASK2FACE_SHARED_DATA, or pass --data with real-masked-dev's layout")
     photos = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
     if args.limit:
         photos = photos[:args.limit]
@@ -441,16 +452,18 @@ def main(argv=None) -> int:
     p.add_argument("--tolerance", type=float, default=0.15, help="max eye offset, in crop sides, to count as processed")
     p.add_argument("--variant-generated", default="generated-lfw-test", help="variant name of the --generated row")
     p.add_argument("--dump", default=None, help="folder (outside the repo) for rebuilt photos that failed")
+    p.add_argument("--results", type=Path, default=None, help=f"folder the rows are appended to (default {RESULTS})")
     args = p.parse_args(argv)
+    results = args.results or RESULTS
     if args.generated:
         rows = [run_generated(args)]
-        out = RESULTS / "detect.jsonl"
+        out = results / "detect.jsonl"
     elif args.calibrate:
         rows = [run_calibrate(args)]
-        out = RESULTS / "detect_calibration.jsonl"
+        out = results / "detect_calibration.jsonl"
     else:
         rows = run_detect(args)
-        out = RESULTS / "detect.jsonl"
+        out = results / "detect.jsonl"
     if not args.no_save:
         for row in rows:
             append_row(out, row)

@@ -128,6 +128,8 @@ def main(argv=None) -> int:
                    help="photos per Inpainter.remove_many pass, as `mask2face remove --chunk` (1 = one photo at a "
                         "time, as a camera runs: the model then runs cold after each detection)")
     p.add_argument("--no-save", action="store_true")
+    p.add_argument("--results", type=Path, default=None, help="folder runtime.jsonl is appended to (default: the "
+                   "source tree's benchmarks/results, or ./mask2face-results for an installed package)")
     args = p.parse_args(argv)
 
     if args.masked:
@@ -184,7 +186,7 @@ def main(argv=None) -> int:
                      "model_ms_p50_in_pipeline", "model_run_ms_p50_with_io", "bare_invoke_ms_p50", "model_overhead",
                      "model_ms_mean_in_pipeline", "bare_invoke_ms_mean", "model_overhead_mean",
                      "cold_invoke_ms_p50", "model_overhead_vs_cold"),
-               "runtime.jsonl", save=not args.no_save)
+               "runtime.jsonl", save=not args.no_save, results=args.results)
     return 0
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -78,6 +79,9 @@ def cli_main(cfg, args) -> int:
     out = Path(args.out)
     inpainter = Inpainter.from_file(args.model, delegate=args.delegate, threads=args.threads,
                                     detector_threads=getattr(args, "detector_threads", None))
+    out.mkdir(parents=True, exist_ok=True)   # fails at once (one line) rather than once per photo
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise Mask2FaceError(f"cannot write to {out}: choose an --out folder you may write to")
     bar = _tqdm()
     t0 = time.perf_counter()
     chunk = getattr(args, "chunk", None)

@@ -31,9 +31,10 @@ SHIPPED_MODELS = {"default": DEFAULT_MODEL, "mixed": ASSETS / "mask2face_mixed.t
 
 
 def shipped_model(path: str | Path | None) -> str | Path:
-    """A shipped model's file for None / "default" / "mixed" (unless a file of that name exists); else `path`."""
+    """A shipped model's file for None / "default" / "mixed" (unless a file of that name exists: a folder of that
+    name, e.g. `--out mixed`, never is a model); else `path`."""
     name = "default" if path is None else str(path)
-    if name not in SHIPPED_MODELS or Path(name).exists():
+    if name not in SHIPPED_MODELS or Path(name).is_file():
         return path
     if not SHIPPED_MODELS[name].exists():
         raise ModelFileError(f"the {name!r} model is not shipped in this install ({SHIPPED_MODELS[name]}): pass "

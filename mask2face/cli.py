@@ -37,13 +37,14 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="mask2face",
+        prog="mask2face", allow_abbrev=False,
         description="Remove face masks from photos with a small, fast TFLite model.",
         epilog="Run `mask2face VERB --help` for a verb's options. Configs: presets smoke|cpu|paper + key=value.")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     for verb, (_, help_text) in VERBS.items():
-        p = sub.add_parser(verb, help=help_text, description=help_text)
+        # allow_abbrev=False: `bench --model X` must be an error, not silently `--models X`
+        p = sub.add_parser(verb, help=help_text, description=help_text, allow_abbrev=False)
         add_args = _VERB_ARGS.get(verb)
         if add_args:
             add_args(p)
@@ -115,7 +116,9 @@ def _bench_args(p):
     p.add_argument("--models", type=Path, nargs="*", help=".tflite files or folders (default: RUN/export)")
     p.add_argument("--data", type=Path, help="pairs folder for quality (default: RUN/data)")
     p.add_argument("--out", type=Path, help="results folder (default: RUN/bench)")
-    p.add_argument("--what", default="models", help="models | data | runtime | detect")
+    p.add_argument("--what", default="models",
+                   help="models (size, latency, quality of .tflite files) | runtime (photos/s end to end; --models "
+                        "FILE, --data PAIRS for masked photos) | detect (face finding on real-masked-dev)")
 
 
 def _pipeline_args(p):
@@ -169,6 +172,11 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except (Mask2FaceError, DiskFullError, ValueError) as exc:  # ConfigError is a ValueError
         print(f"mask2face {args.verb}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a path that cannot be read or written: permissions, a read-only disk, /proc, ...
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        print(f"mask2face {args.verb}: error: {exc.strerror or exc}{where}: check the path and its permissions",
+              file=sys.stderr)
         return 2
     except MemoryError:
         print(f"mask2face {args.verb}: error: out of memory; lower the batch size (e.g. train.batch_size=4)",

@@ -158,3 +158,14 @@ def test_full_disk_stops_the_batch_with_one_line_and_keeps_complete_files(tmp_pa
         assert all(cv2.imdecode(np.frombuffer(p.read_bytes(), np.uint8), cv2.IMREAD_COLOR) is not None for p in left)
     finally:
         subprocess.run(["umount", str(small)], capture_output=True)
+
+
+def test_an_output_path_that_cannot_be_written_is_one_line(tmp_path):
+    """--out under a regular file (NotADirectoryError): exit 2 and one line naming the path, for a TF-side verb and
+    for the edge runtime alike."""
+    (tmp_path / "a-file").write_text("not a folder")
+    target = tmp_path / "a-file" / "out"
+    for args in (["demo", "--out", str(target)], ["remove", str(tmp_path / "a-file"), "--out", str(target)]):
+        r = run(args, tmp_path, timeout=120)
+        assert r.returncode == 2, r.stderr[-2000:]
+        assert "Traceback" not in r.stderr and "a-file" in r.stderr.strip().splitlines()[-1], r.stderr[-2000:]

@@ -97,3 +97,37 @@ def test_cli_row_and_dump_guard(pair_dir, tmp_path, capsys):
     summary = json.loads(out[out.index("{"):out.rindex("}") + 1])
     assert summary["photos"] == 3 and summary["processed"] == pytest.approx(2 / 3)
     assert [p.name for p in (tmp_path / "fails").iterdir()] == ["0002-coffee.jpg"]   # only the miss is dumped
+
+
+def _voc(boxes) -> str:
+    objects = "".join(f"<object><name>con_mascarilla</name><bndbox><xmin>{b[0]}</xmin><ymin>{b[1]}</ymin>"
+                      f"<xmax>{b[2]}</xmax><ymax>{b[3]}</ymax></bndbox></object>" for b in boxes)
+    return f"<annotation>{objects}</annotation>"
+
+
+def test_bench_what_detect_hands_over_and_writes_where_told(tmp_path, repo_root):
+    """`mask2face bench --what detect --data D --out R` (a real subprocess) runs the shipped cascade on D's photos
+    against D/annotations and appends its row to R, not to the source tree: one annotated box on the astronaut's
+    face and one on empty sky gives recall 1/2 exactly. Options that mean nothing there are one-line errors."""
+    import subprocess
+    import sys
+
+    from test_inpaint import astronaut_with_drawn_mask
+    _, masked, _ = astronaut_with_drawn_mask()
+    face = detect.FaceDetector(threads=1).detect(masked)[0]
+    folder = tmp_path / "photos"
+    (folder / "annotations").mkdir(parents=True)
+    save_image(folder / "astro.png", masked)
+    x0, y0, x1, y1 = (int(round(v)) for v in face.box)
+    (folder / "annotations" / "astro.xml").write_text(_voc([(x0, y0, x1, y1), (400, 10, 480, 90)]))
+    shipped = (repo_root / "benchmarks" / "results" / "detect.jsonl").read_bytes()
+    cmd = [sys.executable, "-m", "mask2face.cli", "bench", "--what", "detect"]
+    r = subprocess.run(cmd + ["--data", str(folder), "--out", str(tmp_path / "res")], capture_output=True, text=True,
+                       timeout=300, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    row = json.loads((tmp_path / "res" / "detect.jsonl").read_text().splitlines()[-1])
+    assert row["photos"] == 1 and row["found"] == 1.0 and row["recall_boxes"] == 2 and row["recall"] == 0.5
+    assert (repo_root / "benchmarks" / "results" / "detect.jsonl").read_bytes() == shipped
+    for extra, message in ((["--models", "m.tflite"], "drop --models"), (["--model", "m.tflite"], "unrecognized")):
+        r = subprocess.run(cmd + extra, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+        assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
