@@ -140,16 +140,28 @@ def bench_models(paths: list[Path], test: dict | None, *, threads=(1, 2), warmup
                  env: dict | None = None) -> list[dict]:
     from tqdm import tqdm
 
-    rows = []
+    from mask2face.edge_runtime import tflite_file
+    from mask2face.edge_runtime.errors import ModelFileError
+
+    rows, skipped = [], []
     for path in tqdm(paths, desc="bench models", unit="model", file=sys.stderr):
         data = path.read_bytes()
         row = artifact_info(path)
         row.update({"kind": "model", "path": str(path), "bytes": len(data),
                     "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
-        row["latency"] = {str(t): latency(data, t, warmup, runs) for t in threads}
+        try:
+            tflite_file.parse(data, str(path))   # a damaged file is named, not a bare "not a valid Flatbuffer"
+            row["latency"] = {str(t): latency(data, t, warmup, runs) for t in threads}
+        except (ModelFileError, ValueError, RuntimeError) as exc:
+            # One bad file does not sink the table of the others.
+            skipped.append(f"{path}: {str(exc).splitlines()[0]}")
+            print(f"bench: skipped {skipped[-1]}", file=sys.stderr)
+            continue
         row["quality"] = quality(data, test) if test is not None else None
         row.update(env or {})
         rows.append(row)
+    if not rows and skipped:
+        raise ModelFileError("no model could be benchmarked: " + "; ".join(skipped))
     return rows
 
 

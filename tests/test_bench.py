@@ -81,3 +81,18 @@ def test_runtime_bench_row_in_chunks(tmp_path, capsys, monkeypatch):
     assert 0 < row["bare_invoke_ms_p50"] <= row["bare_invoke_ms_mean"] * 1.5
     assert row["model_ms_mean_in_pipeline"] > 0 and row["photos_per_s"] > 0
     assert row["model_overhead_mean"] == pytest.approx(row["model_ms_mean_in_pipeline"] / row["bare_invoke_ms_mean"] - 1)
+
+
+def test_a_damaged_model_is_skipped_by_name_and_the_others_are_benchmarked(tmp_path, capsys):
+    from mask2face.benchmarks.bench import bench_models
+    from mask2face.edge_runtime.errors import ModelFileError
+    from test_model import make_tiny_tflite
+
+    good = make_tiny_tflite(tmp_path)
+    truncated = tmp_path / "student-int8.tflite"
+    truncated.write_bytes(good.read_bytes()[:400])
+    rows = bench_models([truncated, good], None, threads=(1,), warmup=1, runs=3)
+    assert [r["file"] for r in rows] == [good.name] and rows[0]["latency"]["1"]["runs"] == 3
+    assert f"bench: skipped {truncated}: {truncated} is not a valid .tflite file" in capsys.readouterr().err
+    with pytest.raises(ModelFileError, match="no model could be benchmarked: .*student-int8.tflite"):
+        bench_models([truncated], None, threads=(1,), warmup=1, runs=3)
