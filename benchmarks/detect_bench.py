@@ -269,7 +269,9 @@ def run_calibrate(args) -> dict:
     photos = [photos[i] for i in rng.choice(len(photos), size=min(args.n, len(photos)), replace=False)]
     hog = dlib.get_frontal_face_detector()
     shape = dlib.shape_predictor(frm.pose_predictor_model_location())
-    det = detect.FaceDetector(threads=args.threads, stages=("full",))
+    # The runtime's own cascade: its faces' keypoints (full-range, fused with the mirrored view where both found the
+    # face) are the ones the correction is applied to.
+    det = detect.FaceDetector(threads=args.threads)
     offsets, errors_before, crop_shift = [], [], []
     for path in tqdm(photos, desc="calibrate", unit="photo"):
         image = load_image(path)

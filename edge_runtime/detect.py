@@ -15,10 +15,11 @@ Stages (FaceDetector.detect):
   fallback  padded (full-range on the photo with a 30% border: tight crops put the face at the edge), then short
             (short-range on the whole photo, close-ups), then dlib HOG if importable; only where nothing was
             found, at FALLBACK_THRESHOLD.
-Measured on data/real-masked-dev (benchmarks/detect_bench.py, variant "cross-v1"): recall of annotated with-mask
-faces >= 40 px 91% (96% on the 75 photos the thresholds were chosen on, 87% on the other 75; "confirm-v1" before
-the cross-model rule: 87%, 92% / 83%), 0.19 false detections per annotated photo (0.18 before), none on 21
-face-free scikit-image pictures.
+Measured on data/real-masked-dev (benchmarks/detect_bench.py, variant "fused-v1"): recall of annotated with-mask
+faces >= 40 px 91.4% (96.6% on the 75 photos the thresholds were chosen on, 86.5% on the other 75; "cross-v1"
+without fusion: 91.0%, 95.8% / 86.5%; "confirm-v1" before the cross-model rule: 87%, 92% / 83%), 0.18 false
+detections per annotated photo, none on 21 face-free scikit-image pictures. The union keeps each face's best
+detection with the score-weighted mean box and keypoints of the same model's views of it (fused_face).
 
 Decoding (anchors, box/keypoint decoding, weighted NMS) follows the MIT-licensed face-detection-tflite package,
 Copyright (c) 2021 Patrick Levin (SPDX-License-Identifier: MIT), itself a port of MediaPipe's calculators;
@@ -92,12 +93,14 @@ KP_IMAGE_LEFT_EYE, KP_IMAGE_RIGHT_EYE, KP_NOSE, KP_MOUTH, KP_LEFT_EAR, KP_RIGHT_
 # Systematic offset of BlazeFace's eye keypoints from dlib's 68-landmark eye centres (mean of points 36-41 /
 # 42-47), which define the training crop. In eye-distance units, in the face frame: u along the eye line
 # (image-left eye -> image-right eye), v perpendicular (downwards). Adding it makes the runtime crop match the
-# training crop. Measured by `python -m mask2face.benchmarks.detect_bench --calibrate` on LFW photos; see
-# benchmarks/results/detect_calibration.jsonl for the run (n, spread, before/after error).
-# Result (200 LFW photos, 200 pairs): left (+0.0144, +0.0069), right (-0.0365, -0.0130), spread (std) about
-# 0.04 per axis; mean eye error 0.052 -> 0.047 eye distances after correction. dlib's eye centres sit slightly
+# training crop. Measured by `python -m mask2face.benchmarks.detect_bench --calibrate` on LFW photos with the
+# runtime's own cascade (its keypoints fused over the photo and its mirror, see fused_face); see
+# benchmarks/results/detect_calibration.jsonl for the runs (n, spread, before/after error).
+# Result (200 LFW photos, 200 pairs): left (+0.0121, -0.0002), right (-0.0366, -0.0074), spread (std) 0.031-0.041
+# per axis; mean eye error 0.047 -> 0.041 eye distances after correction (session 7, full-range keypoints alone:
+# (+0.0144, +0.0069) / (-0.0365, -0.0130), std about 0.04, 0.052 -> 0.047). dlib's eye centres sit slightly
 # closer together than BlazeFace's: without this the runtime crop would be ~5% smaller in scale than training.
-EYE_CORRECTION = {"left": (0.0144, 0.0069), "right": (-0.0365, -0.0130)}
+EYE_CORRECTION = {"left": (0.0121, -0.0002), "right": (-0.0366, -0.0074)}
 
 
 @dataclass(frozen=True)
@@ -279,14 +282,34 @@ def _unflip(faces: list[Face], width: int, stage: str) -> list[Face]:
     return out
 
 
-def merge(faces: list[Face], iou: float = NMS_IOU, last: tuple[str, ...] = ()) -> list[Face]:
+def merge(faces: list[Face], iou: float = NMS_IOU, last: tuple[str, ...] = (), fuse: bool = False) -> list[Face]:
     """Join detections from several stages/tiles: keep the best-scoring of overlapping faces; faces of the `last`
-    stages only where no other stage's face overlaps them."""
+    stages only where no other stage's face overlaps them. `fuse`: each kept face takes the score-weighted mean box
+    and keypoints of the faces that overlap it from views of the same model (fused_face)."""
     kept: list[Face] = []
     for f in sorted(faces, key=lambda f: (f.stage in last, -f.score)):
         if all(box_iou(np.array(f.box), np.array([k.box]))[0] <= iou and not _inside(f, k) for k in kept):
             kept.append(f)
-    return kept
+    return [fused_face(k, faces, iou) for k in kept] if fuse else kept
+
+
+def fused_face(kept: Face, faces: list[Face], iou: float = NMS_IOU) -> Face:
+    """`kept` with the score-weighted mean box and keypoints of every face in `faces` of the same model family
+    (MODEL_FAMILY) overlapping it (IoU > `iou`); score and stage stay kept's. The photo and its mirror (and tiles)
+    are independent looks at one face, so averaging their keypoints halves their noise, and the mirror's systematic
+    left/right offset cancels. Measured on the 400 generated LFW test photos (detect_bench --generated): corrected
+    eyes vs dlib's 0.0342 -> 0.0285 crop sides (mean; p90 0.055 -> 0.044), with EYE_CORRECTION re-measured on fused
+    keypoints; whole-photo masked PSNR 18.10 -> 18.19 dB (photo_bench). Other families are left out: short-range
+    keypoints sit elsewhere (see the note in FaceDetector.detect)."""
+    family = MODEL_FAMILY.get(kept.stage)
+    group = [f for f in faces if MODEL_FAMILY.get(f.stage) == family
+             and box_iou(np.array(f.box), np.array([kept.box]))[0] > iou]
+    if len(group) < 2:
+        return kept
+    weights = np.array([f.score for f in group], np.float64)
+    box = np.average(np.array([f.box for f in group], np.float64), axis=0, weights=weights)
+    keypoints = np.average(np.stack([f.keypoints for f in group]).astype(np.float64), axis=0, weights=weights)
+    return Face(tuple(float(v) for v in box), kept.score, keypoints.astype(kept.keypoints.dtype), kept.stage)
 
 
 def _inside(a: Face, b: Face) -> bool:
@@ -384,7 +407,7 @@ class FaceDetector:
         # The whole-photo short-range face is a confirming view: where another stage has the face, that stage's
         # box and keypoints are kept (EYE_CORRECTION was measured on full-range keypoints; letting the short-range
         # face win by score moved LFW eyes 0.034 -> 0.041 crop sides from dlib's, benchmarks "cross-v1").
-        faces = merge(confirmed(found, self.thresholds, cross=self.cross), last=CONFIRMING_STAGES)
+        faces = merge(confirmed(found, self.thresholds, cross=self.cross), last=CONFIRMING_STAGES, fuse=True)
         used = [s for s in found if any(f.stage == s for f in faces)]
         for stage in self.stages:
             if faces or (stage in self.thresholds and stage not in FALLBACK_REUSE):

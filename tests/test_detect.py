@@ -74,6 +74,27 @@ def test_weighted_nms_merges_overlaps():
     np.testing.assert_allclose(out[0][0], [0.4, 0.4, 10.4, 10.4])      # score-weighted mean
 
 
+def test_union_fuses_views_of_the_same_model_only():
+    """merge(fuse=True): the kept face takes the score-weighted mean box and keypoints of overlapping faces of the
+    same model family (photo + mirror + tiles); a short-range face overlapping it, or a face elsewhere, is left out."""
+    def face(box, score, kp, stage):
+        return detect.Face(tuple(float(v) for v in box), score, np.full((6, 2), kp, np.float32), stage)
+
+    full = face((0, 0, 100, 100), 0.9, 10.0, "full")
+    flip = face((4, 0, 104, 100), 0.6, 20.0, "flip")
+    short = face((0, 2, 100, 102), 0.95, 90.0, "short_tiles")
+    other = face((300, 300, 340, 340), 0.7, 50.0, "full")
+    kept = detect.merge([full, flip, short, other], fuse=True)
+    assert [(k.stage, k.score) for k in kept] == [("short_tiles", 0.95), ("full", 0.7)]
+    kept = detect.merge([full, flip, other], fuse=True)
+    first = kept[0]
+    assert first.stage == "full" and first.score == 0.9
+    np.testing.assert_allclose(first.keypoints, (0.9 * 10 + 0.6 * 20) / 1.5, rtol=1e-6)
+    np.testing.assert_allclose(first.box, [0.6 * 4 / 1.5, 0, 100 + 0.6 * 4 / 1.5, 100], rtol=1e-6)
+    np.testing.assert_array_equal(kept[1].keypoints, other.keypoints)   # alone: unchanged
+    assert detect.merge([full, flip])[0] is full                        # without fuse: plain NMS
+
+
 def test_confirmed_needs_a_second_view():
     """A low-scoring face counts only when another union stage found it too; a high one counts alone."""
     def face(box, score, stage):

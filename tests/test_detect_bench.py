@@ -131,3 +131,33 @@ def test_bench_what_detect_hands_over_and_writes_where_told(tmp_path, repo_root)
     for extra, message in ((["--models", "m.tflite"], "drop --models"), (["--model", "m.tflite"], "unrecognized")):
         r = subprocess.run(cmd + extra, capture_output=True, text=True, timeout=300, cwd=tmp_path)
         assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
+
+
+def test_uncorrect_eyes_inverts_the_eye_correction():
+    from mask2face.benchmarks.photo_bench import uncorrect_eyes
+    left, right = np.array([101.3, 87.2]), np.array([161.9, 95.4])
+    raw = uncorrect_eyes(left, right)
+    assert np.abs(raw - np.stack([left, right])).max() > 0.5            # the correction moves eyes by ~1-2 px here
+    np.testing.assert_allclose(np.stack(detect.correct_eyes(raw[0], raw[1])), np.stack([left, right]), atol=1e-6)
+
+
+def test_photo_bench_scores_whole_photos_against_the_bare_source(pair_dir):
+    """Input scores are the masked photo against its bare source over the drawn mask's region (checked here by
+    hand); aligned by the pair's own crop, every masked crop (even the one pasted into the coffee picture) is
+    restored and beats the input by a wide margin; the detector finds the two astronauts, not the pasted crop."""
+    from mask2face.benchmarks import metrics, photo_bench
+    from mask2face.edge_runtime.inpaint import Inpainter
+    inpainter = Inpainter.from_file(None, threads=1)
+    by_pair = photo_bench.measure(inpainter, pair_dir / "data", 0, photos_root=pair_dir, align_by="pair")
+    assert by_pair["photos"] == 3 and by_pair["restored"] == 1.0
+    inputs = []
+    for masked, mask, meta in detect_bench.iter_pairs(pair_dir / "data", "test"):
+        truth = load_image(pair_dir / meta["source"])
+        matrix = np.asarray(meta["matrix"], np.float64)
+        region = photo_bench.mask_in_photo(mask, matrix, truth.shape[:2])
+        assert 0.5 < region.sum() / (mask > 127).sum() * (matrix[0, 0] ** 2 + matrix[0, 1] ** 2) < 2
+        inputs.append(metrics.psnr(detect_bench.rebuild_photo(truth, masked, mask, matrix), truth, region[..., None]))
+    assert by_pair["input_psnr_masked"] == pytest.approx(np.mean(inputs), abs=1e-9)
+    assert by_pair["psnr_masked"] > by_pair["input_psnr_masked"] + 3
+    by_detector = photo_bench.measure(inpainter, pair_dir / "data", 0, photos_root=pair_dir)
+    assert by_detector["faces_found"] == pytest.approx(2 / 3), by_detector
