@@ -269,8 +269,9 @@ def run_calibrate(args) -> dict:
     photos = [photos[i] for i in rng.choice(len(photos), size=min(args.n, len(photos)), replace=False)]
     hog = dlib.get_frontal_face_detector()
     shape = dlib.shape_predictor(frm.pose_predictor_model_location())
-    # The runtime's own cascade: its faces' keypoints (full-range, fused with the mirrored view where both found the
-    # face) are the ones the correction is applied to.
+    # The runtime's own cascade, each face refined (detect.FaceDetector.refined: the full-range model on a cut around
+    # the face and on its mirror), as the runtime refines the small faces of real photos; LFW's faces are big enough
+    # that the runtime itself would mostly skip that here (REFINE_MIN_ZOOM).
     det = detect.FaceDetector(threads=args.threads)
     offsets, errors_before, crop_shift = [], [], []
     for path in tqdm(photos, desc="calibrate", unit="photo"):
@@ -283,6 +284,7 @@ def run_calibrate(args) -> dict:
         c = np.array(image.shape[1::-1]) / 2
         rect = min(rects, key=lambda r: np.hypot((r.left() + r.right()) / 2 - c[0], (r.top() + r.bottom()) / 2 - c[1]))
         face = min(faces, key=lambda f: np.hypot((f.box[0] + f.box[2]) / 2 - c[0], (f.box[1] + f.box[3]) / 2 - c[1]))
+        face = det.refined(image, face)
         pts = np.array([[p.x, p.y] for p in shape(image, rect).parts()], np.float64)
         dl, dr = align.eye_centers_from_68(pts)
         bl, br = face.raw_eyes()

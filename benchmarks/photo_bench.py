@@ -71,12 +71,27 @@ def uncorrect_eyes(left: np.ndarray, right: np.ndarray, steps: int = 20) -> np.n
     return raw
 
 
+def onto_canvas(image: np.ndarray, width: int, height: int, interpolation: int = cv2.INTER_CUBIC):
+    """`image` scaled to `height` rows and mirror-padded (or centre-cut) to `width` columns, as runtime_bench makes
+    its 640x480 photos (a smaller face in a bigger photo: what phone photos look like), and the 2x3 matrix that maps
+    the old pixels to the new."""
+    scale = height / image.shape[0]
+    new_w = max(1, int(round(image.shape[1] * scale)))
+    out = cv2.resize(image, (new_w, height), interpolation=interpolation)
+    pad = (width - new_w) // 2
+    if pad >= 0:
+        out = cv2.copyMakeBorder(out, 0, 0, pad, width - new_w - pad, cv2.BORDER_REFLECT101)
+    else:
+        out = np.ascontiguousarray(out[:, -pad:-pad + width])
+    return out, np.array([[scale, 0.0, float(pad)], [0.0, scale, 0.0]])
+
+
 def photo_scores(output: np.ndarray, truth: np.ndarray, region: np.ndarray) -> dict[str, float]:
     return {"psnr_masked": metrics.psnr(output, truth, region[..., None]), "ssim": metrics.ssim(output, truth)}
 
 
 def measure(inpainter: Inpainter, data_dir: Path, photos: int, split: str = "test",
-            photos_root: Path = DATA, align_by: str = "detector") -> dict:
+            photos_root: Path = DATA, align_by: str = "detector", canvas: tuple[int, int] | None = None) -> dict:
     rows, skipped = [], 0
     for masked, mask, meta in tqdm(iter_pairs(data_dir, split, photos), total=photos or None, desc="photos",
                                    unit="photo"):
@@ -92,6 +107,11 @@ def measure(inpainter: Inpainter, data_dir: Path, photos: int, split: str = "tes
         matrix = np.asarray(meta["matrix"], np.float64)
         photo = rebuild_photo(truth, masked, mask, matrix)
         region = mask_in_photo(mask, matrix, truth.shape[:2])
+        if canvas:
+            photo, to_canvas = onto_canvas(photo, *canvas)
+            truth, _ = onto_canvas(truth, *canvas)
+            region = onto_canvas(region.astype(np.float32), *canvas, interpolation=cv2.INTER_LINEAR)[0] > 0.5
+            matrix = align.compose(matrix, align.invert(to_canvas))
         if not region.any():
             skipped += 1
             continue
@@ -120,14 +140,19 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--align", default="detector", choices=("detector", "landmarks", "pair"),
                    help="align by the runtime's detector (what users get), or by dlib's eyes / the pair's crop")
+    p.add_argument("--canvas", default=None, metavar="WxH",
+                   help="scale each photo to H rows and pad it to W columns first (e.g. 640x480, as runtime_bench)")
     p.add_argument("--variant", default="", help="a name for this run, stored in the row")
     p.add_argument("--no-save", action="store_true")
     p.add_argument("--results", type=Path, default=None, help="folder photo_quality.jsonl is appended to")
     args = p.parse_args(argv)
+    canvas = tuple(int(v) for v in args.canvas.lower().split("x")) if args.canvas else None
     inpainter = Inpainter.from_file(args.model, threads=args.threads)
     row = {"bench": "photo_quality", "variant": args.variant, "align": args.align, "model": str(args.model or "default"),
            "model_info": inpainter.model.describe(), "data": str(args.data), "split": args.split,
-           **measure(inpainter, args.data, args.photos, args.split, align_by=args.align), **environment()}
+           "canvas": list(canvas) if canvas else None,
+           **measure(inpainter, args.data, args.photos, args.split, align_by=args.align, canvas=canvas),
+           **environment()}
     report_row(row, ("photos", "faces_found", "restored", "psnr_masked", "ssim", "input_psnr_masked", "input_ssim"),
                "photo_quality.jsonl", save=not args.no_save, results=args.results)
     return 0

