@@ -203,7 +203,8 @@ def hand_over(what: str, args) -> int:
     if what == "runtime":
         from . import runtime_bench
         if len(models) > 1:
-            raise Mask2FaceError("--what runtime times one model: pass one --models FILE (or none: the shipped default)")
+            raise Mask2FaceError("--what runtime times one model: pass one --models FILE "
+                                 "(or none: the shipped default)")
         if getattr(args, "data", None):
             argv += ["--masked", str(args.data)]
         return int(runtime_bench.main(argv + (["--model", str(models[0])] if models else [])) or 0)

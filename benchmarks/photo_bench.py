@@ -133,7 +133,8 @@ def measure(inpainter: Inpainter, data_dir: Path, photos: int, split: str = "tes
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data", type=Path, required=True, help="pairs folder made by `mask2face data` (e.g. runs/cpu/data)")
+    p.add_argument("--data", type=Path, required=True,
+                   help="pairs folder made by `mask2face data` (e.g. runs/cpu/data)")
     p.add_argument("--model", default=None, help=".tflite, or a shipped model: default | mixed")
     p.add_argument("--photos", type=int, default=400, help="first N pairs of the split (0: all)")
     p.add_argument("--split", default="test")
@@ -148,8 +149,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     canvas = tuple(int(v) for v in args.canvas.lower().split("x")) if args.canvas else None
     inpainter = Inpainter.from_file(args.model, threads=args.threads)
-    row = {"bench": "photo_quality", "variant": args.variant, "align": args.align, "model": str(args.model or "default"),
-           "model_info": inpainter.model.describe(), "data": str(args.data), "split": args.split,
+    row = {"bench": "photo_quality", "variant": args.variant, "align": args.align,
+           "model": str(args.model or "default"), "model_info": inpainter.model.describe(), "data": str(args.data), "split": args.split,
            "canvas": list(canvas) if canvas else None,
            **measure(inpainter, args.data, args.photos, args.split, align_by=args.align, canvas=canvas),
            **environment()}

@@ -73,6 +73,18 @@ def test_remove_picks_a_shipped_model_by_name(tmp_path):
     assert r.returncode != 0 and "Traceback" not in r.stderr and "nonesuch" in r.stderr, r.stderr[-2000:]
 
 
+def masked_photo_folder(folder, n: int):
+    """`folder` with n copies of the astronaut wearing a drawn mask, 256x256 JPEG (a face the runtime restores)."""
+    import cv2
+    from test_inpaint import astronaut_with_drawn_mask
+    _, masked, _ = astronaut_with_drawn_mask()
+    photo = cv2.cvtColor(cv2.resize(masked, (256, 256)), cv2.COLOR_RGB2BGR)
+    folder.mkdir(parents=True)
+    for i in range(n):
+        cv2.imwrite(str(folder / f"p{i:03d}.jpg"), photo)
+    return folder
+
+
 def test_ctrl_c_mid_batch_keeps_finished_files_and_skip_existing_does_the_rest(tmp_path):
     """SIGINT to a real `mask2face remove` over a folder: exit 130 with one line that says how far it got and what
     to run, no traceback, only complete outputs (no temp files), a summary marked interrupted. The same command
@@ -83,14 +95,8 @@ def test_ctrl_c_mid_batch_keeps_finished_files_and_skip_existing_does_the_rest(t
 
     import cv2
     import numpy as np
-    from test_inpaint import astronaut_with_drawn_mask
-    _, masked, _ = astronaut_with_drawn_mask()
-    small = cv2.cvtColor(cv2.resize(masked, (256, 256)), cv2.COLOR_RGB2BGR)
-    photos = tmp_path / "photos"
-    photos.mkdir()
     n = 150
-    for i in range(n):
-        cv2.imwrite(str(photos / f"p{i:03d}.jpg"), small)
+    photos = masked_photo_folder(tmp_path / "photos", n)
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "mask2face.cli", "remove", str(photos), "--out", str(out), "--chunk", "1"]
     proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -131,20 +137,14 @@ def test_full_disk_stops_the_batch_with_one_line_and_keeps_complete_files(tmp_pa
     import cv2
     import numpy as np
     import pytest
-    from test_inpaint import astronaut_with_drawn_mask
     small = tmp_path / "small"
     small.mkdir()
     if shutil.which("mount") is None or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small)],
                                                         capture_output=True).returncode != 0:
         pytest.skip("cannot mount a small tmpfs here (needs root): no real full disk to write to")
     try:
-        _, masked, _ = astronaut_with_drawn_mask()
-        photo = cv2.cvtColor(cv2.resize(masked, (256, 256)), cv2.COLOR_RGB2BGR)
-        photos = tmp_path / "photos"
-        photos.mkdir()
         n = 80
-        for i in range(n):
-            cv2.imwrite(str(photos / f"p{i:03d}.jpg"), photo)
+        photos = masked_photo_folder(tmp_path / "photos", n)
         out = small / "out"
         r = subprocess.run([sys.executable, "-m", "mask2face.cli", "remove", str(photos), "--out", str(out),
                             "--chunk", "4"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
