@@ -150,7 +150,8 @@ def main(argv=None) -> int:
     canvas = tuple(int(v) for v in args.canvas.lower().split("x")) if args.canvas else None
     inpainter = Inpainter.from_file(args.model, threads=args.threads)
     row = {"bench": "photo_quality", "variant": args.variant, "align": args.align,
-           "model": str(args.model or "default"), "model_info": inpainter.model.describe(), "data": str(args.data), "split": args.split,
+           "model": str(args.model or "default"), "model_info": inpainter.model.describe(),
+           "data": str(args.data), "split": args.split,
            "canvas": list(canvas) if canvas else None,
            **measure(inpainter, args.data, args.photos, args.split, align_by=args.align, canvas=canvas),
            **environment()}
