@@ -31,6 +31,7 @@ from mask2face.edge_runtime.safeio import load_image
 
 from . import metrics
 from .detect_bench import DATA, environment, iter_pairs, rebuild_photo, report_row
+from .runtime_bench import onto_canvas
 
 
 def mask_in_photo(mask: np.ndarray, matrix: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -69,21 +70,6 @@ def uncorrect_eyes(left: np.ndarray, right: np.ndarray, steps: int = 20) -> np.n
     for _ in range(steps):
         raw += target - np.stack(detect.correct_eyes(raw[0], raw[1]))
     return raw
-
-
-def onto_canvas(image: np.ndarray, width: int, height: int, interpolation: int = cv2.INTER_CUBIC):
-    """`image` scaled to `height` rows and mirror-padded (or centre-cut) to `width` columns, as runtime_bench makes
-    its 640x480 photos (a smaller face in a bigger photo: what phone photos look like), and the 2x3 matrix that maps
-    the old pixels to the new."""
-    scale = height / image.shape[0]
-    new_w = max(1, int(round(image.shape[1] * scale)))
-    out = cv2.resize(image, (new_w, height), interpolation=interpolation)
-    pad = (width - new_w) // 2
-    if pad >= 0:
-        out = cv2.copyMakeBorder(out, 0, 0, pad, width - new_w - pad, cv2.BORDER_REFLECT101)
-    else:
-        out = np.ascontiguousarray(out[:, -pad:-pad + width])
-    return out, np.array([[scale, 0.0, float(pad)], [0.0, scale, 0.0]])
 
 
 def photo_scores(output: np.ndarray, truth: np.ndarray, region: np.ndarray) -> dict[str, float]:

@@ -35,10 +35,24 @@ ACCEPT_ALL = BlendConfig(min_confidence=0.0, min_area=0.0, max_area=1.0, min_cen
                          min_change=0.0)
 
 
+def onto_canvas(image: np.ndarray, width: int, height: int, interpolation: int = cv2.INTER_CUBIC):
+    """`image` scaled to `height` rows and mirror-padded (or centre-cut) to `width` columns, as the 640x480 photos
+    here are made (a smaller face in a bigger photo: what phone photos look like), and the 2x3 matrix that maps the
+    old pixels to the new."""
+    scale = height / image.shape[0]
+    new_w = max(1, int(round(image.shape[1] * scale)))
+    out = cv2.resize(image, (new_w, height), interpolation=interpolation)
+    pad = (width - new_w) // 2
+    if pad >= 0:
+        out = cv2.copyMakeBorder(out, 0, 0, pad, width - new_w - pad, cv2.BORDER_REFLECT101)
+    else:
+        out = np.ascontiguousarray(out[:, -pad:-pad + width])
+    return out, np.array([[scale, 0.0, float(pad)], [0.0, scale, 0.0]])
+
+
 def to_640x480(square: np.ndarray) -> np.ndarray:
     """An LFW-sized square photo upscaled to 480x480 and mirror-padded to 640x480."""
-    img = cv2.resize(square, (480, 480), interpolation=cv2.INTER_CUBIC)
-    return cv2.copyMakeBorder(img, 0, 0, 80, 80, cv2.BORDER_REFLECT101)
+    return onto_canvas(square, 640, 480)[0]
 
 
 def make_photos(n: int, out_dir: Path, seed: int = 0) -> list[Path]:

@@ -321,10 +321,15 @@ def fused_face(kept: Face, faces: list[Face], iou: float = NMS_IOU) -> Face:
              and box_iou(np.array(f.box), np.array([kept.box]))[0] > iou]
     if len(group) < 2:
         return kept
-    weights = np.array([f.score for f in group], np.float64)
-    box = np.average(np.array([f.box for f in group], np.float64), axis=0, weights=weights)
-    keypoints = np.average(np.stack([f.keypoints for f in group]).astype(np.float64), axis=0, weights=weights)
+    box = _score_weighted(group, [f.box for f in group])
+    keypoints = _score_weighted(group, [f.keypoints for f in group])
     return Face(tuple(float(v) for v in box), kept.score, keypoints.astype(kept.keypoints.dtype), kept.stage)
+
+
+def _score_weighted(faces: list[Face], values: list) -> np.ndarray:
+    """The mean of `values` (one array per face) weighted by the faces' scores, in float64."""
+    return np.average(np.stack([np.asarray(v, np.float64) for v in values]), axis=0,
+                      weights=[f.score for f in faces])
 
 
 def _inside(a: Face, b: Face) -> bool:
@@ -418,8 +423,7 @@ class FaceDetector:
                  if box_iou(np.array(f.box), np.array([face.box]))[0] > NMS_IOU]
         if not views:
             return face
-        weights = np.array([f.score for f in views], np.float64)
-        keypoints = np.average(np.stack([f.keypoints for f in views]).astype(np.float64), axis=0, weights=weights)
+        keypoints = _score_weighted(views, [f.keypoints for f in views])
         return Face(face.box, face.score, keypoints.astype(face.keypoints.dtype), face.stage)
 
     def detect(self, image: np.ndarray) -> list[Face]:

@@ -303,9 +303,9 @@ def run_batch(inpainter, jobs: list[tuple[Path, Path, str]], bar_factory=None, c
 
     try:
         for src, dst, kind in jobs:
-            if skip_existing and kind in ("image", "video") and output_path(dst, kind).is_file():
+            if skip_existing and kind in ("image", "video") and (lands := output_path(dst, kind)).is_file():
                 flush()  # keep the records in input order
-                done([skip_record(src, output_path(dst, kind), kind)])
+                done([skip_record(src, lands, kind)])
                 continue
             if kind == "image":
                 photos.append((src, dst))
