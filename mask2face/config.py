@@ -3,7 +3,7 @@
 How to run (big_vision style: the preset says what it is for and what it reaches):
 
     mask2face pipeline --preset smoke                 # seconds; what the tests use
-    mask2face pipeline --preset cpu --faces ../shared/data/lfw   # the shipped default model, ~1 h on 2 cores
+    mask2face pipeline --preset cpu --faces ../shared/data/lfw   # the shipped default model, ~2 h on 2 cores
     mask2face train --preset paper --faces DIR        # the reference configuration, for a GPU
 
 Any field can be overridden on the command line as `section.field=value`, e.g.
