@@ -154,8 +154,14 @@ FACE_FREE = ("coffee", "hubble_deep_field", "coins", "chelsea", "rocket", "brick
 
 
 def face_free_images():
-    """(name, RGB uint8) for the scikit-image pictures in FACE_FREE that load without extra downloads."""
-    import skimage.data as sd
+    """(name, RGB uint8) for the scikit-image pictures in FACE_FREE that load without extra downloads; none
+    without scikit-image (an [edge] install), where the row's face_free_detections stays empty."""
+    try:
+        import skimage.data as sd
+    except ImportError:
+        print("detect_bench: scikit-image is not installed, so the face-free pictures are not checked "
+              "(pip install scikit-image)", file=sys.stderr)
+        return
     for name in FACE_FREE:
         try:
             im = getattr(sd, name)()

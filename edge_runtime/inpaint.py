@@ -118,6 +118,7 @@ class Inpainter:
         h, w = model.input_size
         if h != w:
             raise ModelFileError(f"{model.source}: the face crop is square, but the model takes {h}x{w}")
+        check_image_to_image(model)
         self.model = model
         self.size = h
         self.detector = detector or FaceDetector(threads=model.threads)
@@ -243,6 +244,18 @@ class Inpainter:
             return np.zeros((s, s), np.float32)
         report.pasted = True
         return feathered_alpha(binary, cfg)
+
+
+def check_image_to_image(model: Model) -> None:
+    """A mask2face model maps an RGB crop to a crop of the same size: RGB, plus the mask when it predicts one. Any
+    other valid .tflite (a face detector, a classifier) is refused at load time, not with an OpenCV error on
+    every photo."""
+    inp = [int(v) for v in model.input_detail["shape"]]
+    out = [int(v) for v in model.output_detail["shape"]]
+    if inp[3] != 3 or len(out) != 4 or out[1:3] != inp[1:3] or out[3] not in (3, 4):
+        raise ModelFileError(f"{model.source} is not a mask2face model: it maps {inp} to {out}, where a face crop "
+                             "(1, S, S, 3) must come back as (1, S, S, 3 or 4). Use --model default, --model mixed "
+                             "or a .tflite made by `mask2face export`")
 
 
 def feathered_alpha(binary: np.ndarray, cfg: BlendConfig = BlendConfig()) -> np.ndarray:

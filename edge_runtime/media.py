@@ -16,11 +16,13 @@ from typing import Callable, Iterable
 import cv2
 import numpy as np
 
-from .errors import DiskFullError, Mask2FaceError
+from .errors import DiskFullError, ImageError, Mask2FaceError
 from .inpaint import check_image
-from .safeio import atomic_write, decode_image, read_bytes, save_image
+from .safeio import atomic_write, decode_image, in_source_layout, plain_permissions, read_bytes, save_image
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png"}
+# Images we do not read: in a folder they are listed as errors that say to convert them, not silently left out.
+OTHER_IMAGE_EXTS = {".bmp", ".gif", ".webp", ".tif", ".tiff", ".heic", ".heif", ".jp2"}
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm"}
 # Containers OpenCV's bundled FFmpeg writes without extra codecs; others are written as .mp4.
 FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG"}
@@ -52,20 +54,23 @@ def kind_of(path: Path) -> str | None:
 
 def collect(inputs: Iterable[Path], out_dir: Path) -> list[tuple[Path, Path, str]]:
     """(input, output, kind) for every image/video in `inputs`; folders are walked recursively and mirrored
-    under OUT/<folder name>/. Hidden files and the output folder itself are skipped."""
+    under OUT/<folder name>/. Hidden files, the output folder and the folder this input's outputs go to are
+    skipped (with --out equal to an input folder, a second run must not take the first run's outputs as inputs).
+    Images in formats we do not read become "unknown" jobs, so the summary lists them."""
     out_dir = Path(out_dir).resolve()
     jobs: list[tuple[Path, Path, str]] = []
     for item in inputs:
         item = Path(item)
         if item.is_dir():
+            mirror = out_dir / item.resolve().name
             for root, dirs, files in os.walk(item):
                 dirs[:] = sorted(d for d in dirs if not d.startswith(".")
-                                 and Path(root, d).resolve() != out_dir)
+                                 and Path(root, d).resolve() not in (out_dir, mirror))
                 for name in sorted(files):
                     p = Path(root) / name
-                    k = kind_of(p)
+                    k = kind_of(p) or ("unknown" if p.suffix.lower() in OTHER_IMAGE_EXTS else None)
                     if k and not name.startswith("."):
-                        jobs.append((p, out_dir / item.resolve().name / p.relative_to(item), k))
+                        jobs.append((p, mirror / p.relative_to(item), k))
         elif item.exists():
             jobs.append((item, out_dir / item.name, kind_of(item) or "unknown"))
         else:
@@ -113,7 +118,7 @@ def _write_photo(res, src: Path, dst: Path, data: bytes, t_read: float) -> dict:
            "pasted": res.pasted, "timings": dict(res.timings)}
     t1 = time.perf_counter()
     if res.pasted:
-        save_image(dst, res.image)
+        save_image(dst, in_source_layout(res.image, data))
         rec["status"] = "ok"
     else:
         atomic_write(dst, data)  # nothing removed: the original bytes, not a re-encode
@@ -181,6 +186,7 @@ def process_stream(inpainter, cap, dst: Path, fps: float, label: str, max_frames
         writer.release()
         writer = None
         check_video(tmp, frames, dst)
+        plain_permissions(tmp)
         os.replace(tmp, dst)
     finally:
         if writer is not None:
@@ -189,7 +195,7 @@ def process_stream(inpainter, cap, dst: Path, fps: float, label: str, max_frames
             os.unlink(tmp)
     timings["total"] = time.perf_counter() - t0
     return {"file": label, "output": str(dst), "kind": "video", "status": "ok", "frames": frames, "fps": fps,
-            "faces": faces, "pasted": pasted, "timings": timings}
+            "faces_found": faces, "pasted": pasted, "timings": timings}
 
 
 def check_video(path: str, frames: int, dst: Path) -> None:
@@ -233,7 +239,15 @@ def process_video(inpainter, src: Path, dst: Path, bar_factory=None, chunk: int 
 
 def process_camera(inpainter, index: int, out_dir: Path, max_frames: int | None = None, bar_factory=None) -> dict:
     """Camera `index` into OUT/camera-<index>.mp4 until Ctrl-C (or `max_frames`); the finished part is kept."""
-    cap = cv2.VideoCapture(index)
+    log = getattr(getattr(cv2, "utils", None), "logging", None)
+    level = log.getLogLevel() if log else None
+    if log:   # OpenCV's own WARN lines about a missing /dev/video* would bury our one-line error
+        log.setLogLevel(log.LOG_LEVEL_ERROR)
+    try:
+        cap = cv2.VideoCapture(index)
+    finally:
+        if log:
+            log.setLogLevel(level)
     if not cap.isOpened():
         cap.release()
         raise MediaError(f"camera {index} cannot be opened: check the index (--camera 0 is the first camera) "
@@ -318,6 +332,10 @@ def run_batch(inpainter, jobs: list[tuple[Path, Path, str]], bar_factory=None, c
                     done([process_video(inpainter, src, dst, bar_factory, chunk)])
                 elif kind == "missing":
                     done([error_record(src, MediaError(f"{src} does not exist"), kind)])
+                elif src.suffix.lower() in OTHER_IMAGE_EXTS:
+                    done([error_record(src, ImageError(
+                        f"{src}: {src.suffix.lower()} images are not read; convert it to JPEG or PNG",
+                        "unsupported-format"), kind)])
                 else:
                     done([error_record(src, MediaError(
                         f"{src}: not a supported image ({', '.join(sorted(IMAGE_EXTS))}) or video "
@@ -345,7 +363,10 @@ def summarize(records: list[dict], model_info: dict, wall_seconds: float) -> dic
     status = {}
     for r in records:
         status[r["status"]] = status.get(r["status"], 0) + 1
-    faces = sum(len(r["faces"]) if isinstance(r.get("faces"), list) else r.get("faces", 0) for r in records)
+    # photos list their faces; videos count them over all frames ("faces" was that count before session 9, and an
+    # earlier summary's records come back with --skip-existing)
+    faces = sum(len(f) if isinstance(f := r.get("faces", 0), list) else int(f or 0) for r in records)
+    faces += sum(int(r.get("faces_found", 0)) for r in records)
     return {"files": len(records), "status": status, "faces": faces,
             "faces_pasted": sum(r.get("pasted", 0) for r in records),
             "errors": [{"file": r["file"], "reason": r["reason"], "error": r["error"]}

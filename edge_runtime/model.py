@@ -159,7 +159,7 @@ class Model:
             except ModelFileError:
                 raise
             except Exception as exc:  # delegate libraries fail in many ways; the CPU always works
-                self.fallback_reason = f"{name} delegate unavailable ({_one_line(exc)}); running on cpu"
+                self.fallback_reason = f"{name} delegate unavailable ({_one_line(exc, 600)}); running on cpu"
                 warn(self.fallback_reason)
         return self._interpreter(Interpreter, None), "cpu"
 
@@ -174,7 +174,8 @@ class Model:
                 ctypes.CDLL(lib)
                 return load_delegate(lib)
             except (ValueError, OSError, RuntimeError) as exc:
-                errors.append(f"{lib}: {_one_line(exc)}")
+                message = _one_line(exc)   # dlopen's message often starts with the library's name already
+                errors.append(message if message.startswith(lib) else f"{lib}: {message}")
         raise RuntimeError("; ".join(errors) or "no library")
 
     def _interpreter(self, Interpreter, delegates):
@@ -264,6 +265,6 @@ class Model:
                 "precision": self.metadata.get("precision")}
 
 
-def _one_line(exc: BaseException) -> str:
+def _one_line(exc: BaseException, limit: int = 200) -> str:
     text = " ".join(str(exc).split())
-    return text[:200] or type(exc).__name__
+    return text[:limit] or type(exc).__name__

@@ -51,6 +51,12 @@ def png_size(data: bytes) -> tuple[int, int]:
 
 def jpeg_size(data: bytes) -> tuple[int, int]:
     """(width, height) from the first SOFn marker segment, walking the segments from SOI."""
+    width, height, _ = jpeg_frame(data)
+    return width, height
+
+
+def jpeg_frame(data: bytes) -> tuple[int, int, int]:
+    """(width, height, colour components) from the first SOFn marker segment, walking the segments from SOI."""
     i, n = 2, len(data)
     while True:
         # Skip fill bytes (0xFF padding is legal between segments).
@@ -75,7 +81,7 @@ def jpeg_size(data: bytes) -> tuple[int, int]:
             if i + 7 > n:
                 raise ImageError("JPEG ends inside its frame header", "truncated")
             height, width = struct.unpack(">HH", data[i + 3:i + 7])
-            return width, height
+            return width, height, (data[i + 7] if i + 7 < n else 3)
         i += length
 
 
@@ -120,6 +126,36 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, name: str = 
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
+def colour_layout(data: bytes) -> str:
+    """'grey' | 'rgb' | 'grey+alpha' | 'rgba' of a JPEG/PNG, from its header, so that an output can keep its
+    input's kind (decode_image always gives RGB)."""
+    if sniff_format(data) == "jpeg":
+        return "grey" if jpeg_frame(data)[2] == 1 else "rgb"
+    ctype = data[25] if len(data) > 25 else 2          # IHDR colour type: 0 grey, 2 RGB, 3 palette, 4/6 + alpha
+    head = data[:data.find(b"IDAT")] if b"IDAT" in data else data
+    alpha = ctype in (4, 6) or b"tRNS" in head          # tRNS: transparency of a palette / colour-key image
+    grey = ctype in (0, 4)
+    return ("grey" if grey else "rgb") + ("+alpha" if alpha else "")
+
+
+def in_source_layout(rgb: np.ndarray, data: bytes) -> np.ndarray:
+    """The restored RGB photo back in the layout of the file it came from (`data`): grey stays grey, and a PNG's
+    alpha channel (read again from `data`) comes back, so transparent areas stay transparent."""
+    layout = colour_layout(data)
+    if layout == "rgb":
+        return rgb
+    if not layout.endswith("+alpha"):
+        return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    raw = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if raw is None or raw.ndim != 3 or raw.shape[2] not in (2, 4) or raw.shape[:2] != rgb.shape[:2]:
+        return rgb
+    alpha = raw[..., -1]
+    if alpha.dtype != np.uint8:                          # 16-bit PNG
+        alpha = (alpha // 257).astype(np.uint8)
+    colour = np.repeat(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)[..., None], 3, 2) if layout.startswith("grey") else rgb
+    return np.dstack([colour, alpha])
+
+
 def read_bytes(path: str | os.PathLike) -> bytes:
     p = Path(path)
     try:
@@ -137,6 +173,13 @@ def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
     return decode_image(read_bytes(path), max_pixels=max_pixels, name=str(path))
 
 
+def plain_permissions(path: str | os.PathLike) -> None:
+    """mkstemp creates 0600; give a temp file the permissions a plain open() would have (0666 less the umask)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
 def atomic_write(path: str | os.PathLike, data: bytes) -> Path:
     """Write bytes to a temp file beside `path`, then rename over it (readers never see half a file).
 
@@ -150,10 +193,7 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> Path:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        # mkstemp creates 0600; give the file the permissions a plain open() would have
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
+        plain_permissions(tmp)
         os.replace(tmp, path)
     except OSError as exc:
         if exc.errno == errno.ENOSPC:
@@ -169,7 +209,9 @@ def encode_image(rgb: np.ndarray, ext: str = ".png", jpeg_quality: int = 95) -> 
     rgb = np.asarray(rgb)
     if rgb.dtype != np.uint8 or rgb.ndim not in (2, 3):
         raise ImageError(f"cannot encode array of dtype {rgb.dtype} and shape {rgb.shape}", "unsupported-format")
-    img = rgb if rgb.ndim == 2 else cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    if rgb.ndim == 3 and rgb.shape[2] not in (3, 4):
+        raise ImageError(f"cannot encode an image with {rgb.shape[2]} channels", "unsupported-format")
+    img = rgb if rgb.ndim == 2 else cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR if rgb.shape[2] == 3 else cv2.COLOR_RGBA2BGRA)
     ext = ext.lower()
     params = [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality] if ext in (".jpg", ".jpeg") else []
     ok, buf = cv2.imencode(ext, img, params)
@@ -179,7 +221,8 @@ def encode_image(rgb: np.ndarray, ext: str = ".png", jpeg_quality: int = 95) -> 
 
 
 def save_image(path: str | os.PathLike, rgb: np.ndarray, jpeg_quality: int = 95) -> Path:
-    """Write an RGB uint8 image atomically; the format follows the suffix (.png, .jpg/.jpeg)."""
+    """Write an RGB (or grey, or RGBA for PNG) uint8 image atomically; the format follows the suffix (.png,
+    .jpg/.jpeg)."""
     path = Path(path)
     ext = path.suffix.lower() or ".png"
     return atomic_write(path, encode_image(rgb, ext, jpeg_quality))

@@ -186,7 +186,8 @@ def read_bytes(path: str | Path) -> bytes:
     try:
         size = path.stat().st_size
     except FileNotFoundError:
-        raise ModelFileError(f"model file {path} does not exist; check the path or run `mask2face export`") from None
+        raise ModelFileError(f"model file {path} does not exist; check the path, or use a shipped model "
+                             "(--model default or --model mixed)") from None
     except OSError as exc:
         raise ModelFileError(f"cannot read model file {path}: {exc}") from exc
     if path.is_dir():

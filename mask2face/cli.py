@@ -26,6 +26,26 @@ VERBS = {
 # Verbs that take a preset + key=value overrides (the TensorFlow side).
 CONFIGURED = {"data", "train", "eval", "distill", "qat", "export", "bench", "pipeline", "demo"}
 
+# What each verb imports beyond the [edge] install, checked before the verb starts (and before it writes anything),
+# so that a board with only `mask2face[edge]` gets one line naming the extra instead of a traceback.
+_TF = ("tensorflow", "tf_keras")
+NEEDS = {"data": ("dlib", "face_recognition_models"), "train": _TF, "eval": _TF + ("dlib", "face_recognition_models"),
+         "distill": _TF + ("tensorflow_model_optimization",), "qat": _TF + ("tensorflow_model_optimization",),
+         "export": _TF + ("tensorflow_model_optimization",),
+         "pipeline": _TF + ("tensorflow_model_optimization", "dlib", "face_recognition_models"),
+         "demo": ("dlib", "face_recognition_models", "skimage")}
+
+
+def missing_packages(verb: str) -> list[str]:
+    """The modules `verb` needs that are not installed (found without importing them)."""
+    import importlib.util
+    return [name for name in NEEDS.get(verb, ()) if importlib.util.find_spec(name) is None]
+
+
+def install_hint(verb: str, missing: list[str]) -> str:
+    return (f"needs {', '.join(missing)}, which `mask2face[edge]` does not install: pip install \"mask2face[train]\" "
+            "(from a clone: pip install \".[train]\"). Removing masks (`mask2face remove`) needs only [edge].")
+
 
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", default="cpu", help="smoke | cpu | paper (default: cpu)")
@@ -95,16 +115,29 @@ def _export_args(p):
     p.add_argument("--out", type=Path)
 
 
+def positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1 (threads, chunk sizes), refused before any model loads."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
 def _remove_args(p):
     p.add_argument("inputs", nargs="*", type=Path, help="images, folders (recursive) or video files")
     p.add_argument("--out", type=Path, required=False, help="output folder")
     p.add_argument("--model", type=Path,
-                   help=".tflite, or a shipped model: default | mixed (leaves bare faces alone)")
+                   help="a shipped model: default (photos of masked people; also alters about half of bare faces) | "
+                        "mixed (leaves bare faces alone), or a .tflite made by `mask2face export`")
     p.add_argument("--camera", type=int, default=None, help="camera index")
     p.add_argument("--delegate", default="cpu", help="cpu | gpu | nnapi (falls back to cpu with a warning)")
-    p.add_argument("--threads", type=int, default=2, help="model threads (default 2)")
-    p.add_argument("--detector-threads", type=int, default=None, help="face detector threads (default: --threads)")
-    p.add_argument("--chunk", type=int, default=None,
+    p.add_argument("--threads", type=positive_int, default=2, help="model threads (default 2)")
+    p.add_argument("--detector-threads", type=positive_int, default=None,
+                   help="face detector threads (default: --threads)")
+    p.add_argument("--chunk", type=positive_int, default=None,
                    help="photos or video frames detected before the model runs on all their faces back to back "
                         "(warm; default 8; 1 = one at a time, least memory)")
     p.add_argument("--summary", type=Path, help="JSON summary path (default: OUT/summary.json)")
@@ -155,6 +188,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from mask2face.edge_runtime.errors import Mask2FaceError
     from mask2face.runs import DiskFullError
+    missing = missing_packages(args.verb)
+    if missing:
+        print(f"mask2face {args.verb}: error: {install_hint(args.verb, missing)}", file=sys.stderr)
+        return 2
     try:
         cfg = None
         if args.verb in CONFIGURED:
@@ -167,6 +204,9 @@ def main(argv: list[str] | None = None) -> int:
             os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         module = importlib.import_module(VERBS[args.verb][0])
         return int(module.cli_main(cfg, args) or 0)
+    except ModuleNotFoundError as exc:   # a package an option needs (e.g. scikit-image for a benchmark's extra rows)
+        print(f"mask2face {args.verb}: error: {install_hint(args.verb, [exc.name or str(exc)])}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("mask2face: interrupted; finished parts are kept. Run the same command again to resume.", file=sys.stderr)
         return 130

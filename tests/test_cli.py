@@ -169,3 +169,22 @@ def test_an_output_path_that_cannot_be_written_is_one_line(tmp_path):
         r = run(args, tmp_path, timeout=120)
         assert r.returncode == 2, r.stderr[-2000:]
         assert "Traceback" not in r.stderr and "a-file" in r.stderr.strip().splitlines()[-1], r.stderr[-2000:]
+
+
+def test_training_verbs_on_an_edge_only_install_name_the_extra_and_write_nothing(tmp_path):
+    """An [edge] install has no TensorFlow or dlib: the verbs that need them say which extra to install, in one
+    line, before they create a run directory (simulated by hiding the packages from importlib in a subprocess)."""
+    code = ("import importlib.util, sys\n"
+            "real = importlib.util.find_spec\n"
+            "hidden = {'tensorflow', 'tf_keras', 'tensorflow_model_optimization', 'dlib', 'skimage'}\n"
+            "importlib.util.find_spec = lambda name, *a: None if name in hidden else real(name, *a)\n"
+            "from mask2face import cli\n"
+            "sys.exit(cli.main(sys.argv[1:]))\n")
+    for verb in ("data", "train", "eval", "distill", "qat", "export", "pipeline", "demo"):
+        r = subprocess.run([sys.executable, "-c", code, verb, "--preset", "smoke", "--run", str(tmp_path / "run"),
+                            *(["--faces", str(tmp_path)] if verb in ("data", "pipeline") else [])],
+                           capture_output=True, text=True, cwd=tmp_path, timeout=60)
+        assert r.returncode == 2, (verb, r.stderr)
+        assert 'pip install "mask2face[train]"' in r.stderr and "Traceback" not in r.stderr, (verb, r.stderr)
+        assert len(r.stderr.strip().splitlines()) == 1, (verb, r.stderr)
+        assert not (tmp_path / "run").exists() and not (tmp_path / "runs").exists(), verb

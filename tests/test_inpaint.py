@@ -184,3 +184,13 @@ def test_remove_many_equals_one_photo_at_a_time(inpainter):
     assert together[1].image is photos[1]                  # nothing pasted: the caller's array, not a copy
     with pytest.raises(ImageError):
         inpainter.remove_many([masked, np.zeros((4, 4, 3), np.uint8)])
+
+
+def test_a_valid_tflite_that_is_not_an_inpainting_model_is_refused_at_load():
+    """The face detector is a fine .tflite, but it maps a 128x128 photo to boxes: one clear error when loading,
+    not an OpenCV assertion on every photo."""
+    from pathlib import Path
+    import mask2face.edge_runtime as er
+    detector = Path(er.__file__).parent / "assets" / "face_detection_short_range.tflite"
+    with pytest.raises(ModelFileError, match="is not a mask2face model"):
+        Inpainter.from_file(detector)

@@ -84,6 +84,51 @@ def test_video_keeps_fps_and_frame_count(tmp_path, tiny):
     while cap.read()[0]:
         n += 1
     assert n == 5
+    # Written through a private temp file, but with the permissions of any other output (umask applied)
+    assert (out / "clip.avi").stat().st_mode & 0o777 == 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    import os
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_out_inside_the_input_folder_is_not_read_again_and_other_formats_are_listed(tmp_path, tiny):
+    """`remove photos --out photos` twice: the second run takes the same inputs, not the first run's outputs; a
+    .webp in the folder is an error record that says to convert it, not a file silently left out."""
+    src = tmp_path / "photos"
+    src.mkdir()
+    save_image(src / "masked.png", masked_astronaut())
+    (src / "scan.webp").write_bytes(b"RIFF\x00\x00\x00\x00WEBPVP8 ")
+    jobs = [[(p.name, k) for p, _, k in media.collect([src], src)]]
+    assert cli.cli_main(None, _args([src], src, tiny)) == 1          # the .webp is an error
+    jobs.append([(p.name, k) for p, _, k in media.collect([src], src)])
+    assert jobs[0] == jobs[1] == [("masked.png", "image"), ("scan.webp", "unknown")]
+    summary = json.loads((src / "summary.json").read_text())
+    webp = [r for r in summary["records"] if r["file"].endswith("scan.webp")][0]
+    assert webp["status"] == "error" and "convert it to JPEG or PNG" in webp["error"]
+
+
+def test_grey_and_transparent_photos_keep_their_kind(tmp_path, tiny):
+    """decode_image gives RGB; a restored grey photo is written grey, and a PNG's alpha channel comes back."""
+    from mask2face.edge_runtime.safeio import encode_image
+    rgba = np.dstack([masked_astronaut(), np.tile(np.linspace(0, 255, 512).astype(np.uint8), (512, 1))])
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "rgba.png").write_bytes(encode_image(rgba, ".png"))
+    assert cli.cli_main(None, _args([src / "rgba.png"], tmp_path / "out", tiny)) == 0
+    written = cv2.imread(str(tmp_path / "out" / "rgba.png"), cv2.IMREAD_UNCHANGED)
+    assert written.shape == (512, 512, 4)
+    assert np.array_equal(written[..., 3], rgba[..., 3])
+    assert not np.array_equal(written[..., 2::-1], rgba[..., :3])       # the face was restored
+    grey = cv2.cvtColor(masked_astronaut(), cv2.COLOR_RGB2GRAY)
+    for ext in (".png", ".jpg"):
+        data = encode_image(grey, ext)
+        restored = np.full((512, 512, 3), (10, 200, 30), np.uint8)
+        assert media.in_source_layout(restored, data).shape == (512, 512)
+        assert media.in_source_layout(masked_astronaut(), encode_image(masked_astronaut(), ext)).shape == (512, 512, 3)
 
 
 def test_output_over_input_is_refused(tmp_path):
@@ -100,9 +145,16 @@ def test_nothing_to_do_is_a_clear_error(tmp_path, tiny):
 
 
 def test_missing_camera_is_reported(tmp_path, tiny):
-    rc = cli.cli_main(None, _args([], tmp_path / "o", tiny, camera=97))
+    # The camera alone: one error (the CLI prints it as one line, exit 2), no summary of nothing.
+    with pytest.raises(media.MediaError, match="camera 97 cannot be opened"):
+        cli.cli_main(None, _args([], tmp_path / "o", tiny, camera=97))
+    assert not (tmp_path / "o" / "summary.json").exists()
+    # Beside photos: the photos are done, and the camera is an error record of the batch.
+    photo = tmp_path / "p.png"
+    save_image(photo, skimage_data.coffee())
+    rc = cli.cli_main(None, _args([photo], tmp_path / "o", tiny, camera=97))
     s = json.loads((tmp_path / "o" / "summary.json").read_text())
-    assert rc == 1 and s["errors"][0]["file"] == "camera:97"
+    assert rc == 1 and [e["file"] for e in s["errors"]] == ["camera:97"] and s["files"] == 2
 
 
 def test_chunked_folder_equals_one_at_a_time_and_bad_files_stay_alone(tmp_path, tiny):
