@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import io
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
+
+from mask2face.edge_runtime.errors import Mask2FaceError
 
 SPLITS = ("train", "val", "test")
 
@@ -52,8 +55,22 @@ def shard_paths(data_dir: Path, split: str) -> list[Path]:
 
 
 def read_shard(path: Path) -> dict[str, np.ndarray]:
-    with np.load(path) as z:
-        return {k: z[k] for k in ("masked", "clean", "mask")}
+    """A shard's arrays; a damaged or foreign file is one clear error that names it and says how to rebuild it."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in ("masked", "clean", "mask")}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        raise Mask2FaceError(f"{path} is damaged ({' '.join(str(exc).split())[:120]}): delete it and run "
+                             "`mask2face data` again with the same options; it rebuilds the missing shards") from None
+
+
+def shard_is_whole(path: Path) -> bool:
+    """Cheap check that a shard and its metadata are complete files (the zip's central directory is at its end,
+    so a cut-off .npz fails it), for resuming `mask2face data` over shards damaged after they were written."""
+    try:
+        return zipfile.is_zipfile(path) and isinstance(read_meta(path), list)
+    except (OSError, ValueError):
+        return False
 
 
 def read_meta(path: Path) -> list[dict]:

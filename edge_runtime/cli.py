@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .errors import DiskFullError, Mask2FaceError
 from .inpaint import Inpainter
-from .media import CHUNK, BatchStopped, collect, process_camera, run_batch, summarize
+from .media import CHUNK, BatchStopped, check_outputs, collect, process_camera, run_batch, summarize
 from .safeio import atomic_write
 
 FINISHED = ("ok", "no-face", "no-mask")   # statuses of a written output
@@ -89,9 +89,10 @@ def cli_main(cfg, args) -> int:
     summary_path = Path(args.summary) if getattr(args, "summary", None) else out / "summary.json"
     skip_existing = bool(getattr(args, "skip_existing", False))
     earlier = earlier_records(summary_path) if skip_existing else {}
+    jobs = collect(inputs, out) if inputs else []
+    check_outputs(jobs, summary_path)
     try:
-        records = run_batch(inpainter, collect(inputs, out), bar_factory=bar, chunk=chunk,
-                            skip_existing=skip_existing) if inputs else []
+        records = run_batch(inpainter, jobs, bar_factory=bar, chunk=chunk, skip_existing=skip_existing)
     except BatchStopped as stop:
         return report_stop(stop, with_earlier(stop.records, earlier), inpainter, out, summary_path,
                            time.perf_counter() - t0)

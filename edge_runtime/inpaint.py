@@ -212,6 +212,9 @@ class Inpainter:
     def _alpha(self, pred: np.ndarray, report: FaceReport, crop: np.ndarray) -> np.ndarray:
         """Feathered blend weight (crop-sized, 0..1) from the predicted mask; sets report.pasted / reason."""
         s, cfg = self.size, self.blend
+        if not np.isfinite(pred).all():   # a broken model or delegate: never paste NaN as black pixels (~20 us)
+            report.reason = "model output is not finite (NaN or inf): check the model with `mask2face bench`"
+            return np.zeros((s, s), np.float32)
         if self.mask_channel is None:
             # A model without a mask channel: replace the lower face (where masks are) and say so.
             report.pasted, report.reason = True, "no mask channel: lower face replaced"

@@ -75,10 +75,30 @@ def collect(inputs: Iterable[Path], out_dir: Path) -> list[tuple[Path, Path, str
             jobs.append((item, out_dir / item.name, kind_of(item) or "unknown"))
         else:
             jobs.append((item, out_dir / item.name, "missing"))
-    for src, dst, _ in jobs:
-        if dst.resolve() == src.resolve():
-            raise MediaError(f"output {dst} would overwrite its input: choose another --out folder")
+    check_outputs(jobs)
     return jobs
+
+
+def check_outputs(jobs: list[tuple[Path, Path, str]], summary: Path | None = None) -> None:
+    """Before any work: no output (or the summary) may land on an input, on another job's output or on a folder.
+    Two inputs of the same name (photos/ from two places, clip.mkv and clip.mp4) would otherwise keep only the
+    last result, silently."""
+    inputs = {src.resolve(): src for src, _, kind in jobs if kind != "missing"}
+    landing: dict[Path, Path] = {}
+    for src, dst, kind in jobs:
+        lands = output_path(dst, kind).resolve()
+        if lands in inputs:
+            raise MediaError(f"output {dst} would overwrite the input {inputs[lands]}: choose another --out folder")
+        if lands in landing:
+            raise MediaError(f"{landing[lands]} and {src} would both be written to {output_path(dst, kind)}: "
+                             "rename one, or run them with different --out folders")
+        landing[lands] = src
+    if summary is not None:
+        where = Path(summary).resolve()
+        if where in inputs or where in landing:
+            raise MediaError(f"--summary {summary} is an input or an output of this run: choose another path")
+        if where.is_dir():
+            raise MediaError(f"--summary {summary} is a folder: give a file path (e.g. {Path(summary) / 'summary.json'})")
 
 
 def process_images(inpainter, jobs: list[tuple[Path, Path]]) -> list[dict]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import struct
 import tempfile
 from pathlib import Path
@@ -156,9 +157,22 @@ def in_source_layout(rgb: np.ndarray, data: bytes) -> np.ndarray:
     return np.dstack([colour, alpha])
 
 
-def read_bytes(path: str | os.PathLike) -> bytes:
+MAX_FILE_BYTES = 1 << 30   # no JPEG/PNG within DEFAULT_MAX_PIXELS comes near 1 GiB
+
+
+def read_bytes(path: str | os.PathLike, max_bytes: int = MAX_FILE_BYTES) -> bytes:
+    """A regular file's bytes. FIFOs and devices (a pipe named x.jpg blocks for ever, /dev/zero never ends) and
+    files over `max_bytes` are refused from stat() alone, before any reading."""
     p = Path(path)
     try:
+        st = p.stat()
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError
+        if not stat.S_ISREG(st.st_mode):
+            raise ImageError(f"{p} is not a regular file (a pipe, socket or device)", "not-an-image")
+        if st.st_size > max_bytes:
+            raise ImageError(f"{p} is {st.st_size / 2**30:.1f} GiB, larger than any photo this tool reads",
+                             "too-large")
         return p.read_bytes()
     except IsADirectoryError:
         raise ImageError(f"{p} is a folder, not an image", "not-an-image") from None

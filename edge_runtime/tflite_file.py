@@ -192,6 +192,8 @@ def read_bytes(path: str | Path) -> bytes:
         raise ModelFileError(f"cannot read model file {path}: {exc}") from exc
     if path.is_dir():
         raise ModelFileError(f"{path} is a folder; pass the .tflite file itself")
+    if not path.is_file():   # a pipe would block for ever, /dev/zero would fill memory
+        raise ModelFileError(f"{path} is not a regular file (a pipe, socket or device); pass the .tflite file")
     if size > MAX_SIZE:
         raise ModelFileError(f"{path} is larger than 2 GiB: not a model this runtime can load")
     try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -121,8 +122,8 @@ def positive_int(text: str) -> int:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    if not 1 <= value <= 256:
+        raise argparse.ArgumentTypeError(f"must be between 1 and 256, got {value}")
     return value
 
 
@@ -188,6 +189,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from mask2face.edge_runtime.errors import Mask2FaceError
     from mask2face.runs import DiskFullError
+    if args.verb == "remove":
+        # `timeout`, `docker stop` and systemd send SIGTERM: end like Ctrl-C (finished outputs kept, temp files
+        # removed, one line) instead of dying mid-write. Not for verbs with worker pools, whose children get
+        # SIGTERM from pool.terminate() as a normal end.
+        signal.signal(signal.SIGTERM, _terminate)
     missing = missing_packages(args.verb)
     if missing:
         print(f"mask2face {args.verb}: error: {install_hint(args.verb, missing)}", file=sys.stderr)
@@ -219,9 +225,14 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     except MemoryError:
-        print(f"mask2face {args.verb}: error: out of memory; lower the batch size (e.g. train.batch_size=4)",
-              file=sys.stderr)
+        advice = ("use --chunk 1 and smaller photos" if args.verb == "remove"
+                  else "lower the batch size (e.g. train.batch_size=4)")
+        print(f"mask2face {args.verb}: error: out of memory; {advice}", file=sys.stderr)
         return 2
+
+
+def _terminate(signum, frame):
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import math
 import typing
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
@@ -258,8 +259,41 @@ def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
     return cfg
 
 
+# Ranges a value must lie in to mean anything, by field name (anywhere in the config). A zero batch divides by
+# zero deep in TensorFlow; zero or negative epochs "finish" a run that trained nothing; nan/inf poison training.
+AT_LEAST_ONE = ("epochs", "batch_size", "image_size", "shard_size", "workers", "test_size")
+SHARES = ("val_fraction", "bare_share", "degrade", "teacher_weight")     # in [0, 1]
+NOT_NEGATIVE = ("steps_per_epoch", "max_faces", "mask_grow", "crop_jitter", "feature_weight", "ssim_weight",
+                "l1_weight", "mask_region_weight", "mask_loss_weight", "calibrate_samples")
+
+
+def check_ranges(cfg: Any, prefix: str = "") -> None:
+    """Raise ConfigError for a value outside its field's meaningful range (see the tables above)."""
+    for f in fields(cfg):
+        value, key = getattr(cfg, f.name), prefix + f.name
+        if dataclasses.is_dataclass(value):
+            check_ranges(value, key + ".")
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{key}={value}: must be a finite number")
+        if f.name in AT_LEAST_ONE and value < 1:
+            raise ConfigError(f"{key}={value}: must be 1 or more")
+        if f.name == "learning_rate" and value <= 0:
+            raise ConfigError(f"{key}={value}: must be above 0 (e.g. {key}=1e-3)")
+        if f.name in SHARES and not 0 <= value <= 1:
+            raise ConfigError(f"{key}={value}: is a share, between 0 and 1")
+        if f.name in NOT_NEGATIVE and value < 0:
+            raise ConfigError(f"{key}={value}: must be 0 or more")
+        if f.name == "epochs" and value > 100_000:
+            raise ConfigError(f"{key}={value}: more epochs than any run here can take; use at most 100000")
+
+
 def load(preset_name: str = "cpu", overrides: list[str] | None = None) -> Config:
-    return apply_overrides(preset(preset_name), list(overrides or []))
+    cfg = apply_overrides(preset(preset_name), list(overrides or []))
+    check_ranges(cfg)
+    return cfg
 
 
 def to_dict(cfg: Any) -> dict:

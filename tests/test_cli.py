@@ -188,3 +188,25 @@ def test_training_verbs_on_an_edge_only_install_name_the_extra_and_write_nothing
         assert 'pip install "mask2face[train]"' in r.stderr and "Traceback" not in r.stderr, (verb, r.stderr)
         assert len(r.stderr.strip().splitlines()) == 1, (verb, r.stderr)
         assert not (tmp_path / "run").exists() and not (tmp_path / "runs").exists(), verb
+
+
+def test_sigterm_mid_batch_ends_like_ctrl_c(tmp_path):
+    """`timeout` and `docker stop` send SIGTERM: the same one line and exit 130 as Ctrl-C, complete outputs only."""
+    import signal
+    import time
+    n = 40
+    photos = masked_photo_folder(tmp_path / "photos", n)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "mask2face.cli", "remove", str(photos), "--out", str(out), "--chunk", "1"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    written = out / "photos"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if written.is_dir() and len(list(written.glob("p*.jpg"))) >= 3:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr[-2000:]
+    assert "Traceback" not in stderr and "interrupted;" in stderr.strip().splitlines()[-1]
+    assert all(p.name.startswith("p") for p in written.iterdir())          # no hidden temp files left

@@ -62,3 +62,18 @@ def test_json_round_trip_and_hash_stability():
     assert again == cfg
     assert config.config_hash(cfg) == config.config_hash(again)
     assert config.config_hash(cfg) != config.config_hash(config.preset("cpu"))
+
+
+def test_values_outside_their_meaning_are_refused():
+    """A zero batch divided by zero deep in TensorFlow, zero epochs 'finished' a run that trained nothing, and nan
+    reached the optimizer: each is now one ConfigError naming the key."""
+    for override, words in (("train.batch_size=0", "1 or more"), ("distill.batch_size=-3", "1 or more"),
+                            ("train.epochs=0", "1 or more"), ("qat.epochs=-1", "1 or more"),
+                            ("train.learning_rate=nan", "finite"), ("train.learning_rate=0", "above 0"),
+                            ("train.bare_share=1.5", "between 0 and 1"), ("train.steps_per_epoch=-2", "0 or more"),
+                            ("train.epochs=99999999999999", "at most")):
+        with pytest.raises(config.ConfigError, match=words) as info:
+            config.load("smoke", [override])
+        assert override.split("=")[0] in str(info.value)
+    for name in ("smoke", "cpu", "paper"):
+        config.load(name)                                      # every preset is within range

@@ -187,3 +187,31 @@ def test_faces_dev_tight_crops_sample_yield(tmp_path):
     report = dataset.generate(cfg, [faces_dev], tmp_path / "d", workers=1, progress=False)
     assert report["yield"] >= 0.85, report["skipped"]
     assert all(s["reason"] for s in report["skipped"])
+
+
+def test_a_damaged_shard_is_named_and_rebuilt_on_resume(hostile_folder, tmp_path):
+    """A shard cut short after it was written (a copy, a full disk elsewhere): reading it is one error that names
+    it, and re-running `data` rebuilds exactly that shard, byte-identical."""
+    from mask2face.edge_runtime.errors import Mask2FaceError
+    out = tmp_path / "data"
+    dataset.generate(SMALL, [hostile_folder], out, workers=1, progress=False)
+    shards = sorted(out.glob("*/shard-*.npz"))
+    before = {p: p.read_bytes() for p in shards}
+    victim = shards[0]
+    victim.write_bytes(before[victim][: len(before[victim]) // 2])
+    with pytest.raises(Mask2FaceError, match=f"{victim.name} is damaged.*mask2face data"):
+        pairs.read_shard(victim)
+    again = dataset.generate(SMALL, [hostile_folder], out, workers=1, progress=False)
+    assert again["shards_made_now"] == 1
+    assert {p: p.read_bytes() for p in shards} == before
+
+
+def test_a_folder_without_any_usable_face_is_an_error(tmp_path):
+    (tmp_path / "faces").mkdir()
+    (tmp_path / "faces" / "text.jpg").write_text("not an image")
+    safeio.save_image(tmp_path / "faces" / "grey.png", np.full((64, 64, 3), 120, np.uint8))
+    r = subprocess.run(["mask2face", "data", "--preset", "smoke", "--faces", str(tmp_path / "faces"),
+                        "--run", str(tmp_path / "run"), "--workers", "1"],
+                       capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert "no usable face" in r.stderr and "Traceback" not in r.stderr

@@ -262,3 +262,57 @@ def test_a_video_missing_frames_never_takes_its_final_name(tmp_path):
         media.check_video(str(path), 6, tmp_path / "out.avi")
     with pytest.raises(media.MediaError, match=r"\(0 of 5 frames"):
         media.check_video(str(tmp_path / "missing.avi"), 5, tmp_path / "out.avi")
+
+
+def test_outputs_never_land_on_inputs_or_on_each_other(tmp_path, tiny):
+    """Checked before any work: --summary on an input photo, and two inputs that would write one output."""
+    src = tmp_path / "in"
+    src.mkdir()
+    save_image(src / "precious.jpg", masked_astronaut())
+    before = (src / "precious.jpg").read_bytes()
+    with pytest.raises(media.MediaError, match="--summary .* is an input or an output"):
+        cli.cli_main(None, _args([src], tmp_path / "out", tiny, summary=src / "precious.jpg"))
+    with pytest.raises(media.MediaError, match="is an input or an output"):
+        cli.cli_main(None, _args([src], tmp_path / "out", tiny, summary=tmp_path / "out" / "in" / "precious.jpg"))
+    assert (src / "precious.jpg").read_bytes() == before
+    for a, b in (("x/photos", "y/photos"), ("v/clip.mkv", "v/clip.mp4")):
+        for rel in (a, b):
+            target = tmp_path / rel
+            if target.suffix:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(b"video")
+            else:
+                target.mkdir(parents=True)
+                save_image(target / "p.jpg", masked_astronaut())
+        with pytest.raises(media.MediaError, match="would both be written to"):
+            media.collect([tmp_path / a, tmp_path / b], tmp_path / "out2")
+
+
+def test_pipes_devices_and_thin_giants_do_not_hang_or_eat_memory(tmp_path, tiny):
+    """A FIFO named .jpg would block read() for ever and /dev/zero never ends: both are refused from stat(). A
+    60000x8 PNG is a few KB within the pixel limit; the detector's padded view must not blow it up to gigabytes."""
+    import os
+    import time
+    src = tmp_path / "in"
+    src.mkdir()
+    os.mkfifo(src / "pipe.jpg")
+    (src / "zero.jpg").symlink_to("/dev/zero")
+    save_image(src / "thin.png", np.full((8, 60000, 3), 128, np.uint8))
+    t0 = time.perf_counter()
+    assert cli.cli_main(None, _args([src], tmp_path / "out", tiny)) == 1
+    assert time.perf_counter() - t0 < 60
+    by = {Path(r["file"]).name: r for r in json.loads((tmp_path / "out" / "summary.json").read_text())["records"]}
+    assert by["pipe.jpg"]["status"] == by["zero.jpg"]["status"] == "error"
+    assert "not a regular file" in by["pipe.jpg"]["error"] and "not a regular file" in by["zero.jpg"]["error"]
+    assert by["thin.png"]["status"] == "no-face"
+
+
+def test_a_model_output_with_nan_is_never_pasted(tiny):
+    from mask2face.edge_runtime.inpaint import FaceReport
+    inp = Inpainter.from_file(tiny)
+    s = inp.size
+    report = FaceReport(box=[0, 0, 1, 1], score=1.0, stage="full", pasted=False)
+    pred = np.full((s, s, 4), 0.9, np.float32)
+    pred[3, 3, 0] = np.nan
+    alpha = inp._alpha(pred, report, np.zeros((s, s, 3), np.uint8))
+    assert not report.pasted and "not finite" in report.reason and not alpha.any()

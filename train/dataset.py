@@ -197,7 +197,7 @@ def _parse_shard(text: str | None) -> tuple[int, int]:
 
 def _shard_done(out: Path, split: str, index: int) -> bool:
     stem = out / split / pairs.shard_name(index)
-    return stem.with_suffix(".npz").exists() and stem.with_suffix(SKIPPED_SUFFIX).exists()
+    return pairs.shard_is_whole(stem.with_suffix(".npz")) and stem.with_suffix(SKIPPED_SUFFIX).exists()
 
 
 def _summarise_done(out: Path, split: str, index: int, n_files: int) -> dict:
@@ -432,4 +432,8 @@ def cli_main(cfg, args) -> int:
     write_manifest(out, stage="data", config=config_mod.to_dict(cfg.data),
                    inputs=[{"faces": str(r.resolve()), "files": report["found"]} for r in roots],
                    outputs=outputs, extra={"report": {k: v for k, v in report.items() if k != "skipped"}})
+    if not report["pairs"]:
+        print(f"mask2face data: error: no usable face in {', '.join(str(r) for r in roots)}: every file was "
+              f"skipped (reasons above and in {out / 'report.json'})", file=sys.stderr)
+        return 2
     return 0

@@ -143,9 +143,13 @@ class PairsInput:
         self.target_channels = 4 + (0 if extra is None else int(extra.shape[-1]))
         # Masks are stored 0/255; a 0/1 mask (hand-made data) is already a probability.
         self._mask_scale = np.float32(1 / 255) if self.arrays["mask"].max(initial=0) > 1 else np.float32(1)
+        if shuffle and n == 0:
+            raise DataError(f"the {split} split has no pairs: run `mask2face data --faces DIR` on a folder of face "
+                            "photos (its report.json says why files were skipped)")
         if shuffle and n < batch_size:
-            raise DataError(f"the {split} split has {n} pairs, fewer than one batch of {batch_size}: "
-                            "make more pairs or lower the batch size (e.g. train.batch_size=4)")
+            raise DataError(f"the {split} split has {n} pairs, fewer than one batch of {batch_size}: make more "
+                            f"pairs or lower this stage's batch size to {n} or less (train.batch_size, "
+                            "distill.batch_size or qat.batch_size)")
 
     @property
     def steps_per_epoch(self) -> int:
@@ -404,7 +408,11 @@ def fit_model(model: keras.Model, train: PairsInput | tf.data.Dataset, val: Pair
     key = run_key(key_settings)
 
     last_path, best_path, state_path = out_dir / "last.keras", out_dir / "best.keras", out_dir / "state.json"
-    state = runs.read_json(state_path, None) if last_path.exists() else None
+    try:
+        state = runs.read_json(state_path, None) if last_path.exists() else None
+    except ValueError as exc:   # json.JSONDecodeError: a state file edited or damaged by hand
+        raise Mask2FaceError(f"{state_path} is damaged ({exc}): delete {state_path} and {last_path} to start this "
+                             "stage over (best.keras is kept)") from None
     if state is not None and state.get("run_key") != key:
         raise Mask2FaceError(
             f"{out_dir} holds a checkpoint made with other settings (run key {state.get('run_key')} != {key}): "
@@ -415,7 +423,11 @@ def fit_model(model: keras.Model, train: PairsInput | tf.data.Dataset, val: Pair
         model.compile(optimizer=optimizer)  # so .keras files carry the optimizer state
         optimizer.build(model.trainable_variables)
         if state is not None:
-            model.load_weights(last_path)  # weights + optimizer slots + step counter, from one atomic file
+            try:
+                model.load_weights(last_path)  # weights + optimizer slots + step counter, from one atomic file
+            except (OSError, ValueError) as exc:
+                raise Mask2FaceError(f"{last_path} cannot be read ({' '.join(str(exc).split())[:120]}): delete it and "
+                                     f"{state_path} to start this stage over (best.keras is kept)") from None
     global_step = int(optimizer.iterations.numpy())
     resumed_from = global_step
     history: dict = dict((state or {}).get("history", {}))
