@@ -138,7 +138,7 @@ def _write_photo(res, src: Path, dst: Path, data: bytes, t_read: float) -> dict:
            "pasted": res.pasted, "timings": dict(res.timings)}
     t1 = time.perf_counter()
     if res.pasted:
-        save_image(dst, in_source_layout(res.image, data))
+        save_image(dst, in_source_layout(res.image, data), like=data)
         rec["status"] = "ok"
     else:
         atomic_write(dst, data)  # nothing removed: the original bytes, not a re-encode

@@ -234,9 +234,76 @@ def encode_image(rgb: np.ndarray, ext: str = ".png", jpeg_quality: int = 95) -> 
     return buf.tobytes()
 
 
-def save_image(path: str | os.PathLike, rgb: np.ndarray, jpeg_quality: int = 95) -> Path:
+def save_image(path: str | os.PathLike, rgb: np.ndarray, jpeg_quality: int = 95, like: bytes | None = None) -> Path:
     """Write an RGB (or grey, or RGBA for PNG) uint8 image atomically; the format follows the suffix (.png,
-    .jpg/.jpeg)."""
+    .jpg/.jpeg). `like`: the source file's bytes; a JPEG written from a JPEG keeps its EXIF (orientation reset to
+    upright: the pixels already are) and its ICC colour profile."""
     path = Path(path)
     ext = path.suffix.lower() or ".png"
-    return atomic_write(path, encode_image(rgb, ext, jpeg_quality))
+    data = encode_image(rgb, ext, jpeg_quality)
+    if like is not None and ext in (".jpg", ".jpeg") and sniff_format(like) == "jpeg":
+        data = with_jpeg_metadata(data, jpeg_metadata(like))
+    return atomic_write(path, data)
+
+
+def _jpeg_segments(data: bytes):
+    """(marker, segment bytes incl. marker and length) of the segments before the scan data."""
+    i, n = 2, len(data)
+    while i + 4 <= n and data[i] == 0xFF:
+        marker = data[i + 1]
+        if marker in (0xDA, 0xD9):     # start of scan / end of image: no more metadata
+            return
+        (length,) = struct.unpack(">H", data[i + 2:i + 4])
+        if length < 2 or i + 2 + length > n:
+            return
+        yield marker, data[i:i + 2 + length]
+        i += 2 + length
+
+
+def jpeg_metadata(data: bytes) -> list[bytes]:
+    """The EXIF segment (orientation set to 1) and the ICC profile segments of a JPEG, to carry over to a JPEG
+    written from it: a phone photo's wide-gamut profile, capture time and camera stay with the restored photo."""
+    keep = []
+    for marker, seg in _jpeg_segments(data):
+        if marker == 0xE1 and seg[4:10] == b"Exif\x00\x00":
+            seg = _exif_upright(seg)
+            if seg is not None:
+                keep.append(seg)
+        elif marker == 0xE2 and seg[4:16] == b"ICC_PROFILE\x00":
+            keep.append(seg)
+    return keep
+
+
+def _exif_upright(seg: bytes) -> bytes | None:
+    """The EXIF segment with its IFD0 Orientation tag set to 1 (None if it cannot be parsed: better no EXIF than
+    one that turns the upright pixels again)."""
+    out = bytearray(seg)
+    tiff = 10                                   # FF E1, length (2), "Exif\0\0"
+    order = {b"II": "<", b"MM": ">"}.get(bytes(out[tiff:tiff + 2]))
+    if order is None or len(out) < tiff + 8:
+        return None
+    (ifd,) = struct.unpack(order + "I", out[tiff + 4:tiff + 8])
+    at = tiff + ifd
+    if at + 2 > len(out):
+        return None
+    (count,) = struct.unpack(order + "H", out[at:at + 2])
+    for k in range(count):
+        entry = at + 2 + 12 * k
+        if entry + 12 > len(out):
+            return None
+        tag, kind = struct.unpack(order + "HH", out[entry:entry + 4])
+        if tag == 0x0112 and kind == 3:         # Orientation, SHORT
+            out[entry + 8:entry + 10] = struct.pack(order + "H", 1)
+    return bytes(out)
+
+
+def with_jpeg_metadata(jpeg: bytes, segments: list[bytes]) -> bytes:
+    """`jpeg` with `segments` inserted right after its start (and its JFIF header, if any)."""
+    if not segments:
+        return jpeg
+    at = 2
+    for marker, seg in _jpeg_segments(jpeg):
+        if marker != 0xE0:
+            break
+        at += len(seg)
+    return jpeg[:at] + b"".join(segments) + jpeg[at:]

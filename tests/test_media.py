@@ -316,3 +316,23 @@ def test_a_model_output_with_nan_is_never_pasted(tiny):
     pred[3, 3, 0] = np.nan
     alpha = inp._alpha(pred, report, np.zeros((s, s, 3), np.uint8))
     assert not report.pasted and "not finite" in report.reason and not alpha.any()
+
+
+def test_a_restored_jpeg_keeps_its_exif_and_colour_profile_and_stays_upright(tmp_path, tiny):
+    """A phone photo: pixels stored sideways with EXIF orientation 6, a camera name and an ICC profile. The restored
+    JPEG is stored upright, so its orientation tag says 1; the rest of the EXIF and the profile come along."""
+    from PIL import Image, ImageCms
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    upright = np.ascontiguousarray(masked_astronaut()[:, :400])                 # 512 rows x 400 columns
+    exif = Image.Exif()
+    exif[0x0112] = 6                                                           # rotate 90 degrees clockwise to view
+    exif[0x010F] = "mask2face-test-camera"                                     # Make
+    stored = np.ascontiguousarray(np.rot90(upright, k=1))                      # what the sensor wrote
+    src = tmp_path / "phone.jpg"
+    Image.fromarray(stored).save(src, "JPEG", quality=95, exif=exif.tobytes(), icc_profile=icc)
+    assert cli.cli_main(None, _args([src], tmp_path / "out", tiny)) == 0
+    out = Image.open(tmp_path / "out" / "phone.jpg")
+    assert out.size == (400, 512)                                              # stored upright now
+    assert out.getexif()[0x0112] == 1 and out.getexif()[0x010F] == "mask2face-test-camera"
+    assert out.info.get("icc_profile") == icc
+    assert not np.array_equal(np.asarray(out), upright)                        # the face was restored
