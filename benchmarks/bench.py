@@ -133,6 +133,7 @@ def artifact_info(path: Path) -> dict:
             info["precision"] = info["precision"] or meta.get("precision")
     except Exception as exc:  # a file without metadata is still benchmarked
         info["metadata_error"] = str(exc)[:200]
+    info["model"] = info["model"] or stem    # a file named neither by export nor in its metadata: its own name
     return info
 
 
@@ -169,7 +170,7 @@ def find_models(items: list[Path]) -> list[Path]:
     out = []
     for p in items:
         p = Path(p)
-        out += sorted(p.glob("*.tflite")) if p.is_dir() else [p]
+        out += sorted(f for f in p.glob("*.tflite") if f.is_file()) if p.is_dir() else [p]
     missing = [str(p) for p in out if not p.is_file()]
     if missing:
         from mask2face.edge_runtime.errors import ModelFileError

@@ -77,6 +77,8 @@ def cli_main(cfg, args) -> int:
     if args.out is None:
         raise Mask2FaceError("--out DIR is required: results are written there and inputs are never modified")
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise Mask2FaceError(f"--out {out} is a file: give a folder (it is created if missing)")
     inpainter = Inpainter.from_file(args.model, delegate=args.delegate, threads=args.threads,
                                     detector_threads=getattr(args, "detector_threads", None))
     out.mkdir(parents=True, exist_ok=True)   # fails at once (one line) rather than once per photo

@@ -122,6 +122,9 @@ def load_model(path, compile: bool = False) -> keras.Model:
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"model file {path} not found: train one first (mask2face train) or pass --model PATH")
+    if path.suffix.lower() == ".tflite":
+        raise ModelError(f"{path} is a .tflite file: this step needs the Keras model it was exported from "
+                         "(RUN/teacher/best.keras, RUN/student/best.keras or RUN/qat/best.keras)")
     # Students use a registered DepthToSpace layer: importing its module registers it for deserialisation.
     from mask2face.train import student_arch  # noqa: F401
     try:
