@@ -85,17 +85,10 @@ def masked_photo_folder(folder, n: int):
     return folder
 
 
-def test_ctrl_c_mid_batch_keeps_finished_files_and_skip_existing_does_the_rest(tmp_path):
-    """SIGINT to a real `mask2face remove` over a folder: exit 130 with one line that says how far it got and what
-    to run, no traceback, only complete outputs (no temp files), a summary marked interrupted. The same command
-    with --skip-existing then does only the rest: earlier outputs keep their bytes and the summary covers all."""
-    import json
-    import signal
+def signal_mid_batch(tmp_path, n: int, signum, after: int):
+    """A real `mask2face remove --chunk 1` over `n` masked photos, sent `signum` once `after` outputs exist.
+    Returns (finished process, its stderr, the command, the --out folder)."""
     import time
-
-    import cv2
-    import numpy as np
-    n = 150
     photos = masked_photo_folder(tmp_path / "photos", n)
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "mask2face.cli", "remove", str(photos), "--out", str(out), "--chunk", "1"]
@@ -103,11 +96,26 @@ def test_ctrl_c_mid_batch_keeps_finished_files_and_skip_existing_does_the_rest(t
     written = out / "photos"
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
-        if written.is_dir() and len(list(written.glob("p*.jpg"))) >= 5:
+        if written.is_dir() and len(list(written.glob("p*.jpg"))) >= after:
             break
         time.sleep(0.02)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     _, stderr = proc.communicate(timeout=120)
+    return proc, stderr, cmd, out
+
+
+def test_ctrl_c_mid_batch_keeps_finished_files_and_skip_existing_does_the_rest(tmp_path):
+    """SIGINT to a real `mask2face remove` over a folder: exit 130 with one line that says how far it got and what
+    to run, no traceback, only complete outputs (no temp files), a summary marked interrupted. The same command
+    with --skip-existing then does only the rest: earlier outputs keep their bytes and the summary covers all."""
+    import json
+    import signal
+
+    import cv2
+    import numpy as np
+    n = 150
+    proc, stderr, cmd, out = signal_mid_batch(tmp_path, n, signal.SIGINT, after=5)
+    written = out / "photos"
     assert proc.returncode == 130, stderr[-2000:]
     assert "Traceback" not in stderr
     last = stderr.strip().splitlines()[-1]
@@ -193,20 +201,7 @@ def test_training_verbs_on_an_edge_only_install_name_the_extra_and_write_nothing
 def test_sigterm_mid_batch_ends_like_ctrl_c(tmp_path):
     """`timeout` and `docker stop` send SIGTERM: the same one line and exit 130 as Ctrl-C, complete outputs only."""
     import signal
-    import time
-    n = 40
-    photos = masked_photo_folder(tmp_path / "photos", n)
-    out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "mask2face.cli", "remove", str(photos), "--out", str(out), "--chunk", "1"]
-    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    written = out / "photos"
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        if written.is_dir() and len(list(written.glob("p*.jpg"))) >= 3:
-            break
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGTERM)
-    _, stderr = proc.communicate(timeout=120)
+    proc, stderr, _, out = signal_mid_batch(tmp_path, 40, signal.SIGTERM, after=3)
     assert proc.returncode == 130, stderr[-2000:]
     assert "Traceback" not in stderr and "interrupted;" in stderr.strip().splitlines()[-1]
-    assert all(p.name.startswith("p") for p in written.iterdir())          # no hidden temp files left
+    assert all(p.name.startswith("p") for p in (out / "photos").iterdir())   # no hidden temp files left
