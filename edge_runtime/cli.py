@@ -68,6 +68,15 @@ def report_stop(stop: BatchStopped, records: list[dict], inpainter, out: Path, s
     return 130
 
 
+def _quiet_opencv() -> None:
+    """OpenCV prints its own [ERROR]/[WARN] lines for videos it cannot open and cameras that are missing; the CLI
+    says the same in one line per file, so keep only fatal ones (library users keep OpenCV's default)."""
+    import cv2
+    log = getattr(getattr(cv2, "utils", None), "logging", None)
+    if log is not None:
+        log.setLogLevel(log.LOG_LEVEL_FATAL)
+
+
 def cli_main(cfg, args) -> int:
     inputs = list(getattr(args, "inputs", None) or [])
     camera = getattr(args, "camera", None)
@@ -79,6 +88,7 @@ def cli_main(cfg, args) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise Mask2FaceError(f"--out {out} is a file: give a folder (it is created if missing)")
+    _quiet_opencv()
     inpainter = Inpainter.from_file(args.model, delegate=args.delegate, threads=args.threads,
                                     detector_threads=getattr(args, "detector_threads", None))
     out.mkdir(parents=True, exist_ok=True)   # fails at once (one line) rather than once per photo
@@ -94,7 +104,7 @@ def cli_main(cfg, args) -> int:
     jobs = collect(inputs, out) if inputs else []
     check_outputs(jobs, summary_path)
     try:
-        records = run_batch(inpainter, jobs, bar_factory=bar, chunk=chunk, skip_existing=skip_existing)
+        records = run_batch(inpainter, jobs, bar_factory=bar, chunk=chunk, skip_existing=skip_existing) if jobs else []
     except BatchStopped as stop:
         return report_stop(stop, with_earlier(stop.records, earlier), inpainter, out, summary_path,
                            time.perf_counter() - t0)

@@ -98,7 +98,8 @@ def check_outputs(jobs: list[tuple[Path, Path, str]], summary: Path | None = Non
         if where in inputs or where in landing:
             raise MediaError(f"--summary {summary} is an input or an output of this run: choose another path")
         if where.is_dir():
-            raise MediaError(f"--summary {summary} is a folder: give a file path (e.g. {Path(summary) / 'summary.json'})")
+            raise MediaError(f"--summary {summary} is a folder: give a file path "
+                             f"(e.g. {Path(summary) / 'summary.json'})")
 
 
 def process_images(inpainter, jobs: list[tuple[Path, Path]]) -> list[dict]:
@@ -259,15 +260,7 @@ def process_video(inpainter, src: Path, dst: Path, bar_factory=None, chunk: int 
 
 def process_camera(inpainter, index: int, out_dir: Path, max_frames: int | None = None, bar_factory=None) -> dict:
     """Camera `index` into OUT/camera-<index>.mp4 until Ctrl-C (or `max_frames`); the finished part is kept."""
-    log = getattr(getattr(cv2, "utils", None), "logging", None)
-    level = log.getLogLevel() if log else None
-    if log:   # OpenCV's own WARN lines about a missing /dev/video* would bury our one-line error
-        log.setLogLevel(log.LOG_LEVEL_ERROR)
-    try:
-        cap = cv2.VideoCapture(index)
-    finally:
-        if log:
-            log.setLogLevel(level)
+    cap = cv2.VideoCapture(index)
     if not cap.isOpened():
         cap.release()
         raise MediaError(f"camera {index} cannot be opened: check the index (--camera 0 is the first camera) "

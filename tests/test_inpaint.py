@@ -194,3 +194,11 @@ def test_a_valid_tflite_that_is_not_an_inpainting_model_is_refused_at_load():
     detector = Path(er.__file__).parent / "assets" / "face_detection_short_range.tflite"
     with pytest.raises(ModelFileError, match="is not a mask2face model"):
         Inpainter.from_file(detector)
+
+
+def test_remove_many_says_what_it_takes(inpainter):
+    for wrong in (None, masked_astronaut(), "photo.jpg"):
+        with pytest.raises(TypeError, match="list of images"):
+            inpainter.remove_many(wrong)
+    with pytest.raises(ValueError, match="one list per image"):
+        inpainter.remove_many([masked_astronaut()], faces=[[], []])
