@@ -1,5 +1,5 @@
 """`mask2face remove INPUT... --out DIR [--model M] [--camera N] [--delegate cpu|gpu|nnapi] [--threads N]
-[--chunk N] [--summary F] [--skip-existing]`: no TensorFlow, no dlib; what a Raspberry Pi or Jetson runs."""
+[--chunk N] [--min-change X] [--summary F] [--skip-existing]`: no TensorFlow, no dlib; what a Raspberry Pi or Jetson runs."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from .errors import DiskFullError, Mask2FaceError
-from .inpaint import Inpainter
+from .inpaint import BlendConfig, Inpainter
 from .media import CHUNK, BatchStopped, check_outputs, collect, process_camera, run_batch, summarize
 from .safeio import atomic_write
 
@@ -89,7 +89,9 @@ def cli_main(cfg, args) -> int:
     if out.exists() and not out.is_dir():
         raise Mask2FaceError(f"--out {out} is a file: give a folder (it is created if missing)")
     _quiet_opencv()
-    inpainter = Inpainter.from_file(args.model, delegate=args.delegate, threads=args.threads,
+    min_change = getattr(args, "min_change", None)
+    blend = BlendConfig() if min_change is None else BlendConfig(min_change=min_change)
+    inpainter = Inpainter.from_file(args.model, delegate=args.delegate, threads=args.threads, blend=blend,
                                     detector_threads=getattr(args, "detector_threads", None))
     out.mkdir(parents=True, exist_ok=True)   # fails at once (one line) rather than once per photo
     if not os.access(out, os.W_OK | os.X_OK):

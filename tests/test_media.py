@@ -336,3 +336,17 @@ def test_a_restored_jpeg_keeps_its_exif_and_colour_profile_and_stays_upright(tmp
     assert out.getexif()[0x0112] == 1 and out.getexif()[0x010F] == "mask2face-test-camera"
     assert out.info.get("icc_profile") == icc
     assert not np.array_equal(np.asarray(out), upright)                        # the face was restored
+
+
+def test_min_change_decides_what_is_pasted(tmp_path, tiny):
+    """--min-change 1.0 (the model would have to change every masked pixel completely) pastes nothing, and the
+    photo is copied through byte for byte; the default pastes the same photo."""
+    src = tmp_path / "masked.png"
+    save_image(src, masked_astronaut())
+    for value, status in ((None, "ok"), (1.0, "no-mask")):
+        args = _args([src], tmp_path / f"out-{value}", tiny)
+        args.min_change = value
+        assert cli.cli_main(None, args) == 0
+        rec = json.loads((tmp_path / f"out-{value}" / "summary.json").read_text())["records"][0]
+        assert rec["status"] == status, rec
+    assert (tmp_path / "out-1.0" / "masked.png").read_bytes() == src.read_bytes()
