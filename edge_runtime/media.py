@@ -63,7 +63,8 @@ def collect(inputs: Iterable[Path], out_dir: Path) -> list[tuple[Path, Path, str
         item = Path(item)
         if item.is_dir():
             mirror = out_dir / item.resolve().name
-            for root, dirs, files in os.walk(item):
+            unreadable: list[OSError] = []
+            for root, dirs, files in os.walk(item, onerror=unreadable.append):
                 dirs[:] = sorted(d for d in dirs if not d.startswith(".")
                                  and Path(root, d).resolve() not in (out_dir, mirror))
                 for name in sorted(files):
@@ -71,6 +72,11 @@ def collect(inputs: Iterable[Path], out_dir: Path) -> list[tuple[Path, Path, str
                     k = kind_of(p) or ("unknown" if p.suffix.lower() in OTHER_IMAGE_EXTS else None)
                     if k and not name.startswith("."):
                         jobs.append((p, mirror / p.relative_to(item), k))
+            # a subfolder without read permission is an error record, not photos silently left out
+            jobs += [(Path(e.filename), mirror / Path(e.filename).relative_to(item), "unreadable") for e in unreadable
+                     if e.filename and Path(e.filename).resolve() != item.resolve()]
+            if any(e.filename and Path(e.filename).resolve() == item.resolve() for e in unreadable):
+                jobs.append((item, mirror, "unreadable"))
         elif item.exists():
             jobs.append((item, out_dir / item.name, kind_of(item) or "unknown"))
         else:
@@ -345,6 +351,8 @@ def run_batch(inpainter, jobs: list[tuple[Path, Path, str]], bar_factory=None, c
                     done([process_video(inpainter, src, dst, bar_factory, chunk)])
                 elif kind == "missing":
                     done([error_record(src, MediaError(f"{src} does not exist"), kind)])
+                elif kind == "unreadable":
+                    done([error_record(src, MediaError(f"{src}: folder cannot be read; check its permissions"), kind)])
                 elif src.suffix.lower() in OTHER_IMAGE_EXTS:
                     done([error_record(src, ImageError(
                         f"{src}: {src.suffix.lower()} images are not read; convert it to JPEG or PNG",

@@ -350,3 +350,24 @@ def test_min_change_decides_what_is_pasted(tmp_path, tiny):
         rec = json.loads((tmp_path / f"out-{value}" / "summary.json").read_text())["records"][0]
         assert rec["status"] == status, rec
     assert (tmp_path / "out-1.0" / "masked.png").read_bytes() == src.read_bytes()
+
+
+def test_a_folder_that_cannot_be_read_is_an_error_record(tmp_path, tiny, monkeypatch):
+    """os.walk skips a subfolder it may not list (no read permission; root, who runs CI, may list anything, so the
+    walk's error is simulated): the summary lists it instead of leaving its photos out silently."""
+    import os
+    src = tmp_path / "in"
+    (src / "locked").mkdir(parents=True)
+    save_image(src / "masked.png", masked_astronaut())
+    real_walk = os.walk
+
+    def walk(top, onerror=None, **kw):
+        onerror(PermissionError(13, "Permission denied", str(src / "locked")))
+        for root, dirs, files in real_walk(top, onerror=onerror, **kw):
+            dirs[:] = [d for d in dirs if d != "locked"]
+            yield root, dirs, files
+    monkeypatch.setattr(media.os, "walk", walk)
+    assert cli.cli_main(None, _args([src], tmp_path / "out", tiny)) == 1
+    by = {Path(r["file"]).name: r for r in json.loads((tmp_path / "out" / "summary.json").read_text())["records"]}
+    assert by["masked.png"]["status"] == "ok"
+    assert by["locked"]["status"] == "error" and "cannot be read" in by["locked"]["error"]
