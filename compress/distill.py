@@ -189,7 +189,7 @@ def _paths(cfg, args):
 def cli_main(cfg, args) -> int:
     from mask2face import config as config_mod
     from mask2face.train import student_arch  # noqa: F401  (registers DepthToSpace for loading)
-    from mask2face.train.fit import DataError, PairsInput, _data_fingerprint, fit_model
+    from mask2face.train.fit import DataError, PairsInput, _data_fingerprint, copy_weights, fit_model
     from mask2face.train.losses import build_loss
     from mask2face.train.models import build_model, load_model
 
@@ -226,6 +226,9 @@ def cli_main(cfg, args) -> int:
               file=sys.stderr)
 
     student = build_model(dc.student, size)
+    if dc.start_from:   # fine-tuning: a few hundred pairs refine a trained student, but cannot train one
+        copy_weights(Path(dc.start_from), student, key="distill.start_from", section="distill.student")
+        print(f"distill: starting from the weights of {dc.start_from}", file=sys.stderr)
     loss = build_loss(tc, dc.student.predict_mask, teacher_weight=dc.teacher_weight, teacher_channels=t_channels,
                       composite_teacher=dc.composite_teacher)
     components = loss_components(tc, dc.student.predict_mask, t_channels, dc.composite_teacher)
@@ -265,7 +268,9 @@ def cli_main(cfg, args) -> int:
     runs.write_json(out_dir / "config.json", config_mod.to_dict(cfg))
     outputs = [out_dir / n for n in ("best.keras", "last.keras", "state.json", "distill_report.json", "log.csv")]
     runs.write_manifest(out_dir, stage="student", config=config_mod.to_dict(cfg), inputs=[teacher_path],
-                        outputs=outputs, parents=[str(teacher_path), str(data_dir)], extra={"report": report})
+                        outputs=outputs, parents=[str(teacher_path), str(data_dir)] + ([dc.start_from] if dc.start_from
+                                                                                         else []),
+                        extra={"report": report})
     print("distill: after: " + ", ".join(f"{k} {v:.4f}" for k, v in after.items()), file=sys.stderr)
     print(f"distill: done, student in {out_dir / 'best.keras'}")
     return 0

@@ -101,6 +101,10 @@ class DistillConfig:
     batch_size: int = 16
     learning_rate: float = 2e-3
     steps_per_epoch: int = 0
+    start_from: str = ""                 # start the student from this model's weights (fine-tuning on your own
+                                         # faces: models/cpu/student.keras; a student distilled from scratch on a
+                                         # few hundred pairs learns nothing useful). Not "init_from": that name is
+                                         # train's, and hashes of runs made before this field must not change.
     mask_grow: float = 0.0               # grow the student's mask targets (the true mask and the teacher's mask
                                          # channel, in distill and qat) by this share of the crop side (0.03: 4 px at
                                          # 128), so it also replaces the band where a real mask's rim and shadow end
@@ -324,7 +328,7 @@ def from_dict(data: dict) -> Config:
 # Fields added after runs, checkpoints and exports already existed, with the value that means "as before". At that
 # value they are left out of config hashes and training run keys (train.fit.run_key), so upgrading mask2face neither
 # refuses to resume an older run nor changes the hash its exported files carry.
-FIELDS_ADDED_LATER = {"mask_grow": 0.0}
+FIELDS_ADDED_LATER = {"mask_grow": 0.0, "start_from": ""}
 
 
 def without_later_defaults(tree: Any) -> Any:

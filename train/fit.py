@@ -618,19 +618,20 @@ def _data_fingerprint(data_dir: Path) -> str | None:
     return info.get("config_hash") or run_key(info)
 
 
-def copy_weights(source: Path, model: keras.Model) -> None:
-    """Initialise `model` with the weights of the saved model `source` (same architecture): fine-tuning.
+def copy_weights(source: Path, model: keras.Model, key: str = "train.init_from", section: str = "teacher") -> None:
+    """Initialise `model` with the weights of the saved model `source` (same weight shapes): fine-tuning.
     Only the weights are taken; the optimizer and schedule start fresh for the new run."""
     from mask2face.train.models import load_model
 
     if not source.is_file():
-        raise Mask2FaceError(f"train.init_from={source}: no such model file")
+        raise Mask2FaceError(f"{key}={source}: no such model file (the shipped ones are in the repository's "
+                             "models/cpu/: teacher.keras, student.keras)")
     src = load_model(source)
     theirs, ours = src.get_weights(), model.get_weights()
     if [w.shape for w in theirs] != [w.shape for w in ours]:
-        raise Mask2FaceError(f"train.init_from={source}: its layers do not match the configured model "
+        raise Mask2FaceError(f"{key}={source}: its layers do not match the configured model "
                              f"({src.count_params():,} vs {model.count_params():,} parameters); use the same "
-                             "teacher.* settings it was trained with (see its config.json)")
+                             f"{section}.* settings it was trained with (see its config.json)")
     model.set_weights(theirs)
 
 

@@ -129,7 +129,7 @@ def load_model(path, compile: bool = False) -> keras.Model:
     from mask2face.train import student_arch  # noqa: F401
     try:
         return keras.models.load_model(path, compile=compile)
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, TypeError) as exc:   # TypeError: a QAT model (load_qat_model) and others
         raise ModelError(f"cannot load model {path}: {exc}. Is it a complete .keras file written by mask2face? "
                          "Delete it and train again if it is damaged.") from exc
 
