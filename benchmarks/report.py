@@ -23,12 +23,20 @@ def read_rows(path: Path) -> list[dict]:
 
 
 def latest(rows: list[dict]) -> list[dict]:
-    """The last row per file (rows.jsonl accumulates every run)."""
+    """The last row per file (rows.jsonl accumulates every run); files are told apart by their path, so the same
+    name in two folders (your fine-tuned student and the shipped one) keeps two rows."""
     out = {}
     for r in rows:
         if r.get("kind", "model") == "model":
-            out[r.get("file") or r.get("path")] = r
+            out[r.get("path") or r.get("file")] = r
     return list(out.values())
+
+
+def _labels(rows: list[dict]) -> list[str]:
+    """The model column: its name, and its folder where two rows would otherwise read the same."""
+    names = [(r.get("model"), r.get("precision")) for r in rows]
+    return [f"{r.get('model')} ({Path(r['path']).parent})" if names.count(key) > 1 and r.get("path")
+            else r.get("model") for r, key in zip(rows, names)]
 
 
 def _lat(r: dict, threads: int, key: str = "p50_ms"):
@@ -46,11 +54,11 @@ def table_rows(rows: list[dict]) -> list[dict]:
     order = {"fp32": 0, "fp16": 1, "dynamic": 2, "int8": 3, "qat-int8": 4}
     rows.sort(key=lambda r: (r.get("model") != "teacher", str(r.get("model")), order.get(r.get("precision"), 9)))
     out = []
-    for r in rows:
+    for r, label in zip(rows, _labels(rows)):
         p50 = _lat(r, 1)
         speed = (_lat(ref, 1) / p50) if ref and p50 and _lat(ref, 1) else None
         out.append({
-            "model": r.get("model"), "precision": r.get("precision"), "size (KB)": round(r["bytes"] / 1024, 1),
+            "model": label, "precision": r.get("precision"), "size (KB)": round(r["bytes"] / 1024, 1),
             "p50 1thr (ms)": p50, "p90 1thr (ms)": _lat(r, 1, "p90_ms"), "p50 2thr (ms)": _lat(r, 2),
             "PSNR masked (dB)": _q(r, "psnr_masked"), "SSIM": _q(r, "ssim"),
             "PSNR masked blended": _q(r, "psnr_masked_blended"), "SSIM blended": _q(r, "ssim_blended"),

@@ -176,7 +176,7 @@ def cli_main(cfg, args) -> int:
         calib = train_in.arrays["masked"][:qc.calibrate_samples].astype("float32") / 255.0
         changed = calibrate_ranges(qmodel, student, calib, qc.batch_size)
         print(f"qat: {len(changed)} activation ranges set from the float model on {len(calib)} training inputs "
-              "(tfmot starts them at [-6, 6]); a resume restores the checkpoint's", file=sys.stderr)
+              "(tfmot starts them at [-6, 6]); a resumed run takes the checkpoint's ranges instead", file=sys.stderr)
     result = fit_model(qmodel, train_in, val_in, loss, out_dir, epochs=qc.epochs, learning_rate=qc.learning_rate,
                        schedule="constant", steps_per_epoch=qc.steps_per_epoch, settings=settings, name="qat",
                        checkpoint_minutes=float(getattr(args, "checkpoint_minutes", None) or 5.0))

@@ -397,7 +397,7 @@ def benchmark_record(out: Path, name: str) -> dict:
 
 def cli_main(cfg, args) -> int:
     from mask2face import config as config_mod
-    from mask2face.runs import init_run, write_json, write_manifest
+    from mask2face.runs import init_run, read_json, write_json, write_manifest
 
     if not args.faces:
         raise NoFacesError("mask2face data needs --faces DIR (a folder of face photos, e.g. ../shared/data/lfw)")
@@ -415,6 +415,10 @@ def cli_main(cfg, args) -> int:
           f"(yield {report['yield']:.1%}), {len(report['skipped'])} skipped {report['skipped_by_reason']}; "
           f"{t['pairs_made_now']} made now in {t['seconds']} s"
           + (f" = {t['pairs_per_s']} pairs/s" if t["pairs_per_s"] else "") + f" -> {out}")
+    counts = (read_json(out / "dataset.json", {}) or {}).get("counts")
+    if counts:   # a small folder loses up to half its photos to the test split: say so (data.test_size)
+        print(f"mask2face data: split by identity: train {counts['train']}, val {counts['val']}, test {counts['test']} "
+              f"pairs (data.test_size={cfg.data.test_size} images, data.val_fraction={cfg.data.val_fraction})")
     if args.bench:
         cached = bench_cached(cfg.data, roots, out, workers)
         bench = {"first_run": t, "cached": cached, "image_size": cfg.data.image_size,
