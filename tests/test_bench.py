@@ -96,3 +96,14 @@ def test_a_damaged_model_is_skipped_by_name_and_the_others_are_benchmarked(tmp_p
     assert f"bench: skipped {truncated}: {truncated} is not a valid .tflite file" in capsys.readouterr().err
     with pytest.raises(ModelFileError, match="no model could be benchmarked: .*student-int8.tflite"):
         bench_models([truncated], None, threads=(1,), warmup=1, runs=3)
+
+
+def test_two_files_of_one_name_keep_two_rows_told_apart_by_folder():
+    """A fine-tuned student benched beside the shipped one: both are student-qat-int8.tflite."""
+    from mask2face.benchmarks import report
+    rows = [{"kind": "model", "file": "student-qat-int8.tflite", "path": f"{folder}/student-qat-int8.tflite",
+             "model": "student", "precision": "qat-int8", "bytes": 1000, "quality": {"psnr_masked": q}}
+            for folder, q in (("runs/mine/export", 19.1), ("models/cpu/export", 19.2))]
+    table = report.table_rows(rows + [dict(rows[0], quality={"psnr_masked": 19.3})])   # a re-run replaces its row
+    assert [(t["model"], t["PSNR masked (dB)"]) for t in table] == [
+        ("student (runs/mine/export)", 19.3), ("student (models/cpu/export)", 19.2)]
