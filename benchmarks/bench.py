@@ -244,6 +244,11 @@ def cli_main(cfg, args) -> int:
         r["preset"] = cfg.preset
     append_rows(out_dir / "rows.jsonl", rows)
     paths = report.render(rows, out_dir)
+    from mask2face import config as config_mod
+    from mask2face.runs import write_manifest   # light (stdlib only): the bench stays TensorFlow-free
+    write_manifest(out_dir, stage="bench", config=config_mod.to_dict(cfg), inputs=models,
+                   outputs=[out_dir / "rows.jsonl"] + [Path(p) for p in paths.values()],
+                   parents=[str(m) for m in models] + ([str(data_dir)] if test is not None else []))
     print(report.markdown_table(rows))
     print(f"bench: {len(rows)} rows appended to {out_dir / 'rows.jsonl'}; table {paths['md']}, plot {paths['png']}")
     return 0
