@@ -66,6 +66,25 @@ def test_distill_lowers_its_loss_and_logs_components():
 
 
 @pytest.mark.slow
+def test_distill_start_from_fine_tunes_a_trained_student(tmp_path):
+    """Fine-tuning on your own faces: the student starts from a trained one (its loss before the first step is the
+    trained student's, not an untrained model's), and the manifest names it as a parent."""
+    from mask2face.runs import read_json
+    run = smoke_run()
+    source = run / "student" / "best.keras"
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    for part in ("data", "teacher"):
+        (mine / part).symlink_to(run / part)
+    cli("distill", "--preset", "smoke", "--run", str(mine), "distill.epochs=1", f"distill.start_from={source}")
+    trained = read_json(run / "student" / "distill_report.json")["components_after"]["total"]
+    untrained = read_json(run / "student" / "distill_report.json")["components_before"]["total"]
+    before = read_json(mine / "student" / "distill_report.json")["components_before"]["total"]
+    assert before == pytest.approx(trained, rel=1e-3) and before < untrained
+    assert str(source) in read_json(mine / "student" / "manifest.json")["parents"]
+
+
+@pytest.mark.slow
 def test_distill_resume_is_a_no_op_when_finished(capsys):
     run = smoke_run()
     mtime = (run / "student" / "best.keras").stat().st_mtime

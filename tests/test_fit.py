@@ -374,6 +374,8 @@ def test_fields_added_later_keep_old_run_keys_and_hashes():
     assert run_key(with_default) == run_key(settings) != run_key(changed)
     cfg = config.preset("cpu")
     assert config.config_hash(cfg) != config.config_hash(config.apply_overrides(cfg, ["distill.mask_grow=0.03"]))
+    assert config.config_hash(cfg) != config.config_hash(config.apply_overrides(cfg, ["distill.start_from=s.keras"]))
+    assert run_key({"student": {"epochs": 3, "start_from": ""}}) == run_key({"student": {"epochs": 3}})
 
 
 def test_init_from_copies_weights_and_refuses_another_architecture(tmp_path):
