@@ -1,5 +1,6 @@
 """`mask2face remove INPUT... --out DIR [--model M] [--camera N] [--delegate cpu|gpu|nnapi] [--threads N]
-[--chunk N] [--min-change X] [--summary F] [--skip-existing]`: no TensorFlow, no dlib; what a Raspberry Pi or Jetson runs."""
+[--chunk N] [--min-change X] [--summary F] [--skip-existing]`: no TensorFlow, no dlib; what a Raspberry Pi or
+Jetson runs."""
 
 from __future__ import annotations
 

@@ -116,26 +116,21 @@ def _export_args(p):
     p.add_argument("--out", type=Path)
 
 
-def positive_int(text: str) -> int:
-    """argparse type: a whole number >= 1 (threads, chunk sizes), refused before any model loads."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if not 1 <= value <= 256:
-        raise argparse.ArgumentTypeError(f"must be between 1 and 256, got {value}")
-    return value
+def bounded(cast, low, high, what: str):
+    """argparse type: `cast(text)` within [low, high], refused before any model loads."""
+    def parse(text: str):
+        try:
+            value = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if not low <= value <= high:   # nan fails this too
+            raise argparse.ArgumentTypeError(f"must be between {low} and {high}, got {value}")
+        return value
+    return parse
 
 
-def share(text: str) -> float:
-    """argparse type: a number between 0 and 1."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
-    return value
+positive_int = bounded(int, 1, 256, "a whole number")     # threads, chunk sizes
+share = bounded(float, 0.0, 1.0, "a number")               # --min-change
 
 
 def _remove_args(p):
