@@ -209,7 +209,8 @@ def test_sigterm_mid_batch_ends_like_ctrl_c(tmp_path):
 
 def test_remove_refuses_out_of_range_numbers_before_loading_anything(tmp_path):
     for flag, value, words in (("--chunk", "0", "between 1 and 256"), ("--threads", "100000", "between 1 and 256"),
-                               ("--threads", "abc", "not a whole number"), ("--min-change", "nan", "between 0.0 and 1.0")):
+                               ("--threads", "abc", "not a whole number"),
+                               ("--min-change", "nan", "between 0.0 and 1.0")):
         r = run(["remove", "x.jpg", "--out", str(tmp_path / "o"), flag, value], tmp_path)
         assert r.returncode == 2 and words in r.stderr and "Traceback" not in r.stderr, (flag, value, r.stderr)
         assert not (tmp_path / "o").exists()
