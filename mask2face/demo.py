@@ -46,16 +46,11 @@ def _astronaut_landmarks() -> tuple[np.ndarray, np.ndarray]:
     return image, det.landmarks.astype(np.float64)
 
 
-def masked_psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
-    """PSNR in dB between two uint8 images over the pixels where `mask` > 0."""
-    diff = (a.astype(np.float64) - b.astype(np.float64))[mask > 0]
-    return float(10 * np.log10(255.0 ** 2 / max(float(np.mean(diff ** 2)), 1e-10)))
-
-
 def before_after(models: tuple[str, ...] = BEFORE_AFTER_MODELS, types: tuple[str, ...] = BEFORE_AFTER_TYPES,
                  seed: int = 7) -> tuple[np.ndarray, list[dict]]:
     """RGB uint8 sheet (rows: mask types; columns: masked | each model's output | original) and one record per row
     with the masked PSNR of the input and of each model's output, and whether each model pasted a face."""
+    from mask2face.benchmarks.metrics import psnr   # over the mask's pixels when given one
     from mask2face.edge_runtime import align
     from mask2face.edge_runtime.inpaint import Inpainter
     from mask2face.train import masks
@@ -70,11 +65,11 @@ def before_after(models: tuple[str, ...] = BEFORE_AFTER_MODELS, types: tuple[str
     rows, records = [], []
     for i, kind in enumerate(types):
         masked, region, _ = masks.render(image, lm, kind, seed + i)
-        record = {"mask": kind, "masked_psnr_input": round(masked_psnr(masked, image, region), 2)}
+        record = {"mask": kind, "masked_psnr_input": round(psnr(masked, image, region), 2)}
         tiles = [_label(masked[cut], f"{kind} {record['masked_psnr_input']:.1f} dB")]
         for name, inpainter in inpainters.items():
             result = inpainter.remove_detailed(masked)
-            record[f"masked_psnr_{name}"] = round(masked_psnr(result.image, image, region), 2)
+            record[f"masked_psnr_{name}"] = round(psnr(result.image, image, region), 2)
             record[f"pasted_{name}"] = result.pasted
             tiles.append(_label(result.image[cut], f"{name} {record[f'masked_psnr_{name}']:.1f} dB"))
         tiles.append(_label(image[cut], "original"))
