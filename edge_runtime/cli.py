@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .errors import DiskFullError, Mask2FaceError
 from .inpaint import BlendConfig, Inpainter
-from .media import CHUNK, BatchStopped, check_outputs, collect, process_camera, run_batch, summarize
+from .media import CHUNK, BatchStopped, collect, process_camera, run_batch, summarize
 from .safeio import atomic_write
 
 FINISHED = ("ok", "no-face", "no-mask")   # statuses of a written output
@@ -104,8 +104,7 @@ def cli_main(cfg, args) -> int:
     summary_path = Path(args.summary) if getattr(args, "summary", None) else out / "summary.json"
     skip_existing = bool(getattr(args, "skip_existing", False))
     earlier = earlier_records(summary_path) if skip_existing else {}
-    jobs = collect(inputs, out) if inputs else []
-    check_outputs(jobs, summary_path)
+    jobs = collect(inputs, out, summary_path)   # refuses outputs on inputs, on each other or on the summary
     try:
         records = run_batch(inpainter, jobs, bar_factory=bar, chunk=chunk, skip_existing=skip_existing) if jobs else []
     except BatchStopped as stop:

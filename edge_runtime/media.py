@@ -52,11 +52,12 @@ def kind_of(path: Path) -> str | None:
     return "image" if ext in IMAGE_EXTS else "video" if ext in VIDEO_EXTS else None
 
 
-def collect(inputs: Iterable[Path], out_dir: Path) -> list[tuple[Path, Path, str]]:
+def collect(inputs: Iterable[Path], out_dir: Path, summary: Path | None = None) -> list[tuple[Path, Path, str]]:
     """(input, output, kind) for every image/video in `inputs`; folders are walked recursively and mirrored
     under OUT/<folder name>/. Hidden files, the output folder and the folder this input's outputs go to are
     skipped (with --out equal to an input folder, a second run must not take the first run's outputs as inputs).
-    Images in formats we do not read become "unknown" jobs, so the summary lists them."""
+    Images in formats we do not read become "unknown" jobs, so the summary lists them. Outputs (and `summary`)
+    are checked before any work (check_outputs)."""
     out_dir = Path(out_dir).resolve()
     jobs: list[tuple[Path, Path, str]] = []
     for item in inputs:
@@ -81,7 +82,7 @@ def collect(inputs: Iterable[Path], out_dir: Path) -> list[tuple[Path, Path, str
             jobs.append((item, out_dir / item.name, kind_of(item) or "unknown"))
         else:
             jobs.append((item, out_dir / item.name, "missing"))
-    check_outputs(jobs)
+    check_outputs(jobs, summary)
     return jobs
 
 
