@@ -56,8 +56,10 @@ def jpeg_size(data: bytes) -> tuple[int, int]:
     return width, height
 
 
-def jpeg_frame(data: bytes) -> tuple[int, int, int]:
-    """(width, height, colour components) from the first SOFn marker segment, walking the segments from SOI."""
+def _jpeg_markers(data: bytes):
+    """(marker, offset of its 0xFF, segment length) of each marker segment from SOI on, ending with SOS or EOI
+    (length 0). Junk and fill bytes between segments are skipped, as libjpeg does; a cut-off or corrupt header
+    raises ImageError. The one walk both the size check and the metadata copy use."""
     i, n = 2, len(data)
     while True:
         # Skip fill bytes (0xFF padding is legal between segments).
@@ -72,18 +74,29 @@ def jpeg_frame(data: bytes) -> tuple[int, int, int]:
         if marker == 0xD8 or 0xD0 <= marker <= 0xD7 or marker == 0x01:
             continue  # standalone markers, no length
         if marker in (0xD9, 0xDA):
-            raise ImageError("JPEG has no frame header before its image data", "not-an-image")
+            yield marker, i - 2, 0
+            return
         if i + 2 > n:
             raise ImageError("JPEG ends inside a segment header", "truncated")
         (length,) = struct.unpack(">H", data[i:i + 2])
         if length < 2:
             raise ImageError("JPEG has a corrupt segment length", "not-an-image")
+        yield marker, i - 2, length
+        i += length
+
+
+def jpeg_frame(data: bytes) -> tuple[int, int, int]:
+    """(width, height, colour components) from the first SOFn marker segment, walking the segments from SOI."""
+    for marker, at, _ in _jpeg_markers(data):
+        if marker in (0xD9, 0xDA):
+            break
         if marker in _SOF_MARKERS:
+            i, n = at + 2, len(data)
             if i + 7 > n:
                 raise ImageError("JPEG ends inside its frame header", "truncated")
             height, width = struct.unpack(">HH", data[i + 3:i + 7])
             return width, height, (data[i + 7] if i + 7 < n else 3)
-        i += length
+    raise ImageError("JPEG has no frame header before its image data", "not-an-image")
 
 
 def image_size(data: bytes) -> tuple[str, int, int]:
@@ -247,17 +260,15 @@ def save_image(path: str | os.PathLike, rgb: np.ndarray, jpeg_quality: int = 95,
 
 
 def _jpeg_segments(data: bytes):
-    """(marker, segment bytes incl. marker and length) of the segments before the scan data."""
-    i, n = 2, len(data)
-    while i + 4 <= n and data[i] == 0xFF:
-        marker = data[i + 1]
-        if marker in (0xDA, 0xD9):     # start of scan / end of image: no more metadata
-            return
-        (length,) = struct.unpack(">H", data[i + 2:i + 4])
-        if length < 2 or i + 2 + length > n:
-            return
-        yield marker, data[i:i + 2 + length]
-        i += 2 + length
+    """(marker, whole segment bytes) of the complete segments before the scan data (_jpeg_markers' walk); a
+    damaged header only ends the list: metadata is copied where it can be, never a reason to fail a write."""
+    try:
+        for marker, at, length in _jpeg_markers(data):
+            if marker in (0xD9, 0xDA) or at + 2 + length > len(data):
+                return
+            yield marker, data[at:at + 2 + length]
+    except ImageError:
+        return
 
 
 def jpeg_metadata(data: bytes) -> list[bytes]:
