@@ -66,8 +66,14 @@ WITH_MASK = "con_mascarilla"
 
 
 def environment() -> dict:
-    """The benchmarks' shared environment block, plus when the row was made."""
-    return {**bench.environment(), "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    """The benchmarks' shared environment block, plus when the row was made and which face detector asset ran."""
+    import hashlib
+
+    from mask2face.edge_runtime import centerface
+
+    content = centerface.ASSET.read_bytes() if centerface.ASSET.is_file() else b""
+    asset = {"file": centerface.ASSET.name, "bytes": len(content), "sha256": hashlib.sha256(content).hexdigest()[:16]}
+    return {**bench.environment(), "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "centerface_asset": asset}
 
 
 def append_row(path: Path, row: dict) -> None:
@@ -177,12 +183,14 @@ def face_free_images():
         yield name, np.ascontiguousarray(im[..., :3])
 
 
-def runtime_row(photos: list[Path], folder: Path, threads: int, env: dict, variant: str = "runtime") -> dict:
+def runtime_row(photos: list[Path], folder: Path, threads: int, env: dict, variant: str = "runtime",
+                centerface_threshold: float = detect.CENTERFACE_THRESHOLD) -> dict:
     """The runtime's own FaceDetector (the shipped cascade, exactly as `mask2face remove` runs it).
     recall_pick / recall_check: the even / odd annotated FMD photos (sorted by name); thresholds in detect.py were
     chosen on the even ones. false_per_image: detections on annotated photos matching no annotated box of any
     class at IoU >= 0.4 (FMD does not annotate every tiny background face, so this over-counts a little)."""
     det = detect.FaceDetector(threads=threads)
+    det.centerface_threshold = centerface_threshold
     found = 0
     hits = {"pick": [0, 0], "check": [0, 0]}
     false, annotated = 0, 0
@@ -216,6 +224,7 @@ def runtime_row(photos: list[Path], folder: Path, threads: int, env: dict, varia
     total = hits["pick"][1] + hits["check"][1]
     return {"bench": "detect", "variant": variant, "dataset": folder.name, "cascade": ["runtime:" + "+".join(det.stages)],
             "thresholds": det.thresholds, "cross_thresholds": det.cross, "fallback_threshold": det.fallback_threshold,
+            "centerface_threshold": det.centerface_threshold,
             "photos": n, "found": found / max(n, 1), "recall": (hits["pick"][0] + hits["check"][0]) / max(total, 1),
             "recall_boxes": total, "recall_pick": hits["pick"][0] / max(hits["pick"][1], 1),
             "recall_check": hits["check"][0] / max(hits["check"][1], 1),
@@ -223,6 +232,44 @@ def runtime_row(photos: list[Path], folder: Path, threads: int, env: dict, varia
             "face_free_detections": free, "first_found_by": {str(k): v for k, v in stages.items()},
             "ms_per_photo_mean": 1000 * float(np.mean(seconds)), "ms_per_photo_p50": 1000 * float(np.median(seconds)),
             "threads": threads, **env}
+
+
+def mosaic_row(folder: Path, threads: int, env: dict, grid: int, stages: tuple[str, ...],
+               variant: str = "mosaic") -> dict:
+    """Small faces in big photos, which real-masked-dev (photos of at most 512 px) lacks: its annotated photos, grid
+    x grid to a mosaic (each in a cell of the group's largest size, grey around), their with-mask boxes >= 40 px
+    shifted with them. Recall at IoU >= 0.4 as in runtime_row, per mosaic photo time."""
+    annotated = sorted(p for p in folder.iterdir() if (folder / "annotations" / (p.stem + ".xml")).exists())
+    det = detect.FaceDetector(threads=threads, stages=stages)
+    hits = total = false = 0
+    seconds, sides = [], []
+    step = grid * grid
+    for start in tqdm(range(0, len(annotated), step), desc=f"mosaic {grid}x{grid}", unit="mosaic"):
+        group = annotated[start:start + step]
+        images = [load_image(p) for p in group]
+        ch, cw = max(im.shape[0] for im in images), max(im.shape[1] for im in images)
+        mosaic = np.full((grid * ch, grid * cw, 3), 127, np.uint8)
+        truth, every = [], []
+        for k, (path, im) in enumerate(zip(group, images)):
+            y0, x0 = (k // grid) * ch, (k % grid) * cw
+            mosaic[y0:y0 + im.shape[0], x0:x0 + im.shape[1]] = im
+            for label, box in read_boxes(folder / "annotations" / (path.stem + ".xml")):
+                shifted = [box[0] + x0, box[1] + y0, box[2] + x0, box[3] + y0]
+                every.append(shifted)
+                if label == WITH_MASK and box[2] - box[0] >= 40:
+                    truth.append(shifted)
+        faces = det.detect(mosaic)
+        seconds.append(det.last_seconds)
+        sides.append(max(mosaic.shape[:2]))
+        found = np.array([f.box for f in faces]) if faces else np.zeros((0, 4))
+        total += len(truth)
+        hits += sum(len(found) and detect.box_iou(np.array(b), found).max() >= 0.4 for b in truth)
+        false += sum(detect.box_iou(np.array(f.box), np.array(every)).max() < 0.4 for f in faces)
+    return {"bench": "detect", "variant": variant, "dataset": f"{folder.name} mosaic {grid}x{grid}",
+            "cascade": ["runtime:" + "+".join(det.stages)], "mosaics": len(seconds),
+            "mosaic_longer_side_px": [min(sides), max(sides)], "recall_boxes": total,
+            "recall": hits / max(total, 1), "false_per_mosaic": false / max(len(seconds), 1),
+            "ms_per_mosaic_mean": 1000 * float(np.mean(seconds)), "threads": threads, **env}
 
 
 def run_detect(args) -> list[dict]:
@@ -233,6 +280,12 @@ def run_detect(args) -> list[dict]:
     photos = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
     if args.limit:
         photos = photos[:args.limit]
+    if args.mosaic:
+        env = environment()
+        row = mosaic_row(folder, args.threads, env, args.mosaic, args.stages, args.variant)
+        print(json.dumps({k: row[k] for k in ("cascade", "mosaics", "mosaic_longer_side_px", "recall", "recall_boxes",
+                                                 "false_per_mosaic", "ms_per_mosaic_mean")}))
+        return [row]
     cache = Path(args.cache) if args.cache else None
     if cache and cache.exists():
         records = json.loads(cache.read_text())
@@ -247,7 +300,7 @@ def run_detect(args) -> list[dict]:
                 [("full", 0.5), ("padded", 0.5), ("tiles", 0.5), ("short", 0.5)],
                 [("full", 0.4), ("padded", 0.6), ("tiles", 0.6), ("short", 0.6)]]
     env = environment()
-    rows = [runtime_row(photos, folder, args.threads, env, args.variant)]
+    rows = [runtime_row(photos, folder, args.threads, env, args.variant, args.centerface_threshold)]
     print(json.dumps({k: rows[0][k] for k in ("cascade", "found", "recall", "recall_pick", "recall_check",
                                                  "recall_boxes", "false_per_image", "face_free_detections",
                                                  "ms_per_photo_mean", "first_found_by")}))
@@ -278,7 +331,7 @@ def run_calibrate(args) -> dict:
     # The runtime's own cascade, each face refined (detect.FaceDetector.refined: the full-range model on a cut around
     # the face and on its mirror), as the runtime refines the small faces of real photos; LFW's faces are big enough
     # that the runtime itself would mostly skip that here (REFINE_MIN_ZOOM).
-    det = detect.FaceDetector(threads=args.threads)
+    det = detect.FaceDetector(threads=args.threads, stages=args.stages, refine=not args.no_refine)
     offsets, errors_before, crop_shift = [], [], []
     for path in tqdm(photos, desc="calibrate", unit="photo"):
         image = load_image(path)
@@ -290,7 +343,7 @@ def run_calibrate(args) -> dict:
         c = np.array(image.shape[1::-1]) / 2
         rect = min(rects, key=lambda r: np.hypot((r.left() + r.right()) / 2 - c[0], (r.top() + r.bottom()) / 2 - c[1]))
         face = min(faces, key=lambda f: np.hypot((f.box[0] + f.box[2]) / 2 - c[0], (f.box[1] + f.box[3]) / 2 - c[1]))
-        face = det.refined(image, face)
+        face = face if args.no_refine else det.refined(image, face)
         pts = np.array([[p.x, p.y] for p in shape(image, rect).parts()], np.float64)
         dl, dr = align.eye_centers_from_68(pts)
         bl, br = face.raw_eyes()
@@ -306,7 +359,8 @@ def run_calibrate(args) -> dict:
     mean = off.mean(0)
     corr = {"left": tuple(np.round(mean[0], 4)), "right": tuple(np.round(mean[1], 4))}
     after = np.hypot(*(off - mean).transpose(2, 0, 1)).mean()
-    row = {"bench": "detect_calibration", "photos_sampled": len(photos), "pairs_used": len(off),
+    row = {"bench": "detect_calibration", "stages": list(det.stages), "refined": not args.no_refine,
+           "photos_sampled": len(photos), "pairs_used": len(off),
            "mean_offset_eye_units": {"left": mean[0].tolist(), "right": mean[1].tolist()},
            "std_eye_units": {"left": off.std(0)[0].tolist(), "right": off.std(0)[1].tolist()},
            "mean_error_before": float(np.mean(errors_before)), "mean_error_after": float(after),
@@ -451,9 +505,17 @@ def main(argv=None) -> int:
     p.add_argument("--cache", default=None, help="JSON file for collected detections (re-evaluate without re-running)")
     p.add_argument("--calibrate", action="store_true")
     p.add_argument("--n", type=int, default=200)
+    p.add_argument("--stages", type=lambda v: tuple(v.split(",")), default=detect.DEFAULT_STAGES,
+                   help="--calibrate, --mosaic: detector stages, comma-separated (e.g. centerface)")
+    p.add_argument("--no-refine", action="store_true",
+                   help="--calibrate: the detector's own keypoints, without the refining BlazeFace look")
     p.add_argument("--no-save", action="store_true")
     p.add_argument("--variant", default="confirm-v1", help="name of the runtime cascade, stored in the row")
     p.add_argument("--runtime-only", action="store_true", help="only the shipped cascade (skip per-stage rows)")
+    p.add_argument("--mosaic", type=int, default=0, metavar="N",
+                   help="the annotated photos N x N to a mosaic (small faces in big photos), with --stages")
+    p.add_argument("--centerface-threshold", type=float, default=detect.CENTERFACE_THRESHOLD,
+                   help="the runtime cascade with another CenterFace threshold (to choose it)")
     p.add_argument("--generated", type=Path, default=None, metavar="DATA_DIR",
                    help="pairs folder (e.g. runs/cpu/data): rebuild its full-size masked photos and detect on them")
     p.add_argument("--split", default="test", help="split of --generated")

@@ -31,6 +31,7 @@ from . import pairs
 from .detect_bench import DATA, environment, report_row
 
 SWEEP = (0.0, 0.02, 0.04, 0.06, 0.08, 0.10, 0.12, 0.15)
+EYE_SWEEP = (0.0, 4.0, 6.0, 8.0, 10.0, 12.0, 14.0, 16.0)   # min_eye_distance_px, photo pixels
 
 
 def bare_photos(data_dir: Path, split: str, root: Path, limit: int) -> list[Path]:
@@ -55,26 +56,30 @@ def face_records(inpainter: Inpainter, photos: list[Path], desc: str) -> list[di
             out.append({"photo": path.name, "error": str(exc), "faces": []})
             continue
         out.append({"photo": path.name, "faces": [{"other_gates": f.pasted, "change": f.change,
-                                                   "confidence": f.mask_confidence} for f in result.faces]})
+                                                   "confidence": f.mask_confidence, "eye_distance": f.eye_distance}
+                                                  for f in result.faces]})
     return out
 
 
-def share_pasted(records: list[dict], min_change: float) -> float:
-    """Share of photos where at least one face would be pasted at this min_change."""
-    hit = [any(f["other_gates"] and (f["change"] or 0.0) >= min_change for f in r["faces"]) for r in records]
+def share_pasted(records: list[dict], min_change: float, min_eye_distance: float = 0.0) -> float:
+    """Share of photos where at least one face would be pasted at this min_change and min_eye_distance_px."""
+    hit = [any(f["other_gates"] and (f["change"] or 0.0) >= min_change
+               and (f.get("eye_distance") or 0.0) >= min_eye_distance for f in r["faces"]) for r in records]
     return float(np.mean(hit)) if hit else float("nan")
 
 
-def summarise(bare: list[dict], masked: list[dict], default: float) -> dict:
+def summarise(bare: list[dict], masked: list[dict], default: float, eye_default: float = 0.0) -> dict:
     return {
         "bare_photos": len(bare), "bare_with_face": sum(bool(r["faces"]) for r in bare),
         "masked_photos": len(masked), "masked_with_face": sum(bool(r["faces"]) for r in masked),
-        "min_change": default,
-        "bare_altered": share_pasted(bare, default),
-        "bare_left_alone": 1.0 - share_pasted(bare, default),
-        "masked_restored": share_pasted(masked, default),
-        "sweep": [{"min_change": t, "bare_altered": round(share_pasted(bare, t), 4),
-                   "masked_restored": round(share_pasted(masked, t), 4)} for t in SWEEP],
+        "min_change": default, "min_eye_distance_px": eye_default,
+        "bare_altered": share_pasted(bare, default, eye_default),
+        "bare_left_alone": 1.0 - share_pasted(bare, default, eye_default),
+        "masked_restored": share_pasted(masked, default, eye_default),
+        "sweep": [{"min_change": t, "bare_altered": round(share_pasted(bare, t, eye_default), 4),
+                   "masked_restored": round(share_pasted(masked, t, eye_default), 4)} for t in SWEEP],
+        "eye_distance_sweep": [{"min_eye_distance_px": e, "bare_altered": round(share_pasted(bare, default, e), 4),
+                                "masked_restored": round(share_pasted(masked, default, e), 4)} for e in EYE_SWEEP],
         "bare_change_quantiles": _quantiles([f["change"] for r in bare for f in r["faces"] if f["other_gates"]]),
         "masked_change_quantiles": _quantiles([f["change"] for r in masked for f in r["faces"] if f["other_gates"]]),
     }
@@ -109,13 +114,14 @@ def main(argv=None) -> int:
                          f"({args.masked}); found {len(bare)} and {len(masked)}")
     default = BlendConfig()
     inpainter = Inpainter.from_file(args.model, threads=args.threads,
-                                    blend=dataclasses.replace(default, min_change=0.0))
+                                    blend=dataclasses.replace(default, min_change=0.0, min_eye_distance_px=0.0))
     row = {"bench": "gate", "variant": args.variant, "model": str(args.model or "default"),
            "model_info": inpainter.model.describe(), "data": str(args.data), "split": args.split,
            **summarise(face_records(inpainter, bare, "bare"), face_records(inpainter, masked, "masked"),
-                       default.min_change),
+                       default.min_change, default.min_eye_distance_px),
            **environment()}
     report_row(row, ("bare_photos", "bare_with_face", "bare_altered", "masked_photos", "masked_restored", "sweep",
+                     "eye_distance_sweep",
                      "bare_change_quantiles", "masked_change_quantiles"), "gate.jsonl", save=not args.no_save)
     return 0
 

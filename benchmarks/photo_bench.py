@@ -130,12 +130,15 @@ def main(argv=None) -> int:
     p.add_argument("--canvas", default=None, metavar="WxH",
                    help="scale each photo to H rows and pad it to W columns first (e.g. 640x480, as runtime_bench)")
     p.add_argument("--variant", default="", help="a name for this run, stored in the row")
+    p.add_argument("--detector-stages", type=lambda v: tuple(v.split(",")), default=detect.DEFAULT_STAGES,
+                   help="face detector stages, comma-separated (default: the runtime's)")
     p.add_argument("--no-save", action="store_true")
     p.add_argument("--results", type=Path, default=None, help="folder photo_quality.jsonl is appended to")
     args = p.parse_args(argv)
     canvas = tuple(int(v) for v in args.canvas.lower().split("x")) if args.canvas else None
-    inpainter = Inpainter.from_file(args.model, threads=args.threads)
+    inpainter = Inpainter.from_file(args.model, threads=args.threads, detector_stages=args.detector_stages)
     row = {"bench": "photo_quality", "variant": args.variant, "align": args.align,
+           "detector_stages": list(args.detector_stages),
            "model": str(args.model or "default"), "model_info": inpainter.model.describe(),
            "data": str(args.data), "split": args.split,
            "canvas": list(canvas) if canvas else None,

@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from mask2face.edge_runtime import detect
 from mask2face.edge_runtime.inpaint import BlendConfig, Inpainter
 from mask2face.edge_runtime.media import CHUNK
 from mask2face.edge_runtime.safeio import load_image, save_image
@@ -131,6 +132,8 @@ def main(argv=None) -> int:
     p.add_argument("--photos", type=int, default=60)
     p.add_argument("--threads", type=int, default=2, help="model threads")
     p.add_argument("--detector-threads", type=int, default=None, help="face detector threads (default: --threads)")
+    p.add_argument("--detector-stages", type=lambda v: tuple(v.split(",")), default=detect.DEFAULT_STAGES,
+                   help="face detector stages, comma-separated (default: the runtime's)")
     p.add_argument("--scratch", type=Path, default=Path(tempfile.gettempdir()) / "mask2face-runtime-bench")
     p.add_argument("--accept-all", action="store_true",
                    help="blend every face even if the predicted mask is weak (random-weight models: time the "
@@ -151,6 +154,7 @@ def main(argv=None) -> int:
     else:
         photos = [load_image(x) for x in make_photos(args.photos, args.scratch)]
     inp = Inpainter.from_file(args.model, threads=args.threads, detector_threads=args.detector_threads,
+                              detector_stages=args.detector_stages,
                               blend=ACCEPT_ALL if args.accept_all else BlendConfig())
     for img in photos[:3]:  # warm-up (allocations, XNNPACK packing)
         inp.remove_detailed(img)
@@ -184,6 +188,7 @@ def main(argv=None) -> int:
         "photos": len(photos), "photo_size": [640, 480], "threads": args.threads,
         "photo_set": f"masked pairs of {args.masked}" if args.masked else "bare LFW photos",
         "detector_threads": args.detector_threads or args.threads,
+        "detector_stages": list(args.detector_stages),
         "photos_per_s": len(totals) / float(np.sum(totals)),
         "ms_per_photo_p50": 1000 * float(np.median(totals)),
         "split_ms_mean": {k: 1000 * float(np.mean(v)) for k, v in split.items()},

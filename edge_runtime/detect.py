@@ -1,11 +1,22 @@
-"""Face finding for the runtime: MediaPipe BlazeFace in LiteRT, as a cascade chosen by measurement.
+"""Face finding for the runtime: CenterFace, then MediaPipe BlazeFace views, in LiteRT; chosen by measurement.
 
-Why BlazeFace: on real photos of people wearing masks (data/real-masked-dev) BlazeFace full-range finds a face in
-84% of photos, dlib HOG in 37% (../shared/MEASURED.md); masks hide the mouth and jaw that HOG relies on, while
-BlazeFace is trained on varied, partly occluded faces and costs 5-7 ms per photo on two cores. Each detection has a
-box, a score and six keypoints; the two eye keypoints drive the canonical crop (align.similarity_from_eyes).
+Since session 10 CenterFace (centerface.py) runs first on every photo and its faces are final: on the 150
+annotated photos of data/real-masked-dev the runtime finds 94.7% of the with-mask faces >= 40 px (95.0% on the
+half its threshold was chosen on, 94.4% on the other), at 0.13 false detections per photo and none on 21 face-free
+pictures, where the BlazeFace cascade below found 91.4% (96.6% / 86.5%) at 0.18 (benchmarks/results/detect.jsonl,
+variants "centerface-int8-v1" and "fused-v1"). Each CenterFace face is then looked at again by BlazeFace's full-range
+model (FaceDetector.refined), whose eye keypoints are closer to dlib's than CenterFace's own (0.041 vs 0.069 eye
+distances after correction, detect_calibration.jsonl); where that look finds nothing, CenterFace's eyes are used
+with their own correction. Only where CenterFace finds nothing (close-ups and tight crops, whose face fills the
+photo; 18 of 565 real masked photos, 12 of them then found) does the BlazeFace cascade run.
 
-Stages (FaceDetector.detect):
+Why BlazeFace at all: on real photos of people wearing masks (data/real-masked-dev) BlazeFace full-range finds a
+face in 84% of photos, dlib HOG in 37% (../shared/MEASURED.md); masks hide the mouth and jaw that HOG relies on,
+while BlazeFace is trained on varied, partly occluded faces and costs 5-7 ms per photo on two cores. Each
+detection has a box, a score and six keypoints; the two eye keypoints drive the canonical crop
+(align.similarity_from_eyes).
+
+BlazeFace stages (FaceDetector._blazeface_cascade, session 9's whole cascade):
   union     full (full-range 192x192 on the letterboxed photo), flip (same on the mirrored photo), tiles (2x2
             overlapping tiles, photos >= 384 px), short_tiles (short-range 128x128 model on 3x3 tiles, for the
             small faces of crowd photos) and short (short-range on the whole photo, a confirming view only).
@@ -36,6 +47,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .centerface import CenterFace
 from .model import _litert
 
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -51,7 +63,8 @@ PADDED_MAX_SIDE = 1024        # the padded copy's longer side at most (640x480 p
 # a portrait's small background faces are not worth 13 more invokes (LFW at 640x480 stays >= 15 photos/s).
 TILE_SKIP_FRACTION = 0.30
 TILE_OVERLAP = 0.4            # of a tile's side: 2x2 tiles are 0.625 of the photo, 3x3 tiles 0.455
-STAGES = ("full", "flip", "tiles", "tiles2", "tiles3", "padded", "short", "short_tiles", "dlib")
+STAGES = ("centerface", "centerface_tiles", "full", "flip", "tiles", "tiles2", "tiles3", "padded", "short",
+          "short_tiles", "dlib")
 # Union stages always run (tiles ones unless every face is big) and their faces are joined. Each has two
 # thresholds (accept, confirmed): a face scoring >= accept counts on its own; one scoring >= confirmed counts only
 # if another union stage found an overlapping face (IoU >= CONFIRM_IOU) above that stage's confirmed threshold.
@@ -85,8 +98,11 @@ REFINE_SCALE = 2.0
 # already ~85 px in the whole-photo pass) and every refined face costs two invokes. On the val pairs 1.5 keeps the
 # gain (18.35 dB at 640x480, 18.11 at 250 px; 1.25: 18.36 / 18.12; always: 18.36 / 18.13).
 REFINE_MIN_ZOOM = 1.5
+# CenterFace's faces: keypoints from the refining look (BlazeFace) where it finds the face, else CenterFace's own.
+REFINE_CENTERFACE = True
 REFINE_MIN_SCORE = 0.3        # a view's face counts if it overlaps the found face (IoU > NMS_IOU) at this score
-MODEL_FAMILY = {"full": "full_range", "flip": "full_range", "tiles": "full_range", "tiles2": "full_range",
+MODEL_FAMILY = {"centerface": "centerface", "centerface_tiles": "centerface",
+                "full": "full_range", "flip": "full_range", "tiles": "full_range", "tiles2": "full_range",
                 "tiles3": "full_range", "padded": "full_range", "short": "short_range", "short_tiles": "short_range"}
 CROSS_THRESHOLDS = {"full": 0.4, "flip": 0.4, "tiles": 0.4, "short_tiles": 0.5, "short": 0.5}
 # Fallbacks run only where the union found nothing. 0.65, not 0.5: the padded photo of scikit-image's coins
@@ -98,7 +114,20 @@ FALLBACK_REUSE = ("short",)
 # Union stages whose faces give way in merge() to any overlapping face of another stage.
 CONFIRMING_STAGES = ("short",)
 TILED_STAGES = ("tiles", "tiles2", "tiles3", "short_tiles")
-DEFAULT_STAGES = ("full", "flip", "tiles", "short_tiles", "padded", "short")
+DEFAULT_STAGES = ("centerface", "centerface_tiles", "full", "flip", "tiles", "short_tiles", "padded", "short")
+# CenterFace (centerface.py) runs first; where it finds a face at CENTERFACE_THRESHOLD, the BlazeFace stages do not
+# run. Chosen on the pick half of real-masked-dev's annotated photos (`detect_bench --runtime-only
+# --centerface-threshold T`, rows "centerface-int8-*"): the highest recall there with no detection on the face-free
+# pictures and no more false detections per photo than the BlazeFace cascade (0.18). 0.5 gives 95.0% at 0.13
+# (0.45: 95.8% at 0.23; 0.4: 96.6% at 0.32; 0.3: 97.5% at 0.65 and one face-free hit; 0.55: 94.1% at 0.11); on
+# the check half, not used to choose: 94.4% (the BlazeFace cascade: 86.5%).
+CENTERFACE_THRESHOLD = 0.5
+# CenterFace sees every photo in a 416x320 canvas, so in a big photo a face of 40 px becomes 10-15 px. Photos at
+# least twice the canvas are also looked at in 2x2 overlapping tiles (TILE_OVERLAP; each tile again in the canvas),
+# unless a face of TILE_SKIP_FRACTION of the photo is found (a portrait). Measured on mosaics of 3x3 annotated
+# real-masked-dev photos (`detect_bench --mosaic 3`), see the "mosaic" rows in detect.jsonl.
+CENTERFACE_TILE_MIN_SIDE = 832
+CENTERFACE_STAGES = ("centerface", "centerface_tiles")
 
 # Keypoint indices in the model output. BlazeFace is trained on mirrored (selfie) images: keypoint 0 is the eye
 # that appears on the image's LEFT in an unmirrored photo, i.e. the person's right eye (checked on LFW photos
@@ -117,6 +146,13 @@ KP_IMAGE_LEFT_EYE, KP_IMAGE_RIGHT_EYE, KP_NOSE, KP_MOUTH, KP_LEFT_EAR, KP_RIGHT_
 # keypoints alone: (+0.0144, +0.0069) / (-0.0365, -0.0130), 0.052 -> 0.047. dlib's eye centres sit slightly
 # closer together than BlazeFace's: without this the runtime crop would be ~5% smaller in scale than training.
 EYE_CORRECTION = {"left": (0.0084, -0.0028), "right": (-0.0382, -0.0076)}
+# The same for CenterFace's eye landmarks (faces whose keypoints no BlazeFace view refined), measured the same way
+# (`detect_bench --calibrate --stages centerface --no-refine`, 199 pairs, the int8 asset): mean eye error 0.082 ->
+# 0.069 eye distances after correction, spread 0.053-0.061 per axis (float16 weights: 0.074 -> 0.065). Coarser than
+# refined BlazeFace keypoints (0.041), so CenterFace's faces are refined (REFINE_CENTERFACE) and these serve where
+# no BlazeFace view finds the face.
+CENTERFACE_EYE_CORRECTION = {"left": (0.0099, -0.0083), "right": (-0.0712, -0.0084)}
+EYE_CORRECTIONS = {"full_range": EYE_CORRECTION, "centerface": CENTERFACE_EYE_CORRECTION}
 
 
 @dataclass(frozen=True)
@@ -156,6 +192,9 @@ class Face:
     score: float
     keypoints: np.ndarray = field(repr=False)
     stage: str = "full"
+    # Which model placed the keypoints: BlazeFace's full-range model (also the short-range one, only ever a
+    # confirming view) or CenterFace, whose (6, 2) keypoints are its eyes, nose, mouth centre and mouth corners.
+    keypoint_model: str = "full_range"
 
     @property
     def width(self) -> float:
@@ -166,11 +205,12 @@ class Face:
 
     def eyes(self) -> tuple[np.ndarray, np.ndarray]:
         """(image-left, image-right) eye centres corrected to dlib's definition, for align.similarity_from_eyes."""
-        return correct_eyes(*self.raw_eyes())
+        return correct_eyes(*self.raw_eyes(), EYE_CORRECTIONS[self.keypoint_model])
 
     def to_dict(self) -> dict:
         return {"box": [round(float(v), 1) for v in self.box], "score": round(float(self.score), 4),
-                "stage": self.stage, "keypoints": np.round(self.keypoints, 1).tolist()}
+                "stage": self.stage, "keypoints": np.round(self.keypoints, 1).tolist(),
+                "keypoint_model": self.keypoint_model}
 
 
 def correct_eyes(left: np.ndarray, right: np.ndarray, correction: dict | None = None):
@@ -283,7 +323,20 @@ class BlazeFace:
 
 def _shift(faces: list[Face], dx: float, dy: float, stage: str) -> list[Face]:
     return [Face((f.box[0] + dx, f.box[1] + dy, f.box[2] + dx, f.box[3] + dy), f.score,
-                 f.keypoints + [dx, dy], stage) for f in faces]
+                 f.keypoints + [dx, dy], stage, f.keypoint_model) for f in faces]
+
+
+class CenterFaceFaces:
+    """CenterFace's detections as Faces; keypoints: its two eyes, nose, mouth centre, the two mouth corners."""
+
+    def __init__(self, threads: int = 2):
+        self.model = CenterFace(threads=threads)
+
+    def detect(self, image: np.ndarray, min_score: float) -> list[Face]:
+        boxes, points, scores = self.model.raw(image, min_score)
+        return [Face(tuple(float(v) for v in box), float(score),
+                     np.concatenate([pts[:3], pts[3:].mean(0, keepdims=True), pts[3:]]).astype(np.float32),
+                     "centerface", "centerface") for box, pts, score in zip(boxes, points, scores)]
 
 
 def _unflip(faces: list[Face], width: int, stage: str) -> list[Face]:
@@ -367,6 +420,8 @@ class FaceDetector:
         self.fallback_threshold = fallback_threshold
         self.refine = refine
         self.stages = tuple(stages)
+        self.centerface_threshold = CENTERFACE_THRESHOLD if min_score is None else min_score
+        self.centerface = CenterFaceFaces(threads=threads) if "centerface" in stages else None
         self.full = BlazeFace(FULL_RANGE, FULL_OPTIONS, threads, "full")
         self.short = BlazeFace(SHORT_RANGE, SHORT_OPTIONS, threads, "short") if {"short", "short_tiles"} & set(stages) else None
         self._dlib = _dlib_detector() if "dlib" in stages else None
@@ -375,6 +430,12 @@ class FaceDetector:
 
     def run_stage(self, stage: str, image: np.ndarray) -> list[Face]:
         h, w = image.shape[:2]
+        if stage == "centerface" and self.centerface is not None:
+            return self.centerface.detect(image, self.centerface_threshold)
+        if stage == "centerface_tiles" and self.centerface is not None:
+            if max(h, w) < CENTERFACE_TILE_MIN_SIDE:
+                return []
+            return self._tiles(image, 2, self.centerface, "centerface_tiles", self.centerface_threshold)
         if stage == "full":
             return self.full.detect(image, self.min_score)
         if stage == "flip":
@@ -405,17 +466,17 @@ class FaceDetector:
             return self._dlib(image)
         return []
 
-    def _tiles(self, image: np.ndarray, grid: int, model: "BlazeFace", stage: str) -> list[Face]:
+    def _tiles(self, image: np.ndarray, grid: int, model: "BlazeFace | CenterFaceFaces", stage: str,
+               min_score: float | None = None) -> list[Face]:
         """grid x grid tiles overlapping by TILE_OVERLAP of a tile (a face cut by one tile border is whole in a
         neighbour). Each tile is letterboxed to the model's input, so on small photos tiles are upsampled."""
         h, w = image.shape[:2]
         t = 1.0 / (grid - (grid - 1) * TILE_OVERLAP)      # tile side as a share of the photo side
         th, tw = max(1, int(round(h * t))), max(1, int(round(w * t)))
-        found = []
+        found, floor = [], self.min_score if min_score is None else min_score
         for y0 in np.linspace(0, h - th, grid).round().astype(int):
             for x0 in np.linspace(0, w - tw, grid).round().astype(int):
-                tile = image[y0:y0 + th, x0:x0 + tw]
-                found += _shift(model.detect(tile, self.min_score), x0, y0, stage)
+                found += _shift(model.detect(image[y0:y0 + th, x0:x0 + tw], floor), x0, y0, stage)
         return merge(found)
 
     def refined(self, image: np.ndarray, face: Face) -> Face:
@@ -435,6 +496,25 @@ class FaceDetector:
 
     def detect(self, image: np.ndarray) -> list[Face]:
         t0 = time.perf_counter()
+        faces = self.run_stage("centerface", image) if self.centerface is not None else []
+        used = ["centerface"] if faces else []
+        longer = max(image.shape[:2])
+        if "centerface_tiles" in self.stages and not any(f.width >= TILE_SKIP_FRACTION * longer for f in faces):
+            tiled = self.run_stage("centerface_tiles", image)
+            used += ["centerface_tiles"] if tiled else []
+            faces = merge(faces + tiled)
+        if faces:
+            if self.refine and REFINE_CENTERFACE:
+                faces = [self.refined(image, f) for f in faces]
+        else:
+            faces, used = self._blazeface_cascade(image)
+        self.last_stage = "+".join(used) or None
+        self.last_seconds = time.perf_counter() - t0
+        return sorted(faces, key=lambda f: -f.score)
+
+    def _blazeface_cascade(self, image: np.ndarray) -> tuple[list[Face], list[str]]:
+        """Session 9's cascade of BlazeFace views: where CenterFace found nothing (mostly close-ups and tight crops,
+        whose face fills the photo) or when it is not among the stages."""
         longer = max(image.shape[:2])
         found: dict[str, list[Face]] = {}
         for stage in self.stages:
@@ -454,17 +534,19 @@ class FaceDetector:
         faces = merge(confirmed(found, self.thresholds, cross=self.cross), last=CONFIRMING_STAGES, fuse=True)
         used = [s for s in found if any(f.stage == s for f in faces)]
         for stage in self.stages:
-            if faces or (stage in self.thresholds and stage not in FALLBACK_REUSE):
+            if faces or stage in CENTERFACE_STAGES or (stage in self.thresholds and stage not in FALLBACK_REUSE):
                 continue
             dets = found[stage] if stage in found else self.run_stage(stage, image)
-            faces = merge([f for f in dets if f.score >= self.fallback_threshold])
+            faces = merge(_threshold(dets, self.fallback_threshold))
             if faces:
                 used.append(stage)
         if self.refine:
             faces = [self.refined(image, f) if needs_refining(f, longer) else f for f in faces]
-        self.last_stage = "+".join(used) or None
-        self.last_seconds = time.perf_counter() - t0
-        return sorted(faces, key=lambda f: -f.score)
+        return faces, used
+
+
+def _threshold(faces: list[Face], min_score: float) -> list[Face]:
+    return [f for f in faces if f.score >= min_score]
 
 
 def needs_refining(face: Face, longer_side: int, min_zoom: float = REFINE_MIN_ZOOM) -> bool:
@@ -489,7 +571,8 @@ def _map_faces(faces: list[Face], matrix: np.ndarray) -> list[Face]:
     for f in faces:
         corners = np.array(f.box, np.float64).reshape(2, 2) @ matrix[:, :2].T + matrix[:, 2]
         kps = f.keypoints.astype(np.float64) @ matrix[:, :2].T + matrix[:, 2]
-        out.append(Face(tuple(float(v) for v in corners.ravel()), f.score, kps.astype(f.keypoints.dtype), f.stage))
+        out.append(Face(tuple(float(v) for v in corners.ravel()), f.score, kps.astype(f.keypoints.dtype), f.stage,
+                        f.keypoint_model))
     return out
 
 

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from . import align
-from .detect import Face, FaceDetector
+from .detect import DEFAULT_STAGES, Face, FaceDetector
 from .errors import ImageError, ModelFileError
 from .model import Model
 
@@ -65,6 +65,12 @@ class BlendConfig:
     # still restored (0.12 would spare 86% of bare faces but drop 16% of real masks). The real fix is training
     # with unmasked examples so that the mask channel itself says "no mask".
     min_change: float = 0.08
+    # Faces whose eyes are closer than this in the photo are left alone ("face too small"). Off: with CenterFace
+    # the mixed model alters 4.75% of bare LFW test photos (2.5% with session 9's detector), mostly through small
+    # bystander faces, but real masked photos are full of small faces too. gate_bench's eye_distance_sweep (session
+    # 10), default / mixed model: 4 px keeps 94.9% / 91.5% of real masked photos restored (98.2% / 94.3% at 0) for
+    # 49.5% / 4.5% of bare photos altered (49.75% / 4.75%); 8 px: 83.7% / 79.7% for 49.25% / 3.5%.
+    min_eye_distance_px: float = 0.0
 
 
 @dataclass
@@ -78,6 +84,7 @@ class FaceReport:
     mask_area: float | None = None
     mask_centroid_y: float | None = None
     change: float | None = None      # mean |restored - input| inside the predicted mask
+    eye_distance: float | None = None  # in photo pixels: the crop magnifies the face 0.3 * crop side / this
 
     def to_dict(self) -> dict:
         return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
@@ -129,18 +136,20 @@ class Inpainter:
 
     @classmethod
     def from_file(cls, path: str | Path | None = None, delegate: str = "cpu", threads: int = 2,
-                  blend: BlendConfig = BlendConfig(), detector_threads: int | None = None) -> "Inpainter":
+                  blend: BlendConfig = BlendConfig(), detector_threads: int | None = None,
+                  detector_stages: tuple[str, ...] = DEFAULT_STAGES) -> "Inpainter":
         """Load a .tflite with a delegate (cpu | gpu | nnapi). `path` may name a shipped model instead:
         None or "default" (restores the most real masks) or "mixed" (leaves bare faces alone).
 
-        `threads` is the model's thread count; the face detector uses `detector_threads` (default: the same).
+        `threads` is the model's thread count; the face detector uses `detector_threads` (default: the same) and
+        `detector_stages` (detect.STAGES; without "centerface": session 9's BlazeFace-only cascade).
         Each interpreter has its own XNNPACK thread pool. Invoked once per photo, right after detection, the model
         pays for waking its pool and for cold caches (the shipped student on 2 cores: +17-29% over its warm invoke);
         remove_many runs it back to back, within 5-8% of warm in most runs (`mask2face bench --what runtime`,
         docs/EDGE.md)."""
         path = shipped_model(path)
         model = Model.from_file(path, delegate=delegate, threads=threads)
-        return cls(model, FaceDetector(threads=detector_threads or threads), blend)
+        return cls(model, FaceDetector(threads=detector_threads or threads, stages=detector_stages), blend)
 
     def remove(self, image: np.ndarray) -> np.ndarray:
         return self.remove_detailed(image).image
@@ -189,8 +198,14 @@ class Inpainter:
             report = FaceReport(box=[round(float(v), 1) for v in face.box], score=float(face.score),
                                 stage=face.stage, pasted=False)
             result.faces.append(report)
+            left, right = face.eyes()
+            report.eye_distance = round(float(np.hypot(*(right - left))), 2)
+            if report.eye_distance < self.blend.min_eye_distance_px:
+                report.reason = (f"face too small (eyes {report.eye_distance:.0f} px apart < "
+                                 f"{self.blend.min_eye_distance_px:g})")
+                continue
             try:
-                matrix = align.similarity_from_eyes(*face.eyes(), self.size)
+                matrix = align.similarity_from_eyes(left, right, self.size)
             except ValueError:
                 report.reason = "eyes coincide"
                 continue

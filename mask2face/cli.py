@@ -150,8 +150,8 @@ def _remove_args(p):
     p.add_argument("--min-change", type=share, default=None, metavar="X",
                    help="paste a face only if the model changes its masked region by at least X on average (0-1; "
                         "default 0.08). Higher leaves more bare faces alone and restores fewer real masks: for the "
-                        "default model 0.10 alters 16.5%% of bare faces and restores 93.1%% of real masked photos, "
-                        "0.12: 4.5%% / 88.7%% (benchmarks/results/gate.jsonl)")
+                        "default model 0.10 alters 19%% of bare faces and restores 96.1%% of real masked photos, "
+                        "0.12: 5%% / 91%% (benchmarks/results/gate.jsonl)")
     p.add_argument("--summary", type=Path, help="JSON summary path (default: OUT/summary.json)")
     p.add_argument("--skip-existing", action="store_true",
                    help="leave files whose output already exists (e.g. to finish a batch stopped with Ctrl-C)")

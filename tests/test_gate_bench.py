@@ -24,6 +24,19 @@ def test_shares_follow_min_change_and_the_other_gates():
     assert s["masked_change_quantiles"]["p50"] == 0.11
 
 
+def test_eye_distance_sweep_drops_small_faces_only():
+    """A face counts only from its eye distance up (records without one, as before session 10, count as 0)."""
+    big = {"other_gates": True, "change": 0.2, "eye_distance": 20.0}
+    small = {"other_gates": True, "change": 0.2, "eye_distance": 5.0}
+    masked = [{"faces": [big]}, {"faces": [small]}, {"faces": [small, big]}]
+    assert gate_bench.share_pasted(masked, 0.08, 0.0) == 1.0
+    assert gate_bench.share_pasted(masked, 0.08, 6.0) == 2 / 3
+    assert gate_bench.share_pasted([{"faces": [{"other_gates": True, "change": 0.2}]}], 0.08, 1.0) == 0.0
+    s = gate_bench.summarise([], masked, 0.08)
+    sweep = {r["min_eye_distance_px"]: r["masked_restored"] for r in s["eye_distance_sweep"]}
+    assert sweep[0.0] == 1.0 and sweep[6.0] == round(2 / 3, 4) and sweep[16.0] == round(2 / 3, 4)
+
+
 def test_bare_photos_are_the_split_sources_once_each(tmp_path):
     root = tmp_path / "shared"
     for name in ("a/a_1.jpg", "b/b_1.jpg"):

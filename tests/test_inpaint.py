@@ -202,3 +202,18 @@ def test_remove_many_says_what_it_takes(inpainter):
             inpainter.remove_many(wrong)
     with pytest.raises(ValueError, match="one list per image"):
         inpainter.remove_many([masked_astronaut()], faces=[[], []])
+
+
+def test_faces_below_the_eye_distance_gate_are_left_alone_without_an_invoke(inpainter):
+    """min_eye_distance_px (off by default): a face whose eyes are closer than it is reported as too small, never
+    run through the model; every face reports its eye distance in photo pixels."""
+    import dataclasses
+    img = masked_astronaut()
+    res = inpainter.remove_detailed(img)
+    distance = res.faces[0].eye_distance
+    assert 30 < distance < 60                                          # her eyes, in the 512 px photo
+    strict = Inpainter(inpainter.model, inpainter.detector,
+                       dataclasses.replace(inpainter.blend, min_eye_distance_px=distance + 1))
+    res = strict.remove_detailed(img)
+    assert not res.faces[0].pasted and res.faces[0].reason.startswith("face too small")
+    assert res.invokes == 0 and np.array_equal(res.image, img)
