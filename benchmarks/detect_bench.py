@@ -184,12 +184,13 @@ def face_free_images():
 
 
 def runtime_row(photos: list[Path], folder: Path, threads: int, env: dict, variant: str = "runtime",
-                centerface_threshold: float = detect.CENTERFACE_THRESHOLD) -> dict:
+                centerface_threshold: float = detect.CENTERFACE_THRESHOLD,
+                stages: tuple[str, ...] = detect.DEFAULT_STAGES) -> dict:
     """The runtime's own FaceDetector (the shipped cascade, exactly as `mask2face remove` runs it).
     recall_pick / recall_check: the even / odd annotated FMD photos (sorted by name); thresholds in detect.py were
     chosen on the even ones. false_per_image: detections on annotated photos matching no annotated box of any
     class at IoU >= 0.4 (FMD does not annotate every tiny background face, so this over-counts a little)."""
-    det = detect.FaceDetector(threads=threads)
+    det = detect.FaceDetector(threads=threads, stages=stages)
     det.centerface_threshold = centerface_threshold
     found = 0
     hits = {"pick": [0, 0], "check": [0, 0]}
@@ -300,7 +301,7 @@ def run_detect(args) -> list[dict]:
                 [("full", 0.5), ("padded", 0.5), ("tiles", 0.5), ("short", 0.5)],
                 [("full", 0.4), ("padded", 0.6), ("tiles", 0.6), ("short", 0.6)]]
     env = environment()
-    rows = [runtime_row(photos, folder, args.threads, env, args.variant, args.centerface_threshold)]
+    rows = [runtime_row(photos, folder, args.threads, env, args.variant, args.centerface_threshold, args.stages)]
     print(json.dumps({k: rows[0][k] for k in ("cascade", "found", "recall", "recall_pick", "recall_check",
                                                  "recall_boxes", "false_per_image", "face_free_detections",
                                                  "ms_per_photo_mean", "first_found_by")}))
@@ -506,7 +507,7 @@ def main(argv=None) -> int:
     p.add_argument("--calibrate", action="store_true")
     p.add_argument("--n", type=int, default=200)
     p.add_argument("--stages", type=lambda v: tuple(v.split(",")), default=detect.DEFAULT_STAGES,
-                   help="--calibrate, --mosaic: detector stages, comma-separated (e.g. centerface)")
+                   help="--calibrate, --mosaic, --runtime-only: detector stages, comma-separated (e.g. centerface)")
     p.add_argument("--no-refine", action="store_true",
                    help="--calibrate: the detector's own keypoints, without the refining BlazeFace look")
     p.add_argument("--no-save", action="store_true")
