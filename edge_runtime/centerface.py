@@ -3,8 +3,9 @@
 Why: on the 150 annotated photos of data/real-masked-dev the runtime with it finds 94.7% of the with-mask faces
 >= 40 px (94.4% on the half no threshold was chosen on) at 0.13 false detections per photo, where session 9's
 BlazeFace cascade of eight views found 91.4% (86.5%) at 0.18 (benchmarks/results/detect.jsonl, variant
-"centerface-int8-v1"). It is an anchor-free detector trained on WIDER FACE, whose crowds, small faces and occlusions are what real masked photos
-look like, and it predicts a face centre rather than matching mouth/jaw templates that masks hide.
+"centerface-int8-v1"). It is an anchor-free detector trained on WIDER FACE, whose crowds, small faces and
+occlusions are what real masked photos look like, and it predicts a face centre rather than matching mouth/jaw
+templates that masks hide.
 
 The asset is made by compress/detector_export.py from the MIT-licensed ONNX file (assets/NOTICE.md): int8,
 calibrated on LFW photos, with a fixed 416x320 input (post-training quantisation needs a fixed shape; 1.5-2x faster
