@@ -76,6 +76,15 @@ def environment() -> dict:
     return {**bench.environment(), "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "centerface_asset": asset}
 
 
+def stages_arg(text: str) -> tuple[str, ...]:
+    """argparse type for --stages / --detector-stages: comma-separated names from detect.STAGES."""
+    stages = tuple(s.strip() for s in text.split(",") if s.strip())
+    unknown = [s for s in stages if s not in detect.STAGES]
+    if not stages or unknown:
+        raise argparse.ArgumentTypeError(f"unknown detector stage(s) {unknown}; choose from {','.join(detect.STAGES)}")
+    return stages
+
+
 def append_row(path: Path, row: dict) -> None:
     bench.append_rows(path, [row])
 
@@ -506,7 +515,7 @@ def main(argv=None) -> int:
     p.add_argument("--cache", default=None, help="JSON file for collected detections (re-evaluate without re-running)")
     p.add_argument("--calibrate", action="store_true")
     p.add_argument("--n", type=int, default=200)
-    p.add_argument("--stages", type=lambda v: tuple(v.split(",")), default=detect.DEFAULT_STAGES,
+    p.add_argument("--stages", type=stages_arg, default=detect.DEFAULT_STAGES,
                    help="--calibrate, --mosaic, --runtime-only: detector stages, comma-separated (e.g. centerface)")
     p.add_argument("--no-refine", action="store_true",
                    help="--calibrate: the detector's own keypoints, without the refining BlazeFace look")

@@ -30,7 +30,7 @@ from mask2face.edge_runtime.inpaint import Inpainter
 from mask2face.edge_runtime.safeio import load_image
 
 from . import metrics
-from .detect_bench import DATA, environment, iter_pairs, rebuild_photo, report_row
+from .detect_bench import DATA, environment, iter_pairs, rebuild_photo, report_row, stages_arg
 from .runtime_bench import onto_canvas
 
 
@@ -130,7 +130,7 @@ def main(argv=None) -> int:
     p.add_argument("--canvas", default=None, metavar="WxH",
                    help="scale each photo to H rows and pad it to W columns first (e.g. 640x480, as runtime_bench)")
     p.add_argument("--variant", default="", help="a name for this run, stored in the row")
-    p.add_argument("--detector-stages", type=lambda v: tuple(v.split(",")), default=detect.DEFAULT_STAGES,
+    p.add_argument("--detector-stages", type=stages_arg, default=detect.DEFAULT_STAGES,
                    help="face detector stages, comma-separated (default: the runtime's)")
     p.add_argument("--no-save", action="store_true")
     p.add_argument("--results", type=Path, default=None, help="folder photo_quality.jsonl is appended to")

@@ -30,7 +30,7 @@ from mask2face.edge_runtime.media import CHUNK
 from mask2face.edge_runtime.safeio import load_image, save_image
 
 from .bench import time_invokes
-from .detect_bench import DATA, environment, iter_pairs, rebuild_photo, report_row
+from .detect_bench import DATA, environment, iter_pairs, rebuild_photo, report_row, stages_arg
 
 ACCEPT_ALL = BlendConfig(min_confidence=0.0, min_area=0.0, max_area=1.0, min_centroid_y=0.0, mask_threshold=-1.0,
                          min_change=0.0)
@@ -132,7 +132,7 @@ def main(argv=None) -> int:
     p.add_argument("--photos", type=int, default=60)
     p.add_argument("--threads", type=int, default=2, help="model threads")
     p.add_argument("--detector-threads", type=int, default=None, help="face detector threads (default: --threads)")
-    p.add_argument("--detector-stages", type=lambda v: tuple(v.split(",")), default=detect.DEFAULT_STAGES,
+    p.add_argument("--detector-stages", type=stages_arg, default=detect.DEFAULT_STAGES,
                    help="face detector stages, comma-separated (default: the runtime's)")
     p.add_argument("--scratch", type=Path, default=Path(tempfile.gettempdir()) / "mask2face-runtime-bench")
     p.add_argument("--accept-all", action="store_true",

@@ -161,3 +161,13 @@ def test_photo_bench_scores_whole_photos_against_the_bare_source(pair_dir):
     assert by_pair["psnr_masked"] > by_pair["input_psnr_masked"] + 3
     by_detector = photo_bench.measure(inpainter, pair_dir / "data", 0, photos_root=pair_dir)
     assert by_detector["faces_found"] == pytest.approx(2 / 3), by_detector
+
+
+def test_stage_lists_are_checked_by_argparse():
+    import argparse
+
+    from mask2face.benchmarks.detect_bench import stages_arg
+    assert stages_arg("centerface, full") == ("centerface", "full")
+    for bad in ("full,bogus", "", ","):
+        with pytest.raises(argparse.ArgumentTypeError, match="unknown detector stage"):
+            stages_arg(bad)
