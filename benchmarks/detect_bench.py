@@ -67,12 +67,11 @@ WITH_MASK = "con_mascarilla"
 
 def environment() -> dict:
     """The benchmarks' shared environment block, plus when the row was made and which face detector asset ran."""
-    import hashlib
-
     from mask2face.edge_runtime import centerface
+    from mask2face.runs import sha256_file
 
-    content = centerface.ASSET.read_bytes() if centerface.ASSET.is_file() else b""
-    asset = {"file": centerface.ASSET.name, "bytes": len(content), "sha256": hashlib.sha256(content).hexdigest()[:16]}
+    asset = {"file": centerface.ASSET.name, "bytes": centerface.ASSET.stat().st_size,
+             "sha256": sha256_file(centerface.ASSET)[:16]} if centerface.ASSET.is_file() else None
     return {**bench.environment(), "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "centerface_asset": asset}
 
 
@@ -192,6 +191,17 @@ def face_free_images():
         yield name, np.ascontiguousarray(im[..., :3])
 
 
+def score_photo(boxes: list, annotated: list[tuple[str, list[float]]]) -> tuple[int, int, int]:
+    """One photo's (hits, boxes, false): its with-mask boxes >= 40 px that a detection matches at IoU >= 0.4, how
+    many such boxes there are, and the detections that match no annotated box of any class at IoU >= 0.4."""
+    found = np.array(boxes, np.float64).reshape(-1, 4)
+    truth = [box for label, box in annotated if label == WITH_MASK and box[2] - box[0] >= 40]
+    hits = sum(len(found) > 0 and detect.box_iou(np.array(box), found).max() >= 0.4 for box in truth)
+    every = np.array([box for _, box in annotated])
+    false = sum(detect.box_iou(box, every).max() < 0.4 for box in found)
+    return int(hits), len(truth), int(false)
+
+
 def runtime_row(photos: list[Path], folder: Path, threads: int, env: dict, variant: str = "runtime",
                 centerface_threshold: float = detect.CENTERFACE_THRESHOLD,
                 stages: tuple[str, ...] = detect.DEFAULT_STAGES) -> dict:
@@ -220,16 +230,11 @@ def runtime_row(photos: list[Path], folder: Path, threads: int, env: dict, varia
         xml = folder / "annotations" / (path.stem + ".xml")
         if xml.exists():
             half = "pick" if fmd.index(path.name) % 2 == 0 else "check"
-            gt = read_boxes(xml)
             annotated += 1
-            for label, box in gt:
-                if label != WITH_MASK or box[2] - box[0] < 40:
-                    continue
-                hits[half][1] += 1
-                if faces and detect.box_iou(np.array(box), np.array([f.box for f in faces])).max() >= 0.4:
-                    hits[half][0] += 1
-            all_gt = np.array([b for _, b in gt])
-            false += sum(detect.box_iou(np.array(f.box), all_gt).max() < 0.4 for f in faces)
+            hit, boxes, wrong = score_photo([f.box for f in faces], read_boxes(xml))
+            hits[half][0] += hit
+            hits[half][1] += boxes
+            false += wrong
     free = {name: len(det.detect(im)) for name, im in face_free_images()}
     total = hits["pick"][1] + hits["check"][1]
     return {"bench": "detect", "variant": variant, "dataset": folder.name, "cascade": ["runtime:" + "+".join(det.stages)],
@@ -259,22 +264,17 @@ def mosaic_row(folder: Path, threads: int, env: dict, grid: int, stages: tuple[s
         images = [load_image(p) for p in group]
         ch, cw = max(im.shape[0] for im in images), max(im.shape[1] for im in images)
         mosaic = np.full((grid * ch, grid * cw, 3), 127, np.uint8)
-        truth, every = [], []
+        labelled = []
         for k, (path, im) in enumerate(zip(group, images)):
             y0, x0 = (k // grid) * ch, (k % grid) * cw
             mosaic[y0:y0 + im.shape[0], x0:x0 + im.shape[1]] = im
-            for label, box in read_boxes(folder / "annotations" / (path.stem + ".xml")):
-                shifted = [box[0] + x0, box[1] + y0, box[2] + x0, box[3] + y0]
-                every.append(shifted)
-                if label == WITH_MASK and box[2] - box[0] >= 40:
-                    truth.append(shifted)
+            labelled += [(label, [box[0] + x0, box[1] + y0, box[2] + x0, box[3] + y0])
+                         for label, box in read_boxes(folder / "annotations" / (path.stem + ".xml"))]
         faces = det.detect(mosaic)
         seconds.append(det.last_seconds)
         sides.append(max(mosaic.shape[:2]))
-        found = np.array([f.box for f in faces]) if faces else np.zeros((0, 4))
-        total += len(truth)
-        hits += sum(len(found) and detect.box_iou(np.array(b), found).max() >= 0.4 for b in truth)
-        false += sum(detect.box_iou(np.array(f.box), np.array(every)).max() < 0.4 for f in faces)
+        hit, boxes, wrong = score_photo([f.box for f in faces], labelled)
+        hits, total, false = hits + hit, total + boxes, false + wrong
     return {"bench": "detect", "variant": variant, "dataset": f"{folder.name} mosaic {grid}x{grid}",
             "cascade": ["runtime:" + "+".join(det.stages)], "mosaics": len(seconds),
             "mosaic_longer_side_px": [min(sides), max(sides)], "recall_boxes": total,
