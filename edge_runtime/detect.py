@@ -98,11 +98,8 @@ REFINE_SCALE = 2.0
 # already ~85 px in the whole-photo pass) and every refined face costs two invokes. On the val pairs 1.5 keeps the
 # gain (18.35 dB at 640x480, 18.11 at 250 px; 1.25: 18.36 / 18.12; always: 18.36 / 18.13).
 REFINE_MIN_ZOOM = 1.5
-# CenterFace's faces: keypoints from the refining look (BlazeFace) where it finds the face, else CenterFace's own.
-REFINE_CENTERFACE = True
 REFINE_MIN_SCORE = 0.3        # a view's face counts if it overlaps the found face (IoU > NMS_IOU) at this score
-MODEL_FAMILY = {"centerface": "centerface", "centerface_tiles": "centerface",
-                "full": "full_range", "flip": "full_range", "tiles": "full_range", "tiles2": "full_range",
+MODEL_FAMILY = {"full": "full_range", "flip": "full_range", "tiles": "full_range", "tiles2": "full_range",
                 "tiles3": "full_range", "padded": "full_range", "short": "short_range", "short_tiles": "short_range"}
 CROSS_THRESHOLDS = {"full": 0.4, "flip": 0.4, "tiles": 0.4, "short_tiles": 0.5, "short": 0.5}
 # Fallbacks run only where the union found nothing. 0.65, not 0.5: the padded photo of scikit-image's coins
@@ -150,7 +147,7 @@ EYE_CORRECTION = {"left": (0.0084, -0.0028), "right": (-0.0382, -0.0076)}
 # The same for CenterFace's eye landmarks (faces whose keypoints no BlazeFace view refined), measured the same way
 # (`detect_bench --calibrate --stages centerface --no-refine`, 199 pairs, the int8 asset): mean eye error 0.082 ->
 # 0.069 eye distances after correction, spread 0.053-0.061 per axis (float16 weights: 0.074 -> 0.065). Coarser than
-# refined BlazeFace keypoints (0.041), so CenterFace's faces are refined (REFINE_CENTERFACE) and these serve where
+# refined BlazeFace keypoints (0.041), so CenterFace's faces are refined (FaceDetector.detect) and these serve where
 # no BlazeFace view finds the face.
 CENTERFACE_EYE_CORRECTION = {"left": (0.0099, -0.0083), "right": (-0.0712, -0.0084)}
 EYE_CORRECTIONS = {"full_range": EYE_CORRECTION, "centerface": CENTERFACE_EYE_CORRECTION}
@@ -505,7 +502,7 @@ class FaceDetector:
             used += ["centerface_tiles"] if tiled else []
             faces = merge(faces + tiled)
         if faces:
-            if self.refine and REFINE_CENTERFACE:
+            if self.refine:   # every CenterFace face: BlazeFace's eyes where its closer look finds it
                 faces = [self.refined(image, f) for f in faces]
         else:
             faces, used = self._blazeface_cascade(image)
@@ -538,16 +535,12 @@ class FaceDetector:
             if faces or stage in CENTERFACE_STAGES or (stage in self.thresholds and stage not in FALLBACK_REUSE):
                 continue
             dets = found[stage] if stage in found else self.run_stage(stage, image)
-            faces = merge(_threshold(dets, self.fallback_threshold))
+            faces = merge([f for f in dets if f.score >= self.fallback_threshold])
             if faces:
                 used.append(stage)
         if self.refine:
             faces = [self.refined(image, f) if needs_refining(f, longer) else f for f in faces]
         return faces, used
-
-
-def _threshold(faces: list[Face], min_score: float) -> list[Face]:
-    return [f for f in faces if f.score >= min_score]
 
 
 def needs_refining(face: Face, longer_side: int, min_zoom: float = REFINE_MIN_ZOOM) -> bool:
