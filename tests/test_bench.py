@@ -81,6 +81,11 @@ def test_runtime_bench_row_in_chunks(tmp_path, capsys, monkeypatch):
     assert 0 < row["bare_invoke_ms_p50"] <= row["bare_invoke_ms_mean"] * 1.5
     assert row["model_ms_mean_in_pipeline"] > 0 and row["photos_per_s"] > 0
     assert row["model_overhead_mean"] == pytest.approx(row["model_ms_mean_in_pipeline"] / row["bare_invoke_ms_mean"] - 1)
+    # the two other references: warm invokes between chunks (3 chunks x 4), and bare invokes right after detection
+    assert row["warm_invoke_ms_p50_interleaved"] > 0 and len(row["invokes_after_detection_ms_p50"]) == 6
+    assert row["after_detection_invoke_ms_p50"] == pytest.approx(row["invokes_after_detection_ms_p50"][0], abs=1e-4)
+    assert row["model_overhead_vs_after_detection"] == pytest.approx(
+        row["model_ms_p50_in_pipeline"] / row["after_detection_invoke_ms_p50"] - 1)
 
 
 def test_a_damaged_model_is_skipped_by_name_and_the_others_are_benchmarked(tmp_path, capsys):
@@ -107,3 +112,17 @@ def test_two_files_of_one_name_keep_two_rows_told_apart_by_folder():
     table = report.table_rows(rows + [dict(rows[0], quality={"psnr_masked": 19.3})])   # a re-run replaces its row
     assert [(t["model"], t["PSNR masked (dB)"]) for t in table] == [
         ("student (runs/mine/export)", 19.3), ("student (models/cpu/export)", 19.2)]
+
+
+def test_first_invoke_bench_times_each_kind_of_prior_work(capsys):
+    """The plain-LiteRT first-invoke bench: one p50 per invoke position after each kind of work, and first_vs_warm
+    is the first over the mean of the 4th onwards."""
+    from mask2face.benchmarks import first_invoke
+    assert first_invoke.main(["--sequences", "4", "--length", "5", "--no-save"]) == 0
+    out = capsys.readouterr().out
+    row = json.loads(out[out.index("{"):out.rindex("}") + 1])
+    assert set(row["after"]) == {"nothing", "centerface_invoke", "busy_25ms", "write_8mb", "sleep_25ms"}
+    for kind in row["after"].values():
+        ms = kind["invoke_ms_p50"]
+        assert len(ms) == 5 and min(ms) > 0
+        assert kind["first_vs_warm"] == pytest.approx(ms[0] / np.mean(ms[3:]) - 1, abs=2e-3)
