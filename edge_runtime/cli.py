@@ -1,6 +1,6 @@
 """`mask2face remove INPUT... --out DIR [--model M] [--camera N] [--delegate cpu|gpu|nnapi] [--threads N]
-[--chunk N] [--min-change X] [--summary F] [--skip-existing]`: no TensorFlow, no dlib; what a Raspberry Pi or
-Jetson runs."""
+[--chunk N] [--redetect-every N] [--min-change X] [--summary F] [--skip-existing]`: no TensorFlow, no dlib; what a
+Raspberry Pi or Jetson runs."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from .errors import DiskFullError, Mask2FaceError
 from .inpaint import BlendConfig, Inpainter
 from .media import CHUNK, BatchStopped, collect, process_camera, run_batch, summarize
 from .safeio import atomic_write
+from .track import REDETECT_EVERY
 
 FINISHED = ("ok", "no-face", "no-mask")   # statuses of a written output
 
@@ -103,16 +104,18 @@ def cli_main(cfg, args) -> int:
     chunk = CHUNK if chunk is None else chunk   # run_batch and process_stream treat anything below 1 as 1
     summary_path = Path(args.summary) if getattr(args, "summary", None) else out / "summary.json"
     skip_existing = bool(getattr(args, "skip_existing", False))
+    redetect_every = getattr(args, "redetect_every", None) or REDETECT_EVERY
     earlier = earlier_records(summary_path) if skip_existing else {}
     jobs = collect(inputs, out, summary_path)   # refuses outputs on inputs, on each other or on the summary
     try:
-        records = run_batch(inpainter, jobs, bar_factory=bar, chunk=chunk, skip_existing=skip_existing) if jobs else []
+        records = run_batch(inpainter, jobs, bar_factory=bar, chunk=chunk, skip_existing=skip_existing,
+                            redetect_every=redetect_every) if jobs else []
     except BatchStopped as stop:
         return report_stop(stop, with_earlier(stop.records, earlier), inpainter, out, summary_path,
                            time.perf_counter() - t0)
     if camera is not None:
         try:
-            records.append(process_camera(inpainter, camera, out, bar_factory=bar))
+            records.append(process_camera(inpainter, camera, out, bar_factory=bar, redetect_every=redetect_every))
         except Mask2FaceError as exc:
             if not inputs:   # the camera was the whole job: one line, exit 2, no summary of nothing
                 raise

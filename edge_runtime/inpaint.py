@@ -158,20 +158,23 @@ class Inpainter:
         """Per-face report and timings (seconds, split detection / model / blending). `faces` skips detection."""
         return self.remove_many([image], None if faces is None else [faces])[0]
 
-    def remove_many(self, images: list[np.ndarray], faces: list[list[Face]] | None = None) -> list[RemoveResult]:
+    def remove_many(self, images: list[np.ndarray], faces: list[list[Face]] | None = None,
+                    detector: FaceDetector | None = None) -> list[RemoveResult]:
         """Several photos in three passes: detect faces in every photo, run the model on every face crop back to
         back, then blend. Each result is what remove_detailed gives for that photo alone; the model is only
         faster: invoked right after a photo's ~25 ms of detection, its XNNPACK workers have gone to sleep and its
         caches are cold (+9-29% over a warm invoke here, 2 threads); back to back it stays within 2-8% of warm.
         Folders and videos go through this in chunks; a camera, which needs each frame at once, takes one photo at
-        a time. `faces[i]` skips detection for photo i."""
+        a time. `faces[i]` skips detection for photo i. `detector` stands in for the Inpainter's own: a
+        track.FaceTracker for consecutive frames of a video (the frames then go in order)."""
         if isinstance(images, np.ndarray) and images.ndim == 3 or not isinstance(images, (list, tuple, np.ndarray)):
             raise TypeError("remove_many takes a list of images ((H, W, 3) uint8 RGB arrays); for one photo use "
                             "remove() or remove_detailed()")
         if faces is not None and len(faces) != len(images):
             raise ValueError(f"faces has {len(faces)} entries for {len(images)} images: give one list per image")
         results = [RemoveResult(image=check_image(image)) for image in images]
-        jobs = [self._crops(res, None if faces is None else faces[i]) for i, res in enumerate(results)]
+        jobs = [self._crops(res, None if faces is None else faces[i], detector or self.detector)
+                for i, res in enumerate(results)]
         for res, face_jobs in zip(results, jobs):
             for job in face_jobs:
                 t0 = time.perf_counter()
@@ -185,12 +188,12 @@ class Inpainter:
             res.timings["blending"] += time.perf_counter() - t0
         return results
 
-    def _crops(self, result: RemoveResult, faces: list[Face] | None) -> list["_FaceJob"]:
+    def _crops(self, result: RemoveResult, faces: list[Face] | None, detector: FaceDetector) -> list["_FaceJob"]:
         """Detect (unless `faces` is given) and cut the aligned training crop of every face."""
         image = result.image
         t0 = time.perf_counter()
         if faces is None:
-            faces = self.detector.detect(image)
+            faces = detector.detect(image)
         t1 = time.perf_counter()
         result.timings["detection"] = t1 - t0
         jobs = []

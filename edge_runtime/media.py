@@ -19,6 +19,7 @@ import numpy as np
 from .errors import DiskFullError, ImageError, Mask2FaceError
 from .inpaint import check_image
 from .safeio import atomic_write, decode_image, in_source_layout, plain_permissions, read_bytes, save_image
+from .track import REDETECT_EVERY, FaceTracker
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png"}
 # Images we do not read: in a folder they are listed as errors that say to convert them, not silently left out.
@@ -182,15 +183,19 @@ def _frame_chunks(cap, size: int, max_frames: int | None):
 
 
 def process_stream(inpainter, cap, dst: Path, fps: float, label: str, max_frames: int | None = None,
-                   progress: Callable[[int], None] | None = None, chunk: int = CHUNK) -> dict:
+                   progress: Callable[[int], None] | None = None, chunk: int = CHUNK,
+                   redetect_every: int = REDETECT_EVERY) -> dict:
     """Frames from an open cv2.VideoCapture through the inpainter into `dst` (atomic), same fps and size, `chunk`
-    frames per Inpainter.remove_many pass (1 for a live camera: each frame is written as soon as it is read)."""
+    frames per Inpainter.remove_many pass (1 for a live camera: each frame is written as soon as it is read). Faces
+    are followed from frame to frame (track.FaceTracker), with the full detector every `redetect_every` frames
+    (1: on every frame)."""
     dst, fourcc = _writer_path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=dst.suffix, dir=dst.parent)
     os.close(fd)
     timings = {"detection": 0.0, "model": 0.0, "blending": 0.0}
     frames = faces = pasted = 0
+    tracker = FaceTracker(inpainter.detector, redetect_every) if redetect_every > 1 else None
     writer = None
     t0 = time.perf_counter()
     try:
@@ -200,7 +205,7 @@ def process_stream(inpainter, cap, dst: Path, fps: float, label: str, max_frames
                 writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*fourcc), fps, (w, h))
                 if not writer.isOpened():
                     raise MediaError(f"cannot write video {dst} ({fourcc}); use an .mp4 or .avi output")
-            for res in inpainter.remove_many(batch):
+            for res in inpainter.remove_many(batch, detector=tracker):
                 writer.write(cv2.cvtColor(res.image, cv2.COLOR_RGB2BGR))
                 for k in timings:
                     timings[k] += res.timings[k]
@@ -223,7 +228,8 @@ def process_stream(inpainter, cap, dst: Path, fps: float, label: str, max_frames
             os.unlink(tmp)
     timings["total"] = time.perf_counter() - t0
     return {"file": label, "output": str(dst), "kind": "video", "status": "ok", "frames": frames, "fps": fps,
-            "faces_found": faces, "pasted": pasted, "timings": timings}
+            "faces_found": faces, "pasted": pasted, "redetect_every": max(1, redetect_every),
+            "full_detections": tracker.full_detections if tracker else frames, "timings": timings}
 
 
 def check_video(path: str, frames: int, dst: Path) -> None:
@@ -251,13 +257,14 @@ def open_video(src: Path):
     return cap, float(fps), int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
 
 
-def process_video(inpainter, src: Path, dst: Path, bar_factory=None, chunk: int = CHUNK) -> dict:
+def process_video(inpainter, src: Path, dst: Path, bar_factory=None, chunk: int = CHUNK,
+                  redetect_every: int = REDETECT_EVERY) -> dict:
     cap, fps, count = open_video(src)
     try:
         bar = bar_factory(total=count or None, desc=src.name, unit="frame", leave=False) if bar_factory else None
         try:
             return process_stream(inpainter, cap, dst, fps, str(src), progress=bar.update if bar else None,
-                                  chunk=chunk)
+                                  chunk=chunk, redetect_every=redetect_every)
         finally:
             if bar:
                 bar.close()
@@ -265,7 +272,8 @@ def process_video(inpainter, src: Path, dst: Path, bar_factory=None, chunk: int 
         cap.release()
 
 
-def process_camera(inpainter, index: int, out_dir: Path, max_frames: int | None = None, bar_factory=None) -> dict:
+def process_camera(inpainter, index: int, out_dir: Path, max_frames: int | None = None, bar_factory=None,
+                   redetect_every: int = REDETECT_EVERY) -> dict:
     """Camera `index` into OUT/camera-<index>.mp4 until Ctrl-C (or `max_frames`); the finished part is kept."""
     cap = cv2.VideoCapture(index)
     if not cap.isOpened():
@@ -280,7 +288,8 @@ def process_camera(inpainter, index: int, out_dir: Path, max_frames: int | None 
     wrapped = _InterruptibleCapture(cap)
     try:
         return process_stream(inpainter, wrapped, Path(out_dir) / f"camera-{index}.mp4", fps, f"camera:{index}",
-                              max_frames=max_frames, progress=bar.update if bar else None, chunk=1)
+                              max_frames=max_frames, progress=bar.update if bar else None, chunk=1,
+                              redetect_every=redetect_every)
     finally:
         cap.release()
         if bar:
@@ -315,7 +324,7 @@ def skip_record(src: Path, dst: Path, kind: str) -> dict:
 
 
 def run_batch(inpainter, jobs: list[tuple[Path, Path, str]], bar_factory=None, chunk: int = CHUNK,
-              skip_existing: bool = False) -> list[dict]:
+              skip_existing: bool = False, redetect_every: int = REDETECT_EVERY) -> list[dict]:
     """Every job, in order; photos go `chunk` at a time through process_images. A failing file becomes an error
     record and the batch goes on. The bar counts files as they are finished, not as they are queued.
     `skip_existing`: a job whose output exists is not redone (outputs appear atomically, so an existing one is
@@ -349,7 +358,7 @@ def run_batch(inpainter, jobs: list[tuple[Path, Path, str]], bar_factory=None, c
             flush()
             try:
                 if kind == "video":
-                    done([process_video(inpainter, src, dst, bar_factory, chunk)])
+                    done([process_video(inpainter, src, dst, bar_factory, chunk, redetect_every)])
                 elif kind == "missing":
                     done([error_record(src, MediaError(f"{src} does not exist"), kind)])
                 elif kind == "unreadable":

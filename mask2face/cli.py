@@ -147,6 +147,10 @@ def _remove_args(p):
     p.add_argument("--chunk", type=positive_int, default=None,
                    help="photos or video frames detected before the model runs on all their faces back to back "
                         "(warm; default 8; 1 = one at a time, least memory)")
+    p.add_argument("--redetect-every", type=positive_int, default=None, metavar="N",
+                   help="videos and the camera: follow faces from frame to frame and run the full face detector "
+                        "every N frames (default 10: a face that comes in is found within N frames; 1 = every "
+                        "frame). Photos always get the full detector")
     p.add_argument("--min-change", type=share, default=None, metavar="X",
                    help="paste a face only if the model changes its masked region by at least X on average (0-1; "
                         "default 0.08). Higher leaves more bare faces alone and restores fewer real masks: for the "
