@@ -126,6 +126,8 @@ def main(argv=None) -> int:
     p.add_argument("--photos", type=int, default=60, help="annotated real-masked-dev photos (one clip each)")
     p.add_argument("--frames", type=int, default=30, help="frames per clip")
     p.add_argument("--redetect-every", type=int, default=REDETECT_EVERY)
+    p.add_argument("--max-faces", type=int, default=0,
+                   help="only photos with at most this many annotated faces (0: every annotated photo)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--no-save", action="store_true")
     p.add_argument("--results", type=Path, default=None, help="folder track.jsonl is appended to")
@@ -134,6 +136,9 @@ def main(argv=None) -> int:
     if not (folder / "annotations").is_dir():
         raise SystemExit(f"{folder}/annotations not found: this benchmark needs ../shared/data/real-masked-dev")
     annotated = sorted(q for q in folder.iterdir() if (folder / "annotations" / (q.stem + ".xml")).exists())
+    if args.max_faces:   # e.g. 1: the selfie or doorbell camera, one face in the picture
+        annotated = [q for q in annotated
+                     if len(read_boxes(folder / "annotations" / (q.stem + ".xml"))) <= args.max_faces]
     annotated = annotated[:max(1, args.photos)]
     inpainter = Inpainter.from_file(None, threads=args.threads)
     detector = inpainter.detector
@@ -183,7 +188,8 @@ def main(argv=None) -> int:
         "full_detection_share": modes["tracked"]["full_frames"] / n_frames,
         "eye_gap_vs_full_p50": float(np.nanmedian(gaps)), "eye_gap_vs_full_p95": float(np.nanpercentile(gaps, 95)),
         "eye_gap_over_0.1": float(np.nanmean(gaps > 0.1)), "faces_compared": int(np.isfinite(gaps).sum())})
-    row = {"bench": "track", "clips": len(clips), "frames_per_clip": args.frames, "frames": n_frames,
+    row = {"bench": "track", "clips": len(clips), "max_faces": args.max_faces or None,
+           "frames_per_clip": args.frames, "frames": n_frames,
            "frame_size": list(FRAME), "redetect_every": args.redetect_every, "threads": args.threads,
            "detector_stages": list(detector.stages), "chunk": CHUNK, **summary, **environment()}
     report_row(row, ("clips", "frames", "redetect_every", "full", "tracked"), "track.jsonl",

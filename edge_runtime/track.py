@@ -37,15 +37,26 @@ class FaceTracker:
         self._since_full = 0
         self._shape: tuple[int, ...] | None = None
 
+    def _followable(self, frame: np.ndarray) -> bool:
+        """Whether this frame may skip the full detector: faces known, the same frame size, not yet time for a full
+        detection, and every known face seen by BlazeFace's closer look last time (a face only CenterFace sees,
+        often a small one in a crowd, cannot be followed; it would be lost on every frame)."""
+        return (bool(self._faces) and frame.shape == self._shape and self._since_full + 1 < self.redetect_every
+                and all(face.keypoint_model == "full_range" for face in self._faces))
+
     def reset(self) -> None:
         """Forget the known faces (a cut in the video, a new stream): the next frame gets the full detector."""
         self._faces, self._shape = [], None
 
     def detect(self, frame: np.ndarray) -> list[Face]:
         self.frames += 1
-        if self._faces and frame.shape == self._shape and self._since_full + 1 < self.redetect_every:
-            followed = [self.detector.followed(frame, face) for face in self._faces]
-            if all(face is not None for face in followed):
+        if self._followable(frame):
+            followed = []
+            for face in self._faces:
+                followed.append(self.detector.followed(frame, face))
+                if followed[-1] is None:   # lost: the full detector looks again, so stop spending on the rest
+                    break
+            else:
                 self._since_full += 1
                 self._faces = sorted(merge(followed), key=lambda f: -f.score)
                 self.last_stage = "tracked"

@@ -93,3 +93,17 @@ def test_moved_box_follows_the_eyes():
     box = detect.moved_box((0.0, 0.0, 20.0, 20.0), (np.array([5.0, 8.0]), np.array([15.0, 8.0])),
                            (np.array([0.0, 5.0]), np.array([20.0, 5.0])))
     assert box == pytest.approx((-10.0, -11.0, 30.0, 29.0))
+
+
+def test_a_face_only_centerface_sees_is_not_followed(detector):
+    """A known face without BlazeFace keypoints (its closer look found nothing last time) would be lost on every
+    frame: the next frame goes straight to the full detector."""
+    frames = moving_astronaut(3)
+    tracker = FaceTracker(detector, redetect_every=10)
+    tracker.detect(frames[0])
+    tracker.detect(frames[1])
+    assert tracker.last_stage == "tracked"
+    face = tracker._faces[0]
+    tracker._faces = [detect.Face(face.box, face.score, face.keypoints, "centerface", keypoint_model="centerface")]
+    tracker.detect(frames[2])
+    assert tracker.last_stage != "tracked" and tracker.full_detections == 2
