@@ -144,8 +144,9 @@ class Inpainter:
         `threads` is the model's thread count; the face detector uses `detector_threads` (default: the same) and
         `detector_stages` (detect.STAGES; without "centerface": session 9's BlazeFace-only cascade).
         Each interpreter has its own XNNPACK thread pool. Invoked once per photo, right after detection, the model
-        pays for waking its pool and for cold caches (the shipped student on 2 cores: +17-29% over its warm invoke);
-        remove_many runs it back to back, within 5-8% of warm in most runs (`mask2face bench --what runtime`,
+        pays for waking its pool and for cold caches: a bare first invoke after detection took 11-18% longer than
+        warm ones (the shipped student on 2 cores, session 11; benchmarks/first_invoke.py shows it in plain LiteRT);
+        remove_many runs it back to back, within a few percent of warm (`mask2face bench --what runtime`,
         docs/EDGE.md)."""
         path = shipped_model(path)
         model = Model.from_file(path, delegate=delegate, threads=threads)
@@ -162,8 +163,9 @@ class Inpainter:
                     detector: FaceDetector | None = None) -> list[RemoveResult]:
         """Several photos in three passes: detect faces in every photo, run the model on every face crop back to
         back, then blend. Each result is what remove_detailed gives for that photo alone; the model is only
-        faster: invoked right after a photo's ~25 ms of detection, its XNNPACK workers have gone to sleep and its
-        caches are cold (+9-29% over a warm invoke here, 2 threads); back to back it stays within 2-8% of warm.
+        faster: invoked right after a photo's ~30 ms of detection, its XNNPACK worker has gone to sleep and its
+        caches are cold (a bare invoke there: +11-18% over a warm one, 2 threads); back to back it stays within a few
+        percent of warm.
         Folders and videos go through this in chunks; a camera, which needs each frame at once, takes one photo at
         a time. `faces[i]` skips detection for photo i. `detector` stands in for the Inpainter's own: a
         track.FaceTracker for consecutive frames of a video (the frames then go in order)."""
