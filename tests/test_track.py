@@ -107,3 +107,41 @@ def test_a_face_only_centerface_sees_is_not_followed(detector):
     tracker._faces = [detect.Face(face.box, face.score, face.keypoints, "centerface", keypoint_model="centerface")]
     tracker.detect(frames[2])
     assert tracker.last_stage != "tracked" and tracker.full_detections == 2
+
+
+def test_track_bench_clips_move_their_boxes_with_the_picture(detector):
+    """The bench's ground truth: a box on the still picture, moved with each frame, is where the detector finds the
+    face on that frame."""
+    from mask2face.benchmarks import track_bench
+    photo = skimage_data.astronaut()
+    box = detector.detect(photo)[0].box
+    frames, boxes, moves = track_bench.clip(photo, [("con_mascarilla", list(box))], frames=8, phase=0.3)
+    assert len(frames) == len(boxes) == len(moves) == 8 and frames[0].shape == (480, 640, 3)
+    for k in (0, 4, 7):
+        found = detector.detect(frames[k])
+        assert detect.box_iou(np.array(boxes[k][0][1]), np.array([f.box for f in found])).max() > 0.6
+
+
+def test_eye_jitter_is_the_rms_wander_in_eye_distances():
+    from mask2face.benchmarks import track_bench
+    steady = [np.array([[0.0, 0.0], [10.0, 0.0]])] * 6
+    assert track_bench.jitter(steady) == 0.0
+    assert track_bench.jitter(steady[:4]) is None                  # too few frames to say
+    # both eyes 1 px left on half the frames and 1 px right on the other half: RMS 1 px = 0.1 eye distances
+    wobbly = [e + [[(-1) ** i, 0.0], [(-1) ** i, 0.0]] for i, e in enumerate(steady)]
+    assert track_bench.jitter(wobbly) == pytest.approx(0.1)
+
+
+def test_track_bench_row_on_real_masked_photos(capsys):
+    """Two short clips through both modes: every frame scored, the tracker's full detections counted."""
+    import json
+    from conftest import shared_data
+    from mask2face.benchmarks import track_bench
+    shared_data("real-masked-dev")
+    assert track_bench.main(["--photos", "2", "--frames", "6", "--no-save"]) == 0
+    out = capsys.readouterr().out
+    row = json.loads(out[out.index("{"):out.rindex("}") + 1])
+    assert row["clips"] == 2 and row["frames"] == 12
+    full, tracked = row["full"], row["tracked"]
+    assert full["recall_boxes"] == tracked["recall_boxes"] > 0 and 0 <= tracked["recall"] <= 1
+    assert 2 / 12 <= tracked["full_detection_share"] <= 1 and full["frames_per_s_end_to_end"] > 0
