@@ -508,8 +508,9 @@ class FaceDetector:
         if not views:
             return None
         keypoints = _score_weighted(views, [f.keypoints for f in views]).astype(face.keypoints.dtype)
-        found = Face(face.box, max(float(f.score) for f in views), keypoints, "tracked")
-        return Face(moved_box(face.box, face.eyes(), found.eyes()), found.score, keypoints, "tracked")
+        score = max(float(f.score) for f in views)
+        new_eyes = Face(face.box, score, keypoints).eyes()   # full-range keypoints, corrected as the crop uses them
+        return Face(moved_box(face.box, face.eyes(), new_eyes), score, keypoints, "tracked")
 
     def detect(self, image: np.ndarray) -> list[Face]:
         t0 = time.perf_counter()
