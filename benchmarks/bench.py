@@ -80,6 +80,16 @@ def time_invokes(interpreter, warmup: int, runs: int, before=None) -> np.ndarray
     return times
 
 
+def invoke_sequences_ms(interpreter, before, sequences: int, length: int) -> np.ndarray:
+    """p50 milliseconds of the 1st, 2nd, ... `length`th invoke() right after `before()`, over `sequences` sequences:
+    how much slower a model's first invoke after other work is, and how soon it is warm again."""
+    times = np.empty((max(sequences, 1), length))
+    for row in times:
+        before()
+        row[:] = time_invokes(interpreter, warmup=0, runs=length)
+    return np.median(times, axis=0)
+
+
 def predict(model_bytes: bytes, images_u8: np.ndarray, threads: int = 1) -> np.ndarray:
     """Float outputs (N,S,S,C) in [0,1] for uint8 RGB inputs (N,S,S,3), one invoke per image (batch is 1)."""
     it = _interpreter(model_bytes, threads)

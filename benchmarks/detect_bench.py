@@ -191,6 +191,11 @@ def face_free_images():
         yield name, np.ascontiguousarray(im[..., :3])
 
 
+def annotated_photos(folder: Path) -> list[Path]:
+    """The photos of `folder` that have PASCAL-VOC boxes in `folder`/annotations, sorted."""
+    return sorted(p for p in folder.iterdir() if (folder / "annotations" / (p.stem + ".xml")).exists())
+
+
 def score_photo(boxes: list, annotated: list[tuple[str, list[float]]]) -> tuple[int, int, int]:
     """One photo's (hits, boxes, false): its with-mask boxes >= 40 px that a detection matches at IoU >= 0.4, how
     many such boxes there are, and the detections that match no annotated box of any class at IoU >= 0.4."""
@@ -254,7 +259,7 @@ def mosaic_row(folder: Path, threads: int, env: dict, grid: int, stages: tuple[s
     """Small faces in big photos, which real-masked-dev (photos of at most 512 px) lacks: its annotated photos, grid
     x grid to a mosaic (each in a cell of the group's largest size, grey around), their with-mask boxes >= 40 px
     shifted with them. Recall at IoU >= 0.4 as in runtime_row, per mosaic photo time."""
-    annotated = sorted(p for p in folder.iterdir() if (folder / "annotations" / (p.stem + ".xml")).exists())
+    annotated = annotated_photos(folder)
     det = detect.FaceDetector(threads=threads, stages=stages)
     hits = total = false = 0
     seconds, sides = [], []

@@ -24,7 +24,7 @@ from mask2face.edge_runtime.centerface import CenterFace
 from mask2face.edge_runtime.inpaint import shipped_model
 from mask2face.edge_runtime.model import Model
 
-from .bench import time_invokes
+from .bench import invoke_sequences_ms, time_invokes
 from .detect_bench import environment, report_row
 from .runtime_bench import _prepared
 
@@ -44,15 +44,6 @@ def prior_work(threads: int) -> dict:
             "write_8mb": lambda: np.add(scratch, 1, out=scratch), "sleep_25ms": lambda: time.sleep(0.025)}
 
 
-def sequence_ms(interpreter, before, sequences: int, length: int) -> np.ndarray:
-    """p50 milliseconds of the 1st .. `length`th invoke after `before()`, over `sequences` sequences."""
-    times = np.empty((sequences, length))
-    for row in times:
-        before()
-        row[:] = time_invokes(interpreter, warmup=0, runs=length)
-    return np.median(times, axis=0)
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", default=None, help=".tflite, or a shipped model: default | mixed")
@@ -68,7 +59,7 @@ def main(argv=None) -> int:
     time_invokes(interpreter, warmup=10, runs=1)
     rows = {}
     for name, before in tqdm(prior_work(args.threads).items(), desc="first invoke", unit="kind"):
-        ms = sequence_ms(interpreter, before, max(1, args.sequences), length)
+        ms = invoke_sequences_ms(interpreter, before, max(1, args.sequences), length)
         rows[name] = {"invoke_ms_p50": [round(float(v), 4) for v in ms],
                       "first_vs_warm": round(float(ms[0] / ms[3:].mean() - 1), 4)}
     row = {"bench": "first_invoke", "model": str(args.model or "default"), "model_info": model.describe(),

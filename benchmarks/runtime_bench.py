@@ -32,7 +32,7 @@ from mask2face.edge_runtime.inpaint import BlendConfig, Inpainter
 from mask2face.edge_runtime.media import CHUNK
 from mask2face.edge_runtime.safeio import load_image, save_image
 
-from .bench import time_invokes
+from .bench import invoke_sequences_ms, time_invokes
 from .detect_bench import DATA, environment, iter_pairs, rebuild_photo, report_row, stages_arg
 
 ACCEPT_ALL = BlendConfig(min_confidence=0.0, min_area=0.0, max_area=1.0, min_centroid_y=0.0, mask_threshold=-1.0,
@@ -116,18 +116,11 @@ def invokes_after_detection_ms(inpainter: Inpainter, photos: list[np.ndarray], s
     """p50 milliseconds of the 1st, 2nd, ... `length`th bare Interpreter.invoke right after the detector has run on
     a photo (cycling through `photos`). The first is where a one-photo-at-a-time pipeline invokes the model, without
     any of our code around it; the later ones show how soon the model is warm again. If the pipeline's invoke matches
-    the first, its extra time over the warm loop is the first invoke after other work, not our code. (Session 11,
-    pure LiteRT in a /tmp script: the shipped student's first invoke after a CenterFace invoke, after 25 ms of work on
-    the calling thread, or after writing 8 MB took 10-22% longer than its later ones; from the third on it was warm.)"""
-    it = _prepared(inpainter.model)
-    times = np.empty((max(sequences, 1), length))
-    for row, photo in zip(times, itertools.cycle(photos)):
-        inpainter.detector.detect(photo)
-        for k in range(length):
-            t0 = time.perf_counter()
-            it.invoke()
-            row[k] = (time.perf_counter() - t0) * 1e3
-    return np.median(times, axis=0)
+    the first, its extra time over the warm loop is the first invoke after other work, not our code (first_invoke.py
+    shows the same in plain LiteRT)."""
+    next_photo = itertools.cycle(photos).__next__
+    return invoke_sequences_ms(_prepared(inpainter.model), lambda: inpainter.detector.detect(next_photo()),
+                               sequences, length)
 
 
 def main(argv=None) -> int:

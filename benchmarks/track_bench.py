@@ -27,13 +27,13 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from mask2face.edge_runtime import detect
+from mask2face.edge_runtime import align, detect
 from mask2face.edge_runtime.inpaint import Inpainter
 from mask2face.edge_runtime.media import CHUNK
 from mask2face.edge_runtime.safeio import load_image
 from mask2face.edge_runtime.track import REDETECT_EVERY, FaceTracker
 
-from .detect_bench import DATA, WITH_MASK, environment, read_boxes, report_row, score_photo
+from .detect_bench import DATA, WITH_MASK, annotated_photos, environment, read_boxes, report_row, score_photo
 
 FRAME = (640, 480)
 
@@ -64,15 +64,15 @@ def clip(photo: np.ndarray, boxes: list, frames: int, phase: float):
     for i in range(frames):
         m = camera_move(i / max(frames - 1, 1), w, h, phase)
         out_frames.append(cv2.warpAffine(canvas, m, (w, h), flags=cv2.INTER_LINEAR, borderValue=(127, 127, 127)))
-        out_boxes.append([(label, moved_box(box, m)) for label, box in placed])
+        out_boxes.append([(label, box_after_move(box, m)) for label, box in placed])
         moves.append(m)
     return out_frames, out_boxes, moves
 
 
-def moved_box(box: list[float], m: np.ndarray) -> list[float]:
+def box_after_move(box: list[float], m: np.ndarray) -> list[float]:
     """The axis-aligned box around `box`'s corners after the move."""
     x0, y0, x1, y1 = box
-    corners = np.array([[x0, y0, 1], [x1, y0, 1], [x0, y1, 1], [x1, y1, 1]]) @ m.T
+    corners = align.transform_points(m, [[x0, y0], [x1, y0], [x0, y1], [x1, y1]])
     return [*corners.min(0).tolist(), *corners.max(0).tolist()]
 
 
@@ -103,8 +103,7 @@ def jitter(eyes_per_frame: list[np.ndarray]) -> float | None:
 
 def still_eyes(face: detect.Face, move: np.ndarray) -> np.ndarray:
     """`face`'s corrected eyes mapped back through a frame's move to the still picture."""
-    return np.array(detect.correct_eyes(*face.raw_eyes(), detect.EYE_CORRECTIONS[face.keypoint_model])) @ \
-        cv2.invertAffineTransform(move)[:, :2].T + cv2.invertAffineTransform(move)[:, 2]
+    return align.transform_points(align.invert(move), np.array(face.eyes()))
 
 
 def frames_per_s(inpainter: Inpainter, clips: list[list[np.ndarray]], redetect_every: int | None) -> float:
@@ -135,7 +134,7 @@ def main(argv=None) -> int:
     folder = DATA / "real-masked-dev"
     if not (folder / "annotations").is_dir():
         raise SystemExit(f"{folder}/annotations not found: this benchmark needs ../shared/data/real-masked-dev")
-    annotated = sorted(q for q in folder.iterdir() if (folder / "annotations" / (q.stem + ".xml")).exists())
+    annotated = annotated_photos(folder)
     if args.max_faces:   # e.g. 1: the selfie or doorbell camera, one face in the picture
         annotated = [q for q in annotated
                      if len(read_boxes(folder / "annotations" / (q.stem + ".xml"))) <= args.max_faces]
