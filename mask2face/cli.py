@@ -16,6 +16,8 @@ VERBS = {
     "train": ("mask2face.train.fit", "train the teacher U-Net on the pairs"),
     "eval": ("mask2face.train.evaluate", "PSNR/SSIM/L1 (whole + masked region), identity distance, baselines"),
     "distill": ("mask2face.compress.distill", "distill the teacher into the slim student"),
+    "classifier": ("mask2face.train.mask_classifier",
+                   "train the per-face mask / no-mask classifier on the pairs and export it (int8 .tflite)"),
     "qat": ("mask2face.compress.qat", "quantization-aware fine-tuning of the student"),
     "export": ("mask2face.compress.export", "write fp32/fp16/dynamic/int8/qat-int8 .tflite files + delegate report"),
     "remove": ("mask2face.edge_runtime.cli", "remove masks from photos, folders, videos or a camera (no TensorFlow)"),
@@ -25,12 +27,12 @@ VERBS = {
 }
 
 # Verbs that take a preset + key=value overrides (the TensorFlow side).
-CONFIGURED = {"data", "train", "eval", "distill", "qat", "export", "bench", "pipeline", "demo"}
+CONFIGURED = {"data", "train", "classifier", "eval", "distill", "qat", "export", "bench", "pipeline", "demo"}
 
 # What each verb imports beyond the [edge] install, checked before the verb starts (and before it writes anything),
 # so that a board with only `mask2face[edge]` gets one line naming the extra instead of a traceback.
 _TF = ("tensorflow", "tf_keras")
-NEEDS = {"data": ("dlib", "face_recognition_models"), "train": _TF, "eval": _TF + ("dlib", "face_recognition_models"),
+NEEDS = {"data": ("dlib", "face_recognition_models"), "train": _TF, "classifier": _TF, "eval": _TF + ("dlib", "face_recognition_models"),
          "distill": _TF + ("tensorflow_model_optimization",), "qat": _TF + ("tensorflow_model_optimization",),
          "export": _TF + ("tensorflow_model_optimization",),
          "pipeline": _TF + ("tensorflow_model_optimization", "dlib", "face_recognition_models"),
@@ -99,6 +101,15 @@ def _eval_args(p):
     p.add_argument("--out", type=Path, help="report folder (default: RUN/eval)")
 
 
+def _classifier_args(p):
+    p.add_argument("--data", type=Path, action="append",
+                   help="pairs folder made by `mask2face data` (repeatable; default: RUN/data)")
+    p.add_argument("--out", type=Path, help="folder for checkpoints and the .tflite (default: RUN/classifier)")
+    p.add_argument("--limit", type=int, default=0, help="at most this many pairs per folder and split (0: all)")
+    p.add_argument("--export-only", action="store_true",
+                   help="export the trained OUT/calibrated.keras again (e.g. with another classifier.threshold)")
+
+
 def _distill_args(p):
     p.add_argument("--data", type=Path)
     p.add_argument("--teacher", type=Path)
@@ -137,8 +148,15 @@ def _remove_args(p):
     p.add_argument("inputs", nargs="*", type=Path, help="images, folders (recursive) or video files")
     p.add_argument("--out", type=Path, required=False, help="output folder")
     p.add_argument("--model", type=Path,
-                   help="a shipped model: default (photos of masked people; also alters about half of bare faces) | "
-                        "mixed (leaves bare faces alone), or a .tflite made by `mask2face export`")
+                   help="default (the shipped model; 'mixed' is an alias of it) or a .tflite made by "
+                        "`mask2face export`")
+    p.add_argument("--mask-threshold", type=share, default=None, metavar="P",
+                   help="restore a face only if the mask classifier gives it a mask probability of at least P "
+                        "(0-1; default: the threshold stored in the classifier). Lower restores more masks and "
+                        "alters more bare faces; the trade-off is in README, 'Masked or not'")
+    p.add_argument("--classifier", default=None, metavar="C",
+                   help="the mask classifier that decides which faces are restored: default (shipped), a .tflite "
+                        "made by `mask2face classifier`, or none (the inpainting model's own mask decides alone)")
     p.add_argument("--camera", type=int, default=None, help="camera index")
     p.add_argument("--delegate", default="cpu", help="cpu | gpu | nnapi (falls back to cpu with a warning)")
     p.add_argument("--threads", type=positive_int, default=2, help="model threads (default 2)")
@@ -179,7 +197,7 @@ def _demo_args(p):
     p.add_argument("--out", type=Path, default=Path("docs/images"))
 
 
-_VERB_ARGS = {"data": _data_args, "train": _train_args, "eval": _eval_args, "distill": _distill_args,
+_VERB_ARGS = {"data": _data_args, "train": _train_args, "classifier": _classifier_args, "eval": _eval_args, "distill": _distill_args,
               "qat": _qat_args, "export": _export_args, "remove": _remove_args, "bench": _bench_args,
               "pipeline": _pipeline_args, "demo": _demo_args}
 

@@ -128,6 +128,29 @@ class ExportConfig:
 
 
 @dataclass(frozen=True)
+class ClassifierConfig:
+    """The per-face mask decision (train/mask_classifier.py): a small CNN on the aligned face crop, downscaled."""
+    input_size: int = 64                 # the aligned crop, area-downscaled: a mask covers a third of the face
+    filters: tuple[int, ...] = (16, 32, 64, 96)   # stem, then one stride-2 stage of separable convs per entry
+    epochs: int = 10
+    batch_size: int = 64
+    learning_rate: float = 3e-3
+    below_chin_share: float = 0.2        # share of bare examples wearing the mask pulled down under the mouth
+                                         # (a scarf or a lowered mask: cloth on the face, nothing to restore)
+    low_mask_share: float = 0.15         # share of masked examples with the mask pulled down off the nose (still
+                                         # covers the mouth: restore it)
+    restyle_share: float = 0.7           # share of masked examples restyled as worn masks (real colours, shading,
+                                         # fabric noise, soft edges): the generator's flat masks alone do not
+                                         # teach it real black and white masks
+    init_from: str = ""                  # start from this classifier's weights (fine-tuning)
+    degrade: float = 0.6                 # share of examples made into hard photos: low light, grey, blur, JPEG, casts
+    misalign_share: float = 0.0          # share of examples cut far off the eyes (profiles, small faces)
+    threshold: float = 0.5               # mask probability at which a face counts as masked (written into the
+                                         # .tflite metadata; chosen with benchmarks/gate_bench.py)
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class BenchConfig:
     warmup: int = 5
     runs: int = 50
@@ -145,6 +168,7 @@ class Config:
     qat: QatConfig = field(default_factory=QatConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     bench: BenchConfig = field(default_factory=BenchConfig)
+    classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
 
 
 def _smoke() -> Config:
@@ -160,6 +184,7 @@ def _smoke() -> Config:
         qat=QatConfig(epochs=1, batch_size=4),
         export=ExportConfig(representative_samples=8),
         bench=BenchConfig(warmup=1, runs=5, threads=(1,), eval_samples=8),
+        classifier=ClassifierConfig(input_size=16, filters=(4, 8), epochs=1, batch_size=8),
     )
 
 
@@ -266,7 +291,8 @@ def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
 # Ranges a value must lie in to mean anything, by field name (anywhere in the config). A zero batch divides by
 # zero deep in TensorFlow; zero or negative epochs "finish" a run that trained nothing; nan/inf poison training.
 AT_LEAST_ONE = ("epochs", "batch_size", "image_size", "shard_size", "workers", "test_size")
-SHARES = ("val_fraction", "bare_share", "degrade", "teacher_weight")     # in [0, 1]
+SHARES = ("val_fraction", "bare_share", "degrade", "teacher_weight", "below_chin_share", "low_mask_share",
+          "threshold", "restyle_share", "misalign_share")     # in [0, 1]
 NOT_NEGATIVE = ("steps_per_epoch", "max_faces", "mask_grow", "crop_jitter", "feature_weight", "ssim_weight",
                 "l1_weight", "mask_region_weight", "mask_loss_weight", "calibrate_samples")
 
@@ -328,14 +354,20 @@ def from_dict(data: dict) -> Config:
 # Fields added after runs, checkpoints and exports already existed, with the value that means "as before". At that
 # value they are left out of config hashes and training run keys (train.fit.run_key), so upgrading mask2face neither
 # refuses to resume an older run nor changes the hash its exported files carry.
-FIELDS_ADDED_LATER = {"mask_grow": 0.0, "start_from": ""}
+FIELDS_ADDED_LATER = {"mask_grow": 0.0, "start_from": "",
+                      "classifier": json.loads(json.dumps(dataclasses.asdict(ClassifierConfig())))}
+
+
+def _as_json(value: Any) -> Any:
+    """The value as config.json holds it (tuples become lists), so a loaded and a built config compare alike."""
+    return json.loads(json.dumps(value))
 
 
 def without_later_defaults(tree: Any) -> Any:
     """A nested dict without FIELDS_ADDED_LATER keys that hold their "as before" value (what hashes are made of)."""
     if isinstance(tree, dict):
         return {k: without_later_defaults(v) for k, v in tree.items()
-                if not (k in FIELDS_ADDED_LATER and v == FIELDS_ADDED_LATER[k])}
+                if not (k in FIELDS_ADDED_LATER and _as_json(v) == FIELDS_ADDED_LATER[k])}
     return tree
 
 

@@ -1,0 +1,86 @@
+"""Training the mask classifier: its examples, calibration and AUC against references, and a smoke run that exports
+a .tflite the runtime loads and that agrees with its Keras model."""
+import json
+import subprocess
+
+import numpy as np
+import pytest
+
+from mask2face import config
+from mask2face.benchmarks import pairs
+from mask2face.train import mask_classifier as mc
+
+
+def _pairs(n=6, s=32, seed=0):
+    rng = np.random.default_rng(seed)
+    clean = rng.integers(90, 200, (n, s, s, 3), dtype=np.uint8)
+    mask = np.zeros((n, s, s), np.uint8)
+    mask[:, s // 2:s - 2, 4:s - 4] = 255
+    masked = clean.copy()
+    masked[mask > 127] = (40, 90, 200)
+    return {"masked": masked, "clean": clean, "mask": mask}
+
+
+def test_a_shifted_mask_moves_down_over_the_bare_face():
+    p = _pairs(1)
+    out = mc.shifted_mask(p["masked"][0], p["clean"][0], p["mask"][0], 5)
+    moved, moved_masked = np.zeros_like(p["mask"][0]), np.zeros_like(p["masked"][0])
+    moved[5:], moved_masked[5:] = p["mask"][0][:-5], p["masked"][0][:-5]
+    assert np.array_equal(out[moved > 127], moved_masked[moved > 127])
+    assert np.array_equal(out[moved == 0], p["clean"][0][moved == 0])
+    assert np.array_equal(mc.shifted_mask(p["masked"][0], p["clean"][0], p["mask"][0], 0), p["masked"][0])
+
+
+def test_examples_are_one_masked_and_one_bare_face_per_pair():
+    cfg = config.preset("smoke").classifier
+    x, y = mc.examples_from_pairs(_pairs(6), cfg, np.random.default_rng(0))
+    assert x.shape == (12, cfg.input_size, cfg.input_size, 3) and x.dtype == np.uint8
+    assert y.tolist() == [1.0] * 6 + [0.0] * 6
+    aug = mc.augment(x, np.random.default_rng(1), degrade=1.0)
+    assert aug.shape == x.shape and aug.dtype == np.uint8 and not np.array_equal(aug, x)
+
+
+def test_the_temperature_fit_recovers_a_known_temperature():
+    rng = np.random.default_rng(0)
+    z = rng.normal(0, 6, 20000)
+    labels = (rng.random(len(z)) < 1 / (1 + np.exp(-z / 3.0))).astype(np.float64)
+    assert abs(mc.fit_temperature(z, labels) - 3.0) < 0.25
+
+
+def test_roc_auc_is_the_share_of_correctly_ordered_pairs():
+    rng = np.random.default_rng(1)
+    scores = np.round(rng.random(300), 2)          # ties on purpose
+    labels = (rng.random(300) < 0.4).astype(float)
+    pos, neg = scores[labels > 0.5], scores[labels < 0.5]
+    brute = np.mean([(p > n) + 0.5 * (p == n) for p in pos for n in neg])
+    assert abs(mc.roc_auc(scores, labels) - brute) < 1e-12
+
+
+@pytest.mark.slow
+def test_a_smoke_classifier_trains_exports_and_matches_its_keras_model(tmp_path):
+    data = tmp_path / "data"
+    for split, seed in (("train", 0), ("val", 1)):
+        p = _pairs(16, 32, seed)
+        pairs.write_shard(data / split / pairs.shard_name(0), p["masked"], p["clean"], p["mask"],
+                          [{"source": f"x/{i}.jpg"} for i in range(16)])
+    r = subprocess.run(["mask2face", "classifier", "--preset", "smoke", "--run", str(tmp_path / "run"), "--data",
+                        str(data), "classifier.threshold=0.4"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = tmp_path / "run" / "classifier"
+    report = json.loads((out / "train_report.json").read_text())
+    assert report["examples"] == {"train": 32, "val": 32} and report["temperature"] > 0
+    from mask2face.edge_runtime.mask_decision import MaskClassifier
+    clf = MaskClassifier.from_file(out / mc.TFLITE_NAME, threads=1)
+    assert clf.threshold == 0.4 and clf.size == 16
+    assert clf.model.metadata["config_hash"] == config.config_hash(
+        config.load("smoke", ["classifier.threshold=0.4"]).classifier)
+    import tf_keras as keras
+    model = keras.models.load_model(out / "calibrated.keras")
+    x, _ = mc.examples_from_pairs(_pairs(8, 32, 2), config.preset("smoke").classifier, np.random.default_rng(0))
+    keras_p = model.predict(x.astype(np.float32) / 255, verbose=0)[:, 0]
+    tflite_p = np.array([clf.probability(img) for img in x])
+    assert np.abs(keras_p - tflite_p).max() < 0.06, (keras_p, tflite_p)
+    # resume: a second run with the same settings trains no more epochs
+    r = subprocess.run(["mask2face", "classifier", "--preset", "smoke", "--run", str(tmp_path / "run"), "--data",
+                        str(data)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and "epoch 1/1" not in r.stderr, r.stderr[-3000:]

@@ -1,0 +1,408 @@
+"""`mask2face classifier`: the per-face mask decision, a small int8 CNN that says whether a face wears a mask.
+
+    mask2face classifier --preset cpu --data runs/cpu/data --data runs/celeba/data --data runs/aaf/data \
+        --data runs/facesdev/data            # -> RUN/classifier/mask_classifier-int8.tflite (+ best.keras)
+
+The inpainting models were trained on masked faces, so their mask channel fires on bare faces too (beards, open
+mouths, shadows). This model answers the question first, on the same eye-aligned crop the inpainting model gets
+(area-downscaled to `classifier.input_size`): the runtime restores a face only when its probability reaches the
+threshold in the file's metadata (edge_runtime/mask_decision.py).
+
+Examples come from pairs folders made by `mask2face data` (train split for training, val for the best epoch and
+the temperature; test stays unseen for benchmarks/gate_bench.py):
+- positives: the generator's masked faces; a `restyle_share` of them restyled as worn masks (real colours, the
+  face's own shading, fabric noise, soft edges), a `low_mask_share` with the mask pulled down off the nose;
+- negatives: the same faces bare; a `below_chin_share` of them with the mask pulled down under the mouth (a scarf,
+  a lowered mask: cloth on the face but nothing to restore);
+- both: flips, alignment jitter (the runtime aligns by detector eyes, not landmarks) and, for a `degrade` share,
+  hard photos: low light, grey, blur and small faces, JPEG, colour casts.
+Real photos of masked people are never used here: they are the benchmark.
+
+The sigmoid is calibrated by temperature scaling on the val split (folded into the last layer), so the exported
+probability means what it says on faces like the training ones.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+from mask2face.benchmarks import pairs  # noqa: E402
+from mask2face.edge_runtime.errors import Mask2FaceError  # noqa: E402
+
+TFLITE_NAME = "mask_classifier-int8.tflite"
+METADATA_TASK = "mask_probability"
+SPLITS = ("train", "val", "test")
+
+
+class ClassifierError(Mask2FaceError):
+    """No pairs to train on, or a classifier file that cannot be used."""
+
+
+# -- examples ------------------------------------------------------------------------------------------------------
+def downscale(crops: np.ndarray, size: int) -> np.ndarray:
+    """(N, S, S, 3) uint8 aligned crops -> (N, size, size, 3) by area averaging: what the runtime does too."""
+    if crops.shape[1] == size:
+        return crops
+    return np.stack([cv2.resize(c, (size, size), interpolation=cv2.INTER_AREA) for c in crops])
+
+
+def shifted_mask(masked: np.ndarray, clean: np.ndarray, mask: np.ndarray, dy: int) -> np.ndarray:
+    """The face wearing its mask `dy` pixels lower: the mask's pixels moved down over the bare face."""
+    out = clean.copy()
+    if dy <= 0:
+        return masked.copy()
+    m = mask[:-dy] > 127
+    region = out[dy:]
+    region[m] = masked[:-dy][m]
+    return out
+
+
+# Colours of real masks (RGB): black, charcoal, white, light grey, surgical blue and green, navy, pink, beige, khaki.
+MASK_PALETTE = np.array([(25, 25, 28), (60, 60, 66), (235, 235, 232), (185, 188, 192), (150, 195, 225),
+                         (150, 210, 200), (40, 50, 90), (230, 180, 195), (215, 190, 165), (150, 140, 110)],
+                        np.float32)
+
+
+def restyle_mask(masked: np.ndarray, clean: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The generator's flat, crisp mask made to look worn: a little larger or smaller, a real mask's colour (or its
+    own), the face's own light and shade under it, sometimes a print, fabric noise and a soft edge. Real masks are shaded and textured; a classifier
+    trained on flat polygons alone scores many real black and white masks as bare."""
+    inside = (mask > 127).astype(np.uint8)
+    if inside.sum() < 16:
+        return masked
+    s = masked.shape[0]
+    grow = int(rng.integers(-2, 6)) * s // 128     # real masks come in more sizes than the generator draws
+    if grow:
+        disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * abs(grow) + 1, 2 * abs(grow) + 1))
+        changed = (cv2.dilate if grow > 0 else cv2.erode)(inside, disc)
+        if changed.sum() >= 16:
+            inside = changed
+    inside = inside.astype(np.float32)
+    x = masked.astype(np.float32)
+    lum = cv2.GaussianBlur(cv2.cvtColor(clean, cv2.COLOR_RGB2GRAY).astype(np.float32), (0, 0), 0.08 * s)
+    shade = lum / max(float(lum[inside > 0].mean()), 1.0)
+    shade = 1.0 + (shade - 1.0) * rng.uniform(0.5, 1.5)
+    own = cv2.cvtColor(masked, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    own = own / max(float(own[inside > 0].mean()), 1.0)          # the mask's own folds and seams, kept faintly
+    if rng.random() < 0.7:
+        colour = MASK_PALETTE[int(rng.integers(len(MASK_PALETTE)))] * rng.uniform(0.85, 1.15, 3)
+    else:
+        colour = x[inside > 0].mean(axis=0)
+    styled = colour * (shade * (1.0 + (own - 1.0) * rng.uniform(0.2, 1.0)))[..., None]
+    if rng.random() < 0.25:   # a print: stripes or dots at low contrast
+        yy, xx = np.mgrid[0:s, 0:s].astype(np.float32)
+        period = rng.uniform(3, 12) * s / 128
+        theta = rng.uniform(0, np.pi)
+        wave = np.sin((xx * np.cos(theta) + yy * np.sin(theta)) * 2 * np.pi / period)
+        if rng.random() < 0.5:
+            wave = wave * np.sin((xx * np.sin(theta) - yy * np.cos(theta)) * 2 * np.pi / period)
+        styled *= (1.0 + rng.uniform(0.1, 0.35) * wave)[..., None]
+    styled += rng.normal(0, rng.uniform(1.0, 8.0), styled.shape)
+    styled = cv2.GaussianBlur(styled, (0, 0), rng.uniform(0.3, 1.0))
+    alpha = cv2.GaussianBlur(inside, (0, 0), rng.uniform(0.5, 1.5))[..., None]
+    out = alpha * styled + (1.0 - alpha) * clean.astype(np.float32)
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def examples_from_pairs(pair: dict[str, np.ndarray], cfg, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(images (2N, size, size, 3) uint8, labels (2N,) float32) from one split's pairs: each pair gives its masked
+    face (label 1) and its bare face (label 0), some with the mask moved (see the module docstring)."""
+    masked, clean, mask = pair["masked"], pair["clean"], pair["mask"]
+    s = masked.shape[1]
+    pos, neg = masked.copy(), clean.copy()
+    for i in range(len(masked)):
+        if rng.random() < cfg.restyle_share:
+            pos[i] = restyle_mask(masked[i], clean[i], mask[i], rng)
+        if rng.random() < cfg.low_mask_share:
+            pos[i] = shifted_mask(pos[i], clean[i], mask[i], int(rng.uniform(0.05, 0.11) * s))
+        if rng.random() < cfg.below_chin_share:
+            neg[i] = shifted_mask(masked[i], clean[i], mask[i], int(rng.uniform(0.24, 0.36) * s))
+    images = np.concatenate([downscale(pos, cfg.input_size), downscale(neg, cfg.input_size)])
+    labels = np.concatenate([np.ones(len(pos), np.float32), np.zeros(len(neg), np.float32)])
+    return images, labels
+
+
+def load_examples(data_dirs: list[Path], split: str, cfg, limit: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    images, labels = [], []
+    for i, d in enumerate(data_dirs):
+        if not pairs.shard_paths(d, split):
+            continue
+        rng = np.random.default_rng([cfg.seed, i, SPLITS.index(split)])
+        x, y = examples_from_pairs(pairs.load_split(d, split, limit or None), cfg, rng)
+        images.append(x)
+        labels.append(y)
+    if not images:
+        raise ClassifierError(f"no {split} pairs in {', '.join(map(str, data_dirs))}: run `mask2face data` first")
+    return np.concatenate(images), np.concatenate(labels)
+
+
+# -- augmentation (numpy + OpenCV, per example) ----------------------------------------------------------------------
+def jitter(image: np.ndarray, rng: np.random.Generator, strength: float = 1.0) -> np.ndarray:
+    """Scale, shift and roll the crop: detector eyes are not landmark eyes (strength 1), and on profiles, small and
+    blurry faces they can be far off (strength 3: up to 30 degrees, 15% of the crop)."""
+    s = image.shape[0]
+    angle = rng.uniform(-10, 10) * strength
+    scale = 1.0 + rng.uniform(-0.1, 0.1) * strength
+    m = cv2.getRotationMatrix2D((s / 2, s / 2), angle, scale)
+    m[:, 2] += rng.uniform(-0.05, 0.05, 2) * s * strength
+    return cv2.warpAffine(image, m, (s, s), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+
+
+def hard_photo(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One or more of: low light, grey, small and blurry, JPEG, a colour cast."""
+    s = image.shape[0]
+    x = image.astype(np.float32) / 255.0
+    if rng.random() < 0.35:   # low light / dark skin: darker, gamma, sensor noise
+        x = x ** rng.uniform(1.0, 2.2) * rng.uniform(0.3, 0.9)
+        x = x + rng.normal(0, rng.uniform(0, 0.03), x.shape).astype(np.float32)
+    if rng.random() < 0.35:   # colour cast / white balance
+        x = x * rng.uniform(0.8, 1.2, 3).astype(np.float32)
+    if rng.random() < 0.3:    # contrast
+        c = rng.uniform(0.6, 1.3)
+        x = (x - x.mean()) * c + x.mean()
+    x = np.clip(x * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    if rng.random() < 0.15:
+        x = np.repeat(cv2.cvtColor(x, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
+    if rng.random() < 0.4:    # a small face, upscaled by the aligner
+        small = max(6, int(s * rng.uniform(0.2, 0.8)))
+        x = cv2.resize(cv2.resize(x, (small, small), interpolation=cv2.INTER_AREA), (s, s),
+                       interpolation=cv2.INTER_LINEAR)
+    if rng.random() < 0.2:
+        x = cv2.GaussianBlur(x, (0, 0), rng.uniform(0.5, 1.5))
+    if rng.random() < 0.35:
+        ok, enc = cv2.imencode(".jpg", x, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(20, 90))])
+        x = cv2.imdecode(enc, cv2.IMREAD_UNCHANGED)
+    return x
+
+
+def augment(batch: np.ndarray, rng: np.random.Generator, degrade: float, misalign: float = 0.0) -> np.ndarray:
+    out = np.empty_like(batch)
+    for i, image in enumerate(batch):
+        x = image[:, ::-1] if rng.random() < 0.5 else image
+        x = jitter(np.ascontiguousarray(x), rng, 3.0 if rng.random() < misalign else 1.0)
+        out[i] = hard_photo(x, rng) if rng.random() < degrade else x
+    return out
+
+
+def augmented_copy(images: np.ndarray, cfg, seed: int) -> np.ndarray:
+    """A fixed augmented copy (for val): the same hard photos every epoch, so epochs compare."""
+    return augment(images, np.random.default_rng(seed), cfg.degrade, cfg.misalign_share)
+
+
+# -- model ------------------------------------------------------------------------------------------------------------
+def build_classifier(cfg):
+    """Stride-2 stem, then per entry of `filters[1:]` a stride-2 and a stride-1 depthwise-separable block;
+    global average pool, one logit, sigmoid. Conv -> BN -> ReLU only (folds into int8 convs, GPU-delegate ops)."""
+    import tf_keras as keras
+    from tf_keras import layers
+
+    def cbr(x, f, name, kernel=1, stride=1, depthwise=False):
+        conv = (layers.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False, name=f"{name}_dw")
+                if depthwise else layers.Conv2D(f, kernel, strides=stride, padding="same", use_bias=False,
+                                                name=f"{name}_conv"))
+        x = conv(x)
+        x = layers.BatchNormalization(name=f"{name}_bn")(x)
+        return layers.ReLU(6.0, name=f"{name}_relu")(x)
+
+    s = cfg.input_size
+    inp = keras.Input((s, s, 3), name="face")
+    x = cbr(inp, cfg.filters[0], "stem", kernel=3, stride=2)
+    for i, f in enumerate(cfg.filters[1:]):
+        for j, stride in enumerate((2, 1)):
+            x = cbr(x, None, f"s{i}b{j}a", stride=stride, depthwise=True)
+            x = cbr(x, f, f"s{i}b{j}b")
+    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    x = layers.Dropout(0.2, name="dropout")(x)
+    logit = layers.Dense(1, name="logit")(x)
+    prob = layers.Activation("sigmoid", name="mask_probability")(logit)
+    return keras.Model(inp, prob, name="mask_classifier")
+
+
+def logits_of(model, images: np.ndarray, batch: int = 256) -> np.ndarray:
+    import tf_keras as keras
+    head = keras.Model(model.input, model.get_layer("logit").output)
+    return head.predict(images.astype(np.float32) / 255.0, batch_size=batch, verbose=0)[:, 0]
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
+    """The temperature T that minimises the log loss of sigmoid(logit / T) (a 1-D search over log T)."""
+    def nll(t):
+        z = logits / t
+        return float(np.mean(np.logaddexp(0, z) - labels * z))
+    grid = np.exp(np.linspace(np.log(0.25), np.log(8.0), 121))
+    return float(grid[int(np.argmin([nll(t) for t in grid]))])
+
+
+def apply_temperature(model, t: float) -> None:
+    """Fold 1/T into the logit layer, so the model's own sigmoid is calibrated."""
+    layer = model.get_layer("logit")
+    w, b = layer.get_weights()
+    layer.set_weights([w / t, b / t])
+
+
+def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Area under the ROC curve (the rank statistic; ties count half)."""
+    order = np.argsort(scores, kind="mergesort")
+    ranks = np.empty(len(scores), np.float64)
+    sorted_scores = scores[order]
+    i = 0
+    while i < len(scores):
+        j = i
+        while j + 1 < len(scores) and sorted_scores[j + 1] == sorted_scores[i]:
+            j += 1
+        ranks[order[i:j + 1]] = (i + j) / 2 + 1
+        i = j + 1
+    pos = labels > 0.5
+    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
+    if not n_pos or not n_neg:
+        return float("nan")
+    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+# -- training -----------------------------------------------------------------------------------------------------
+def train(cfg, data_dirs: list[Path], out_dir: Path, limit: int = 0) -> dict:
+    """Train (resuming from out_dir/last.keras), calibrate, keep the best val epoch; returns the report."""
+    import tensorflow as tf
+    import tf_keras as keras
+
+    c = cfg.classifier
+    out_dir.mkdir(parents=True, exist_ok=True)
+    x_train, y_train = load_examples(data_dirs, "train", c, limit)
+    x_val, y_val = load_examples(data_dirs, "val", c, limit // 4 if limit else 0)
+    x_val_aug = augmented_copy(x_val, c, c.seed + 1)
+    print(f"classifier: {len(x_train)} training and {len(x_val)} val examples at {c.input_size}^2 from "
+          f"{len(data_dirs)} pairs folder(s)", file=sys.stderr)
+    state_path, last_path, best_path = out_dir / "state.json", out_dir / "last.keras", out_dir / "best.keras"
+    state = json.loads(state_path.read_text()) if state_path.is_file() and last_path.is_file() else \
+        {"epoch": 0, "best_val_loss": None, "history": []}
+    tf.keras.utils.set_random_seed(c.seed)
+    if state["epoch"]:
+        model = keras.models.load_model(last_path)
+    elif c.init_from:
+        model = keras.models.load_model(c.init_from)   # fine-tune: the weights, a fresh optimizer and schedule
+    else:
+        model = build_classifier(c)
+    steps = max(1, len(x_train) // c.batch_size)
+    schedule = keras.optimizers.schedules.CosineDecay(c.learning_rate, decay_steps=steps * c.epochs, alpha=0.02)
+    if not state["epoch"]:
+        model.compile(optimizer=keras.optimizers.Adam(schedule), loss="binary_crossentropy",
+                      metrics=[keras.metrics.AUC(name="auc")])
+    for epoch in range(state["epoch"], c.epochs):
+        rng = np.random.default_rng([c.seed, epoch])
+        order = rng.permutation(len(x_train))
+        t0 = time.time()
+        losses = []
+        for k in range(steps):
+            idx = order[k * c.batch_size:(k + 1) * c.batch_size]
+            xb = augment(x_train[idx], rng, c.degrade, c.misalign_share).astype(np.float32) / 255.0
+            loss = model.train_on_batch(xb, y_train[idx], return_dict=True)["loss"]
+            if not math.isfinite(loss):
+                raise ClassifierError(f"classifier loss became {loss} at epoch {epoch + 1}; lower "
+                                      "classifier.learning_rate")
+            losses.append(loss)
+        val = model.evaluate(x_val_aug.astype(np.float32) / 255.0, y_val, batch_size=256, verbose=0,
+                             return_dict=True)
+        row = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_loss": float(val["loss"]),
+               "val_auc": float(val["auc"]), "seconds": round(time.time() - t0, 1)}
+        state["history"].append(row)
+        print(f"classifier: epoch {row['epoch']}/{c.epochs} loss {row['train_loss']:.4f} val {row['val_loss']:.4f} "
+              f"auc {row['val_auc']:.4f} ({row['seconds']} s)", file=sys.stderr)
+        if state["best_val_loss"] is None or row["val_loss"] < state["best_val_loss"]:
+            state["best_val_loss"] = row["val_loss"]
+            _save(model, best_path)
+        state["epoch"] = epoch + 1
+        _save(model, last_path)
+        _write_json(state_path, state)
+    best = keras.models.load_model(best_path)
+    logits = logits_of(best, x_val_aug)
+    t = fit_temperature(logits, y_val)
+    apply_temperature(best, t)
+    calibrated = _save(best, out_dir / "calibrated.keras")
+    report = {"examples": {"train": int(len(x_train)), "val": int(len(x_val))}, "temperature": t,
+              "val_auc": roc_auc(logits, y_val), "history": state["history"], "model": str(calibrated),
+              "parameters": int(best.count_params())}
+    _write_json(out_dir / "train_report.json", report)
+    return report
+
+
+def _save(model, path: Path) -> Path:
+    tmp = path.with_name(f".{path.stem}.tmp.keras")
+    model.save(tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def _write_json(path: Path, obj) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2))
+    os.replace(tmp, path)
+
+
+# -- export -------------------------------------------------------------------------------------------------------
+def export(model, rep_images: np.ndarray, out_path: Path, cfg, **extra) -> bytes:
+    """Full-integer int8 .tflite (float32 in and out, like the inpainting exports) with `mask2face` metadata that
+    the runtime reads: task, input size, threshold."""
+    import tensorflow as tf
+
+    from mask2face.compress import tflite_metadata
+
+    c = cfg.classifier
+    concrete = tf.function(lambda x: model(x, training=False)).get_concrete_function(
+        tf.TensorSpec((1, c.input_size, c.input_size, 3), tf.float32))
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([concrete], model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
+
+    def rep():
+        for img in rep_images:
+            yield [img[None].astype(np.float32) / 255.0]
+
+    conv.representative_dataset = rep
+    content = conv.convert()
+    meta = tflite_metadata.build_metadata(
+        name="mask_classifier", precision="int8", input_size=(c.input_size, c.input_size),
+        output_channels=("mask_probability",), task=METADATA_TASK, threshold=float(c.threshold),
+        crop="the inpainting model's eye-aligned face crop, area-downscaled to input_size", **extra)
+    content = tflite_metadata.embed(content, meta)
+    tmp = out_path.with_name(f".{out_path.name}.tmp")
+    tmp.write_bytes(content)
+    os.replace(tmp, out_path)
+    return content
+
+
+def cli_main(cfg, args) -> int:
+    from mask2face import config as config_mod
+    from mask2face import runs
+
+    run_dir = Path(args.run)
+    data_dirs = [Path(d) for d in (args.data or [run_dir / "data"])]
+    out_dir = Path(args.out or run_dir / "classifier")
+    if args.export_only:
+        import tf_keras as keras
+        model = keras.models.load_model(out_dir / "calibrated.keras")
+        report = json.loads((out_dir / "train_report.json").read_text())
+    else:
+        report = train(cfg, data_dirs, out_dir, limit=args.limit)
+        import tf_keras as keras
+        model = keras.models.load_model(out_dir / "calibrated.keras")
+    rep, _ = load_examples(data_dirs, "train", cfg.classifier, limit=200)
+    rep = rep[np.random.default_rng(0).permutation(len(rep))[:200]]
+    target = out_dir / TFLITE_NAME
+    export(model, rep, target, cfg, config_hash=config_mod.config_hash(cfg.classifier),
+           temperature=report["temperature"],
+           trained_on=[str(d) for d in data_dirs])
+    runs.write_manifest(out_dir, stage="classifier", config=config_mod.to_dict(cfg), inputs=[str(d) for d in data_dirs],
+                        outputs=[target, out_dir / "calibrated.keras"], extra={"report": report})
+    print(f"classifier: {target} ({target.stat().st_size} bytes), val AUC {report['val_auc']:.4f}, "
+          f"temperature {report['temperature']:.2f}, threshold {cfg.classifier.threshold}")
+    return 0
