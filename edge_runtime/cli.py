@@ -1,9 +1,11 @@
 """`mask2face remove INPUT... --out DIR [--model M] [--camera N] [--delegate cpu|gpu|nnapi] [--threads N]
-[--chunk N] [--redetect-every N] [--min-change X] [--summary F] [--skip-existing]`: no TensorFlow, no dlib; what a
+[--chunk N] [--redetect-every N] [--mask-threshold P] [--classifier C] [--min-change X] [--summary F]
+[--skip-existing]`: no TensorFlow, no dlib; what a
 Raspberry Pi or Jetson runs."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -52,7 +54,7 @@ def report_stop(stop: BatchStopped, records: list[dict], inpainter, out: Path, s
                 wall: float) -> int:
     """Ctrl-C or a full disk mid-batch: what is written stays written (each output complete), the summary says how
     far the batch got (if the disk still takes it), and one line says what to run next."""
-    summary = summarize(records, inpainter.model.describe(), wall)
+    summary = summarize(records, inpainter.describe(), wall)
     summary.update(files_total=stop.total, **({"stopped": str(stop.cause)} if stop.cause else {"interrupted": True}))
     try:
         atomic_write(summary_path, (json.dumps(summary, indent=2, default=str) + "\n").encode())
@@ -68,6 +70,19 @@ def report_stop(stop: BatchStopped, records: list[dict], inpainter, out: Path, s
         return 2
     print(f"mask2face remove: interrupted; {done}. To finish, {rest}.", file=sys.stderr)
     return 130
+
+
+def blend_of(args) -> BlendConfig:
+    """The paste settings the flags ask for (--mask-threshold, --min-change); the rest as shipped."""
+    given = {"min_change": getattr(args, "min_change", None),
+             "min_mask_probability": getattr(args, "mask_threshold", None)}
+    return dataclasses.replace(BlendConfig(), **{k: v for k, v in given.items() if v is not None})
+
+
+def classifier_of(args) -> str | Path | None:
+    """--classifier: the shipped one (default), a .tflite, or none (the model's own mask gates decide alone)."""
+    name = getattr(args, "classifier", None) or "default"
+    return None if str(name).lower() == "none" else name
 
 
 def _quiet_opencv() -> None:
@@ -91,10 +106,9 @@ def cli_main(cfg, args) -> int:
     if out.exists() and not out.is_dir():
         raise Mask2FaceError(f"--out {out} is a file: give a folder (it is created if missing)")
     _quiet_opencv()
-    min_change = getattr(args, "min_change", None)
-    blend = BlendConfig() if min_change is None else BlendConfig(min_change=min_change)
-    inpainter = Inpainter.from_file(args.model, delegate=args.delegate, threads=args.threads, blend=blend,
-                                    detector_threads=getattr(args, "detector_threads", None))
+    inpainter = Inpainter.from_file(args.model, delegate=args.delegate, threads=args.threads, blend=blend_of(args),
+                                    detector_threads=getattr(args, "detector_threads", None),
+                                    classifier=classifier_of(args))
     out.mkdir(parents=True, exist_ok=True)   # fails at once (one line) rather than once per photo
     if not os.access(out, os.W_OK | os.X_OK):
         raise Mask2FaceError(f"cannot write to {out}: choose an --out folder you may write to")
@@ -121,14 +135,13 @@ def cli_main(cfg, args) -> int:
                 raise
             records.append({"file": f"camera:{camera}", "kind": "camera", "status": "error",
                             "reason": "camera", "error": str(exc)})
-    summary = summarize(with_earlier(records, earlier), inpainter.model.describe(), time.perf_counter() - t0)
+    summary = summarize(with_earlier(records, earlier), inpainter.describe(), time.perf_counter() - t0)
     atomic_write(summary_path, (json.dumps(summary, indent=2, default=str) + "\n").encode())
     t = summary["time_seconds"]
-    # "restored", not "masks removed": the runtime pastes where the model sees a mask, and the default model sees
-    # one on about half of bare faces too (--model mixed leaves those alone).
     print(f"mask2face remove: {summary['files']} file(s), {summary['faces']} face(s) found, "
           f"{summary['faces_pasted']} restored; {summary['status']}; "
-          f"{t['wall']:.1f} s (detection {t['detection']:.1f}, model {t['model']:.1f}, blending {t['blending']:.1f}); "
+          f"{t['wall']:.1f} s (detection {t['detection']:.1f}, mask decision {t.get('mask_decision', 0.0):.1f}, "
+          f"model {t['model']:.1f}, blending {t['blending']:.1f}); "
           f"{inpainter.model.delegate}, {inpainter.model.threads} thread(s); summary: {summary_path}")
     for err in summary["errors"]:
         message = err["error"].removeprefix(f"{err['file']}: ")   # most messages start with the path already

@@ -1,12 +1,15 @@
-"""Remove face masks from a photo: detect -> align (the training crop) -> infer -> warp back -> blend the mask only.
+"""Remove face masks from a photo: detect -> align (the training crop) -> is a mask there? -> infer -> warp back ->
+blend the mask only.
 
     from mask2face.edge_runtime.inpaint import Inpainter
     clean = Inpainter.from_file("student-int8.tflite").remove(image_rgb)   # (H, W, 3) uint8 RGB in and out
 
-Only the region the model itself marks as mask (output channel 3, thresholded and feathered) is replaced: hair,
-background and other faces keep their exact pixel values. A face whose predicted mask is weak or implausible
-(no mask, a "mask" above the eyes, most of the crop) is left untouched and reported, so a photo of an unmasked
-person or a false detection comes back unchanged rather than smudged.
+Each face is first given a mask probability by the mask classifier that ships beside the model
+(edge_runtime/mask_decision.py); a face below the threshold is copied through untouched, without running the
+inpainting model. On a masked face only the region the model itself marks as mask (output channel 3, thresholded
+and feathered) is replaced: hair, background and other faces keep their exact pixel values. A face whose predicted
+mask is weak or implausible (no mask, a "mask" above the eyes, most of the crop) is also left untouched and
+reported, so a false detection comes back unchanged rather than smudged.
 """
 
 from __future__ import annotations
@@ -21,21 +24,28 @@ import numpy as np
 from . import align
 from .detect import DEFAULT_STAGES, Face, FaceDetector
 from .errors import ImageError, ModelFileError
-from .model import Model
+from .mask_decision import MaskClassifier
+from .model import Model, warn
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 DEFAULT_MODEL = ASSETS / "mask2face_default.tflite"
-# Models that ship inside the package, by name (benchmarks/results/gate.jsonl has the trade-off):
-# default restores the most real masks; mixed was trained with bare faces too and leaves them alone.
-SHIPPED_MODELS = {"default": DEFAULT_MODEL, "mixed": ASSETS / "mask2face_mixed.tflite"}
+# Models that ship inside the package, by name. One inpainting model: the mask classifier decides which faces it
+# restores (benchmarks/results/gate.jsonl).
+SHIPPED_MODELS = {"default": DEFAULT_MODEL}
+# Names of models that shipped before, and what they are now.
+MODEL_ALIASES = {"mixed": ("default", "'mixed' is now the default model: its mask classifier leaves bare faces "
+                                      "alone")}
 
 
 def shipped_model(path: str | Path | None) -> str | Path:
-    """A shipped model's file for None / "default" / "mixed" (unless a file of that name exists: a folder of that
-    name, e.g. `--out mixed`, never is a model); else `path`."""
+    """A shipped model's file for None / "default" / an alias ("mixed": the default, with a one-line note), unless
+    a file of that name exists (a folder of that name, e.g. `--out mixed`, never is a model); else `path`."""
     name = "default" if path is None else str(path)
-    if name not in SHIPPED_MODELS or Path(name).is_file():
+    if (name not in SHIPPED_MODELS and name not in MODEL_ALIASES) or Path(name).is_file():
         return path
+    if name in MODEL_ALIASES:
+        name, note = MODEL_ALIASES[name]
+        warn(note)
     if not SHIPPED_MODELS[name].exists():
         raise ModelFileError(f"the {name!r} model is not shipped in this install ({SHIPPED_MODELS[name]}): pass "
                              "--model PATH.tflite (made by `mask2face export`)")
@@ -71,6 +81,10 @@ class BlendConfig:
     # 10), default / mixed model: 4 px keeps 95.0% / 91.5% of real masked photos restored (98.05% / 94.16% at 0) for
     # 49.5% / 4.5% of bare photos altered (49.75% / 4.75%); 8 px: 83.7% / 79.7% for 49.25% / 3.5%.
     min_eye_distance_px: float = 0.0
+    # The mask decision: a face is restored only if the mask classifier's probability is at least this. None: the
+    # threshold in the classifier's metadata (chosen by benchmarks/gate_bench.py); 0 restores every face the model's
+    # own mask gates pass.
+    min_mask_probability: float | None = None
 
 
 @dataclass
@@ -80,6 +94,7 @@ class FaceReport:
     stage: str
     pasted: bool
     reason: str | None = None        # why not pasted
+    mask_probability: float | None = None  # the mask classifier's (None without one)
     mask_confidence: float | None = None
     mask_area: float | None = None
     mask_centroid_y: float | None = None
@@ -102,7 +117,8 @@ class _FaceJob:
 class RemoveResult:
     image: np.ndarray
     faces: list[FaceReport] = field(default_factory=list)
-    timings: dict[str, float] = field(default_factory=lambda: {"detection": 0.0, "model": 0.0, "model_invoke": 0.0, "blending": 0.0})
+    timings: dict[str, float] = field(default_factory=lambda: {"detection": 0.0, "mask_decision": 0.0, "model": 0.0,
+                                                               "model_invoke": 0.0, "blending": 0.0})
     alpha: np.ndarray | None = None  # (H, W) float32 blend weight actually applied (0 = pixel untouched)
     invokes: int = 0                 # model invocations (faces that were cropped and inpainted)
 
@@ -121,7 +137,8 @@ def check_image(image: np.ndarray) -> np.ndarray:
 
 
 class Inpainter:
-    def __init__(self, model: Model, detector: FaceDetector | None = None, blend: BlendConfig = BlendConfig()):
+    def __init__(self, model: Model, detector: FaceDetector | None = None, blend: BlendConfig = BlendConfig(),
+                 classifier: MaskClassifier | None = None):
         h, w = model.input_size
         if h != w:
             raise ModelFileError(f"{model.source}: the face crop is square, but the model takes {h}x{w}")
@@ -130,6 +147,9 @@ class Inpainter:
         self.size = h
         self.detector = detector or FaceDetector(threads=model.threads)
         self.blend = blend
+        self.classifier = classifier
+        self.mask_threshold = (blend.min_mask_probability if blend.min_mask_probability is not None
+                               else classifier.threshold if classifier else 0.0)
         channels = list(model.metadata.get("output_channels", []))
         self.mask_channel = channels.index("mask") if "mask" in channels else None
         self._template = None if self.mask_channel is not None else _lower_face_template(self.size)
@@ -137,9 +157,12 @@ class Inpainter:
     @classmethod
     def from_file(cls, path: str | Path | None = None, delegate: str = "cpu", threads: int = 2,
                   blend: BlendConfig = BlendConfig(), detector_threads: int | None = None,
-                  detector_stages: tuple[str, ...] = DEFAULT_STAGES) -> "Inpainter":
-        """Load a .tflite with a delegate (cpu | gpu | nnapi). `path` may name a shipped model instead:
-        None or "default" (restores the most real masks) or "mixed" (leaves bare faces alone).
+                  detector_stages: tuple[str, ...] = DEFAULT_STAGES,
+                  classifier: str | Path | None = "default") -> "Inpainter":
+        """Load a .tflite with a delegate (cpu | gpu | nnapi). `path` may name the shipped model instead: None or
+        "default" ("mixed", its former second model, is an alias). `classifier` is the mask classifier that decides
+        which faces are restored: "default" (the shipped one), a .tflite made by `mask2face classifier`, or None
+        (no decision: every face whose predicted mask passes the blend gates is restored).
 
         `threads` is the model's thread count; the face detector uses `detector_threads` (default: the same) and
         `detector_stages` (detect.STAGES; without "centerface": session 9's BlazeFace-only cascade).
@@ -150,9 +173,18 @@ class Inpainter:
         docs/EDGE.md)."""
         path = shipped_model(path)
         model = Model.from_file(path, delegate=delegate, threads=threads)
-        return cls(model, FaceDetector(threads=detector_threads or threads, stages=detector_stages), blend)
+        mask_classifier = None if classifier is None else MaskClassifier.from_file(classifier, threads=threads)
+        return cls(model, FaceDetector(threads=detector_threads or threads, stages=detector_stages), blend,
+                   mask_classifier)
+
+    def describe(self) -> dict:
+        """What runs: the model (file, delegate, threads) and the mask decision (classifier and threshold)."""
+        return {**self.model.describe(), "mask_threshold": self.mask_threshold,
+                "mask_classifier": self.classifier.describe() if self.classifier else None}
 
     def remove(self, image: np.ndarray) -> np.ndarray:
+        """The photo with every masked face restored: (H, W, 3) uint8 RGB in and out. A photo where no face is
+        restored comes back as the same array, unchanged; see remove_detailed for the per-face reports."""
         return self.remove_detailed(image).image
 
     def remove_detailed(self, image: np.ndarray, faces: list[Face] | None = None) -> RemoveResult:
@@ -214,8 +246,16 @@ class Inpainter:
             except ValueError:
                 report.reason = "eyes coincide"
                 continue
-            jobs.append(_FaceJob(report, matrix, align.crop(image, matrix, self.size)))
-        result.timings["blending"] += time.perf_counter() - t1
+            crop = align.crop(image, matrix, self.size)
+            if self.classifier is not None:
+                t2 = time.perf_counter()
+                report.mask_probability = p = self.classifier.probability(crop)
+                result.timings["mask_decision"] += time.perf_counter() - t2
+                if not p >= self.mask_threshold:   # nan (a broken classifier) counts as "no mask"
+                    report.reason = f"no mask (mask probability {p:.2f} < {self.mask_threshold:.2f})"
+                    continue
+            jobs.append(_FaceJob(report, matrix, crop))
+        result.timings["blending"] += time.perf_counter() - t1 - result.timings["mask_decision"]
         return jobs
 
     def _blend(self, result: RemoveResult, jobs: list["_FaceJob"]) -> None:

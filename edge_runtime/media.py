@@ -153,7 +153,7 @@ def _write_photo(res, src: Path, dst: Path, data: bytes, t_read: float) -> dict:
         atomic_write(dst, data)  # nothing removed: the original bytes, not a re-encode
         rec["status"] = "no-face" if not res.faces else "no-mask"
     rec["timings"]["writing"] = time.perf_counter() - t1
-    work = ("detection", "model", "blending", "writing")
+    work = ("detection", "mask_decision", "model", "blending", "writing")
     rec["timings"]["total"] = t_read + sum(rec["timings"][k] for k in work)
     return rec
 
@@ -193,7 +193,7 @@ def process_stream(inpainter, cap, dst: Path, fps: float, label: str, max_frames
     dst.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=dst.suffix, dir=dst.parent)
     os.close(fd)
-    timings = {"detection": 0.0, "model": 0.0, "blending": 0.0}
+    timings = {"detection": 0.0, "mask_decision": 0.0, "model": 0.0, "blending": 0.0}
     frames = faces = pasted = 0
     tracker = FaceTracker(inpainter.detector, redetect_every) if redetect_every > 1 else None
     writer = None
@@ -387,7 +387,7 @@ def run_batch(inpainter, jobs: list[tuple[Path, Path, str]], bar_factory=None, c
 
 
 def summarize(records: list[dict], model_info: dict, wall_seconds: float) -> dict:
-    timings = {"detection": 0.0, "model": 0.0, "blending": 0.0, "writing": 0.0}
+    timings = {"detection": 0.0, "mask_decision": 0.0, "model": 0.0, "blending": 0.0, "writing": 0.0}
     for r in records:
         for k in timings:
             timings[k] += r.get("timings", {}).get(k, 0.0)

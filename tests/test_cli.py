@@ -14,7 +14,8 @@ def test_help_is_fast_and_lists_every_verb(tmp_path):
     r = run(["--help"], tmp_path)
     elapsed = time.perf_counter() - start
     assert r.returncode == 0
-    for verb in ("data", "train", "eval", "distill", "qat", "export", "remove", "bench", "pipeline", "demo"):
+    for verb in ("data", "train", "classifier", "eval", "distill", "qat", "export", "remove", "bench", "pipeline",
+                 "demo"):
         assert verb in r.stdout
     assert elapsed < 3.0  # generous for a loaded CI machine; typically ~0.1 s
 
@@ -44,10 +45,10 @@ def test_overrides_may_follow_options_and_unknown_flags_are_refused(tmp_path):
     assert "Traceback" not in r.stderr
 
 
-def test_remove_picks_a_shipped_model_by_name(tmp_path):
-    """`--model NAME` loads the shipped file of that name: `mixed` leaves a bare face alone (the output is the input,
-    bit for bit), `default` restores the same face wearing a drawn mask (benchmarks/results/gate.jsonl: the
-    trade-off between the two)."""
+def test_remove_picks_the_shipped_model_by_name(tmp_path):
+    """`--model default` (and `mixed`, its alias, with a one-line note) loads the shipped file: its mask decision
+    leaves a bare face alone (the output is the input, bit for bit) and restores the same face wearing a drawn
+    mask (benchmarks/results/gate.jsonl)."""
     import json
 
     import cv2
@@ -61,8 +62,9 @@ def test_remove_picks_a_shipped_model_by_name(tmp_path):
         r = run(["remove", str(tmp_path / photo), "--model", name, "--out", str(out), "--threads", "1"],
                 cwd=tmp_path, timeout=120)
         assert r.returncode == 0, r.stderr[-2000:]
+        assert ("'mixed' is now the default model" in r.stderr) == (name == "mixed"), r.stderr
         summary = json.loads((out / "summary.json").read_text())
-        assert summary["model"]["source"].endswith(f"mask2face_{name}.tflite")
+        assert summary["model"]["source"].endswith("mask2face_default.tflite")
         assert summary["faces"] == 1 and summary["faces_pasted"] == pasted, summary["records"]
     same = cv2.imread(str(tmp_path / "mixed" / "astronaut.png"))
     assert np.array_equal(same, cv2.imread(str(tmp_path / "astronaut.png")))

@@ -1,0 +1,66 @@
+"""Is a mask there? The per-face decision, from a small int8 classifier that ships beside the inpainting model.
+
+    from mask2face.edge_runtime.mask_decision import MaskClassifier
+    clf = MaskClassifier.from_file()            # the shipped classifier; or any file made by `mask2face classifier`
+    p = clf.probability(crop)                   # crop: the inpainting model's eye-aligned face crop, uint8 RGB
+    clf.threshold                               # from the file's metadata: at or above it the face counts as masked
+
+The classifier sees the same eye-aligned crop as the inpainting model (edge_runtime/align.py), area-downscaled to
+its own input size, and returns a calibrated probability that the face wears a mask. The Inpainter asks it first
+and runs the inpainting model only on faces at or above the threshold, so a bare face is copied through untouched.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .errors import ModelFileError
+from .model import Model
+
+ASSETS = Path(__file__).resolve().parent / "assets"
+DEFAULT_CLASSIFIER = ASSETS / "mask2face_mask_classifier.tflite"
+TASK = "mask_probability"
+
+
+class MaskClassifier:
+    """A loaded mask classifier: `probability(crop)` in [0, 1]; `threshold` from its metadata."""
+
+    def __init__(self, model: Model):
+        inp, out = model.input_detail["shape"], model.output_detail["shape"]
+        h, w = model.input_size
+        if model.metadata.get("task") != TASK or h != w or int(inp[3]) != 3 or int(np.prod(out)) != 1:
+            raise ModelFileError(f"{model.source} is not a mask classifier (it maps {list(inp)} to {list(out)}; "
+                                 "one made by `mask2face classifier` maps (1, S, S, 3) to one mask probability)")
+        self.model = model
+        self.size = h
+        threshold = model.metadata.get("threshold", 0.5)
+        if not isinstance(threshold, (int, float)) or not 0.0 <= float(threshold) <= 1.0:
+            raise ModelFileError(f"{model.source}: metadata threshold {threshold!r} is not a probability; "
+                                 "export the classifier again with `mask2face classifier --export-only`")
+        self.threshold = float(threshold)
+
+    @classmethod
+    def from_file(cls, path: str | Path | None = None, threads: int = 2) -> "MaskClassifier":
+        """The shipped classifier (None or "default"), or a .tflite made by `mask2face classifier`."""
+        if path is None or str(path) == "default":
+            if not DEFAULT_CLASSIFIER.is_file():
+                raise ModelFileError(f"the mask classifier is not shipped in this install ({DEFAULT_CLASSIFIER}): "
+                                     "pass --classifier PATH.tflite (made by `mask2face classifier`)")
+            path = DEFAULT_CLASSIFIER
+        return cls(Model.from_file(path, threads=threads))
+
+    def input_crop(self, crop: np.ndarray) -> np.ndarray:
+        """The classifier's input from an aligned face crop of any size (uint8, (S, S, 3))."""
+        if crop.shape[0] == self.size:
+            return crop
+        return cv2.resize(crop, (self.size, self.size), interpolation=cv2.INTER_AREA)
+
+    def probability(self, crop: np.ndarray) -> float:
+        p = float(self.model.run(self.input_crop(crop)[None]).reshape(-1)[0])
+        return min(1.0, max(0.0, p)) if np.isfinite(p) else float("nan")
+
+    def describe(self) -> dict:
+        return {**self.model.describe(), "threshold": self.threshold}
