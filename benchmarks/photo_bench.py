@@ -139,7 +139,7 @@ def main(argv=None) -> int:
     inpainter = Inpainter.from_file(args.model, threads=args.threads, detector_stages=args.detector_stages)
     row = {"bench": "photo_quality", "variant": args.variant, "align": args.align,
            "detector_stages": list(args.detector_stages),
-           "model": str(args.model or "default"), "model_info": inpainter.model.describe(),
+           "model": str(args.model or "default"), "model_info": inpainter.describe(),
            "data": str(args.data), "split": args.split,
            "canvas": list(canvas) if canvas else None,
            **measure(inpainter, args.data, args.photos, args.split, align_by=args.align, canvas=canvas),

@@ -36,7 +36,7 @@ from .bench import invoke_sequences_ms, time_invokes
 from .detect_bench import DATA, environment, iter_pairs, rebuild_photo, report_row, stages_arg
 
 ACCEPT_ALL = BlendConfig(min_confidence=0.0, min_area=0.0, max_area=1.0, min_centroid_y=0.0, mask_threshold=-1.0,
-                         min_change=0.0)
+                         min_change=0.0, min_mask_probability=0.0)
 
 
 def onto_canvas(image: np.ndarray, width: int, height: int, interpolation: int = cv2.INTER_CUBIC):
@@ -134,7 +134,7 @@ def main(argv=None) -> int:
                    help="face detector stages, comma-separated (default: the runtime's)")
     p.add_argument("--scratch", type=Path, default=Path(tempfile.gettempdir()) / "mask2face-runtime-bench")
     p.add_argument("--accept-all", action="store_true",
-                   help="blend every face even if the predicted mask is weak (random-weight models: time the "
+                   help="blend every face, whatever its mask probability or predicted mask (random-weight models: time the "
                         "blending too)")
     p.add_argument("--masked", type=Path, default=None, metavar="DATA_DIR",
                    help="photos wearing a mask: the test pairs of this pairs folder put back into their LFW photos "
@@ -188,7 +188,7 @@ def main(argv=None) -> int:
     after_detection_ms = float(after_detection[0])
     paired_ms = float(np.median(interleaved_warm))
     row = {
-        "bench": "runtime", "model": str(args.model or "default"), "model_info": inp.model.describe(),
+        "bench": "runtime", "model": str(args.model or "default"), "model_info": inp.describe(),
         "photos": len(photos), "photo_size": [640, 480], "threads": args.threads,
         "photo_set": f"masked pairs of {args.masked}" if args.masked else "bare LFW photos",
         "detector_threads": args.detector_threads or args.threads,

@@ -1,5 +1,6 @@
 """The shipped files agree with each other: the default asset is models/cpu's QAT export, models/cpu is one run of
-today's preset('cpu'), and its Keras checkpoints give its .tflite files' outputs."""
+today's preset('cpu'), and its Keras checkpoints give its .tflite files' outputs; the mask classifier asset is
+models/mask-classifier's export of today's preset('cpu').classifier."""
 import json
 import os
 from pathlib import Path
@@ -19,8 +20,7 @@ CPU = REPO / "models" / "cpu"
 
 def test_shipped_assets_are_the_models_folders_qat_int8_exports():
     assert sha256_file(inpaint.SHIPPED_MODELS["default"]) == sha256_file(CPU / "export" / "student-qat-int8.tflite")
-    mixed = REPO / "models" / "cpu-mixed" / "export" / "student-qat-int8.tflite"
-    assert sha256_file(inpaint.SHIPPED_MODELS["mixed"]) == sha256_file(mixed)
+    assert set(inpaint.SHIPPED_MODELS) == {"default"}            # one model; "mixed" is an alias of it
     manifest = json.loads((CPU / "export" / "manifest.json").read_text())
     listed = {Path(o["path"]).name: o["sha256"] for o in manifest["outputs"]}
     for f in sorted((CPU / "export").glob("*.tflite")):
@@ -38,6 +38,20 @@ def test_models_cpu_is_one_run_of_the_cpu_preset():
     from mask2face.edge_runtime.model import Model
     for f in sorted((CPU / "export").glob("*.tflite")):
         assert Model.from_file(f).metadata["config_hash"] == config.config_hash(config.preset("cpu")), f.name
+
+
+def test_the_shipped_mask_classifier_is_one_run_of_the_cpu_preset():
+    from mask2face.edge_runtime import mask_decision
+    from mask2face.edge_runtime.model import Model
+    folder = REPO / "models" / "mask-classifier"
+    assert sha256_file(mask_decision.DEFAULT_CLASSIFIER) == sha256_file(folder / "mask_classifier-int8.tflite")
+    preset = config.preset("cpu").classifier
+    shipped = json.loads((folder / "config.json").read_text())["classifier"]
+    assert shipped == json.loads(json.dumps(config.to_dict(config.preset("cpu"))["classifier"])), \
+        "models/mask-classifier/config.json differs from preset('cpu').classifier: retrain or export again"
+    meta = Model.from_file(mask_decision.DEFAULT_CLASSIFIER).metadata
+    assert meta["config_hash"] == config.config_hash(preset) and meta["threshold"] == preset.threshold
+    assert "non-commercial" in (folder / "README.md").read_text()
 
 
 @pytest.mark.slow
