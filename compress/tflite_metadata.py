@@ -103,11 +103,14 @@ def weight_buffers(model_bytes: bytes) -> list[bytes]:
 
 def stamp(model_bytes: bytes) -> bytes:
     """A file from an older export with a weights digest added to its mask2face entry (every other field, every
-    weight and the graph unchanged: checked). A file without the entry gets the default one for its tensors."""
+    weight and the graph unchanged: checked). A file with a matching digest comes back as it is; one whose digest
+    does not match is refused (ModelFileError)."""
     info = tflite_file.parse(model_bytes)
     meta = info.mask2face_metadata()
     if meta is None:
         raise ValueError("the file has no mask2face metadata entry; export it with `mask2face export`")
+    if tflite_file.verify_digest(model_bytes, info):
+        return model_bytes   # already stamped: stamping again changes nothing
     stamped = embed(model_bytes, embed_placeholder(meta))
     if weight_buffers(stamped) != weight_buffers(model_bytes):
         raise ValueError("re-writing the metadata changed the weights; file left unchanged")
@@ -157,8 +160,32 @@ def op_names(model_bytes: bytes) -> list[str]:
     return out
 
 
+def update_manifest(path: Path, data: bytes) -> bool:
+    """A stage manifest beside `path` (mask2face.runs.write_manifest) lists its sha256 and size: keep them true."""
+    import hashlib
+
+    from mask2face import runs
+
+    manifest_path = path.parent / "manifest.json"
+    if not manifest_path.is_file():
+        return False
+    manifest = json.loads(manifest_path.read_text())
+    found = False
+    for entry in manifest.get("outputs", []):
+        if Path(entry.get("path", "")).name == path.name:
+            entry.update(sha256=hashlib.sha256(data).hexdigest(), bytes=len(data))
+            found = True
+    for row in manifest.get("artifacts", []):
+        if row.get("file") == path.name:
+            row["bytes"] = len(data)
+    if found:
+        runs.write_json(manifest_path, manifest)
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
-    """`--stamp FILE...`: add the weights digest to exported files in place (atomically)."""
+    """`--stamp FILE...`: add the weights digest to exported files in place (atomically), and keep a manifest.json
+    beside a file true to it."""
     parser = argparse.ArgumentParser(prog="python -m mask2face.compress.tflite_metadata",
                                      description="Add the weights digest to .tflite files exported without one.")
     parser.add_argument("--stamp", nargs="+", type=Path, required=True, metavar="FILE")
@@ -174,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         runs.write_bytes(path, after)
         digest = tflite_file.parse(after).mask2face_metadata()[tflite_file.DIGEST_FIELD]
-        print(f"{path}: weights_sha256 {digest} ({len(before)} -> {len(after)} bytes)")
+        listed = " (manifest.json updated)" if update_manifest(path, after) else ""
+        print(f"{path}: weights_sha256 {digest} ({len(before)} -> {len(after)} bytes){listed}")
     return 0
 
 
