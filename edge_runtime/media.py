@@ -6,6 +6,7 @@ used is reported and the batch goes on; a photo without a face is copied through
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -18,7 +19,8 @@ import numpy as np
 
 from .errors import DiskFullError, ImageError, Mask2FaceError
 from .inpaint import check_image
-from .safeio import atomic_write, decode_image, in_source_layout, plain_permissions, read_bytes, save_image
+from .safeio import (TEMP_PREFIX, atomic_write, decode_image, in_source_layout, is_link_loop, missing_message,
+                     plain_permissions, read_bytes, save_image)
 from .track import REDETECT_EVERY, FaceTracker
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png"}
@@ -48,6 +50,38 @@ class BatchStopped(Exception):
         self.cause = cause
 
 
+def resolved(path: Path) -> Path:
+    """path.resolve(), or the absolute path where it cannot be resolved: a symlink loop makes Path.resolve raise
+    RuntimeError on Python 3.11 (OSError later), and one folder entry must not stop a batch."""
+    try:
+        return Path(path).resolve()
+    except (OSError, RuntimeError):
+        return Path(os.path.abspath(path))
+
+
+@contextlib.contextmanager
+def opencv_path(path: str | os.PathLike):
+    """A name OpenCV's video I/O can take for `path`. OpenCV converts the Python str to UTF-8 and crashes the process
+    on a name that is not valid UTF-8 (bytes Linux allows: `clip_\xe9.mp4` from an old camera or a Latin-1 system);
+    such a path is given as an ASCII symbolic link in a private temporary folder (FFmpeg follows it, reading and
+    writing alike)."""
+    name = os.fspath(path)
+    try:
+        name.encode("utf-8")
+        yield name
+        return
+    except UnicodeEncodeError:
+        pass
+    folder = tempfile.mkdtemp(prefix="mask2face-")
+    link = os.path.join(folder, "media" + "".join(c for c in Path(name).suffix if c.isascii() and c.isalnum()
+                                                  or c == "."))
+    try:
+        os.symlink(os.fsencode(os.path.abspath(name)), os.fsencode(link))
+        yield link
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def kind_of(path: Path) -> str | None:
     ext = path.suffix.lower()
     return "image" if ext in IMAGE_EXTS else "video" if ext in VIDEO_EXTS else None
@@ -59,25 +93,27 @@ def collect(inputs: Iterable[Path], out_dir: Path, summary: Path | None = None) 
     skipped (with --out equal to an input folder, a second run must not take the first run's outputs as inputs).
     Images in formats we do not read become "unknown" jobs, so the summary lists them. Outputs (and `summary`)
     are checked before any work (check_outputs)."""
-    out_dir = Path(out_dir).resolve()
+    out_dir = resolved(out_dir)
     jobs: list[tuple[Path, Path, str]] = []
     for item in inputs:
         item = Path(item)
         if item.is_dir():
-            mirror = out_dir / item.resolve().name
+            mirror = out_dir / resolved(item).name
             unreadable: list[OSError] = []
             for root, dirs, files in os.walk(item, onerror=unreadable.append):
                 dirs[:] = sorted(d for d in dirs if not d.startswith(".")
-                                 and Path(root, d).resolve() not in (out_dir, mirror))
+                                 and resolved(Path(root, d)) not in (out_dir, mirror))
                 for name in sorted(files):
                     p = Path(root) / name
                     k = kind_of(p) or ("unknown" if p.suffix.lower() in OTHER_IMAGE_EXTS else None)
+                    if not name.startswith(".") and is_link_loop(p):
+                        k = "missing"   # reported whatever its name: a loop is a mistake, not another file type
                     if k and not name.startswith("."):
                         jobs.append((p, mirror / p.relative_to(item), k))
             # a subfolder without read permission is an error record, not photos silently left out
             jobs += [(Path(e.filename), mirror / Path(e.filename).relative_to(item), "unreadable") for e in unreadable
-                     if e.filename and Path(e.filename).resolve() != item.resolve()]
-            if any(e.filename and Path(e.filename).resolve() == item.resolve() for e in unreadable):
+                     if e.filename and resolved(Path(e.filename)) != resolved(item)]
+            if any(e.filename and resolved(Path(e.filename)) == resolved(item) for e in unreadable):
                 jobs.append((item, mirror, "unreadable"))
         elif item.exists():
             jobs.append((item, out_dir / item.name, kind_of(item) or "unknown"))
@@ -91,10 +127,10 @@ def check_outputs(jobs: list[tuple[Path, Path, str]], summary: Path | None = Non
     """Before any work: no output (or the summary) may land on an input, on another job's output or on a folder.
     Two inputs of the same name (photos/ from two places, clip.mkv and clip.mp4) would otherwise keep only the
     last result, silently."""
-    inputs = {src.resolve(): src for src, _, kind in jobs if kind != "missing"}
+    inputs = {resolved(src): src for src, _, kind in jobs if kind != "missing"}
     landing: dict[Path, Path] = {}
     for src, dst, kind in jobs:
-        lands = output_path(dst, kind).resolve()
+        lands = resolved(output_path(dst, kind))
         if lands in inputs:
             raise MediaError(f"output {dst} would overwrite the input {inputs[lands]}: choose another --out folder")
         if lands in landing:
@@ -102,7 +138,7 @@ def check_outputs(jobs: list[tuple[Path, Path, str]], summary: Path | None = Non
                              "rename one, or run them with different --out folders")
         landing[lands] = src
     if summary is not None:
-        where = Path(summary).resolve()
+        where = resolved(Path(summary))
         if where in inputs or where in landing:
             raise MediaError(f"--summary {summary} is an input or an output of this run: choose another path")
         if where.is_dir():
@@ -191,18 +227,20 @@ def process_stream(inpainter, cap, dst: Path, fps: float, label: str, max_frames
     (1: on every frame)."""
     dst, fourcc = _writer_path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=dst.suffix, dir=dst.parent)
+    fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=dst.suffix, dir=dst.parent)
     os.close(fd)
     timings = {"detection": 0.0, "model": 0.0, "blending": 0.0}
     frames = faces = pasted = 0
     tracker = FaceTracker(inpainter.detector, redetect_every) if redetect_every > 1 else None
     writer = None
     t0 = time.perf_counter()
+    links = contextlib.ExitStack()   # the writer's name for `tmp` lives as long as the writer
     try:
         for batch in _frame_chunks(cap, max(1, chunk), max_frames):
             if writer is None:
                 h, w = batch[0].shape[:2]
-                writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*fourcc), fps, (w, h))
+                writer = cv2.VideoWriter(links.enter_context(opencv_path(tmp)), cv2.VideoWriter_fourcc(*fourcc),
+                                         fps, (w, h))
                 if not writer.isOpened():
                     raise MediaError(f"cannot write video {dst} ({fourcc}); use an .mp4 or .avi output")
             for res in inpainter.remove_many(batch, detector=tracker):
@@ -224,6 +262,7 @@ def process_stream(inpainter, cap, dst: Path, fps: float, label: str, max_frames
     finally:
         if writer is not None:
             writer.release()
+        links.close()
         if os.path.exists(tmp):
             os.unlink(tmp)
     timings["total"] = time.perf_counter() - t0
@@ -235,7 +274,8 @@ def process_stream(inpainter, cap, dst: Path, fps: float, label: str, max_frames
 def check_video(path: str, frames: int, dst: Path) -> None:
     """cv2.VideoWriter fails silently (a full disk, a codec that gives up): before the file takes its final name,
     check that it opens and holds every frame written."""
-    cap = cv2.VideoCapture(path)
+    with opencv_path(path) as name:
+        cap = cv2.VideoCapture(name)
     held = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if cap.isOpened() else 0
     cap.release()
     if held == frames:
@@ -247,7 +287,8 @@ def check_video(path: str, frames: int, dst: Path) -> None:
 
 
 def open_video(src: Path):
-    cap = cv2.VideoCapture(str(src))
+    with opencv_path(src) as name:   # FFmpeg opens the file here; the link may go once it is open
+        cap = cv2.VideoCapture(name)
     if not cap.isOpened():
         cap.release()
         raise MediaError(f"{src}: cannot open the video (unsupported codec or not a video)")
@@ -360,7 +401,7 @@ def run_batch(inpainter, jobs: list[tuple[Path, Path, str]], bar_factory=None, c
                 if kind == "video":
                     done([process_video(inpainter, src, dst, bar_factory, chunk, redetect_every)])
                 elif kind == "missing":
-                    done([error_record(src, MediaError(f"{src} does not exist"), kind)])
+                    done([error_record(src, MediaError(missing_message(src)), kind)])
                 elif kind == "unreadable":
                     done([error_record(src, MediaError(f"{src}: folder cannot be read; check its permissions"), kind)])
                 elif src.suffix.lower() in OTHER_IMAGE_EXTS:
