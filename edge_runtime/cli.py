@@ -1,6 +1,6 @@
 """`mask2face remove INPUT... --out DIR [--model M] [--camera N] [--delegate cpu|gpu|nnapi] [--threads N]
-[--chunk N] [--redetect-every N] [--min-change X] [--summary F] [--skip-existing]`: no TensorFlow, no dlib; what a
-Raspberry Pi or Jetson runs."""
+[--chunk N] [--redetect-every N] [--min-change X] [--summary F] [--skip-existing] [--max-file-mb N]`: no TensorFlow,
+no dlib; what a Raspberry Pi or Jetson runs."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 from .errors import DiskFullError, Mask2FaceError
 from .inpaint import BlendConfig, Inpainter
 from .media import CHUNK, BatchStopped, collect, process_camera, run_batch, summarize
-from .safeio import atomic_write
+from .safeio import MAX_FILE_BYTES, atomic_write
 from .track import REDETECT_EVERY
 
 FINISHED = ("ok", "no-face", "no-mask")   # statuses of a written output
@@ -70,6 +70,12 @@ def report_stop(stop: BatchStopped, records: list[dict], inpainter, out: Path, s
     return 130
 
 
+def max_file_bytes(args) -> int:
+    """--max-file-mb in bytes (default safeio.MAX_FILE_BYTES)."""
+    mb = getattr(args, "max_file_mb", None)
+    return MAX_FILE_BYTES if mb is None else int(mb) << 20
+
+
 def _quiet_opencv() -> None:
     """OpenCV prints its own [ERROR]/[WARN] lines for videos it cannot open and cameras that are missing; the CLI
     says the same in one line per file, so keep only fatal ones (library users keep OpenCV's default)."""
@@ -109,7 +115,7 @@ def cli_main(cfg, args) -> int:
     jobs = collect(inputs, out, summary_path)   # refuses outputs on inputs, on each other or on the summary
     try:
         records = run_batch(inpainter, jobs, bar_factory=bar, chunk=chunk, skip_existing=skip_existing,
-                            redetect_every=redetect_every) if jobs else []
+                            redetect_every=redetect_every, max_file_bytes=max_file_bytes(args)) if jobs else []
     except BatchStopped as stop:
         return report_stop(stop, with_earlier(stop.records, earlier), inpainter, out, summary_path,
                            time.perf_counter() - t0)

@@ -19,7 +19,7 @@ import numpy as np
 
 from .errors import DiskFullError, ImageError, Mask2FaceError
 from .inpaint import check_image
-from .safeio import (TEMP_PREFIX, atomic_write, decode_image, in_source_layout, is_link_loop, missing_message,
+from .safeio import (MAX_FILE_BYTES, TEMP_PREFIX, atomic_write, decode_image, in_source_layout, is_link_loop, missing_message,
                      plain_permissions, read_bytes, save_image)
 from .track import REDETECT_EVERY, FaceTracker
 
@@ -146,7 +146,7 @@ def check_outputs(jobs: list[tuple[Path, Path, str]], summary: Path | None = Non
                              f"(e.g. {Path(summary) / 'summary.json'})")
 
 
-def process_images(inpainter, jobs: list[tuple[Path, Path]]) -> list[dict]:
+def process_images(inpainter, jobs: list[tuple[Path, Path]], max_bytes: int = MAX_FILE_BYTES) -> list[dict]:
     """Photos through one Inpainter.remove_many pass (detection of all, then the model on all their faces back to
     back, then blending), one record per photo in order. A file that cannot be read or processed becomes an error
     record; the others are still written."""
@@ -155,7 +155,7 @@ def process_images(inpainter, jobs: list[tuple[Path, Path]]) -> list[dict]:
     for i, (src, dst) in enumerate(jobs):
         t0 = time.perf_counter()
         try:
-            data = read_bytes(src)
+            data = read_bytes(src, max_bytes)
             image = check_image(decode_image(data, name=str(src)))
         except BATCH_ERRORS as exc:
             records[i] = error_record(src, exc, "image")
@@ -365,7 +365,8 @@ def skip_record(src: Path, dst: Path, kind: str) -> dict:
 
 
 def run_batch(inpainter, jobs: list[tuple[Path, Path, str]], bar_factory=None, chunk: int = CHUNK,
-              skip_existing: bool = False, redetect_every: int = REDETECT_EVERY) -> list[dict]:
+              skip_existing: bool = False, redetect_every: int = REDETECT_EVERY,
+              max_file_bytes: int = MAX_FILE_BYTES) -> list[dict]:
     """Every job, in order; photos go `chunk` at a time through process_images. A failing file becomes an error
     record and the batch goes on. The bar counts files as they are finished, not as they are queued.
     `skip_existing`: a job whose output exists is not redone (outputs appear atomically, so an existing one is
@@ -382,7 +383,7 @@ def run_batch(inpainter, jobs: list[tuple[Path, Path, str]], bar_factory=None, c
 
     def flush():
         if photos:
-            done(process_images(inpainter, photos))
+            done(process_images(inpainter, photos, max_file_bytes))
             photos.clear()
 
     try:

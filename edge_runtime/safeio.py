@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
 import struct
 import tempfile
@@ -24,6 +25,9 @@ from .errors import DiskFullError, ImageError
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 JPEG_MAGIC = b"\xff\xd8\xff"
 DEFAULT_MAX_PIXELS = 40_000_000
+# libjpeg decodes the whole image once per scan: a 389 KB file repeating its last scan 11,000 times took minutes
+# (a "scan bomb"). Progressive JPEGs from cameras, browsers and encoders use about 10 (mozjpeg a few more).
+MAX_JPEG_SCANS = 100
 # Other formats recognised only to give a precise reason (they are images, just not ones we accept).
 _OTHER_MAGIC = {b"GIF8": "GIF", b"BM": "BMP", b"RIFF": "WEBP/RIFF", b"II*\x00": "TIFF", b"MM\x00*": "TIFF"}
 # JPEG start-of-frame markers carry the size; C4 (DHT), C8 (JPG ext) and CC (DAC) share the range but do not.
@@ -62,11 +66,12 @@ def _jpeg_markers(data: bytes):
     raises ImageError. The one walk both the size check and the metadata copy use."""
     i, n = 2, len(data)
     while True:
-        # Skip fill bytes (0xFF padding is legal between segments).
-        while i < n and data[i] != 0xFF:
-            i += 1  # tolerate junk between segments, as libjpeg does
-        while i < n and data[i] == 0xFF:
-            i += 1
+        # Junk between segments is tolerated, as libjpeg does, then fill bytes (0xFF padding is legal). Both are
+        # skipped by C-level searches: a 1 GiB file of zeros posing as a JPEG took minutes one byte at a time.
+        i = data.find(b"\xff", i)
+        if i < 0:
+            raise ImageError("JPEG ends before its frame header", "truncated")
+        i = _FILL_BYTES.match(data, i).end()
         if i >= n:
             raise ImageError("JPEG ends before its frame header", "truncated")
         marker = data[i]
@@ -83,6 +88,15 @@ def _jpeg_markers(data: bytes):
             raise ImageError("JPEG has a corrupt segment length", "not-an-image")
         yield marker, i - 2, length
         i += length
+
+
+_FILL_BYTES = re.compile(rb"\xff*")
+
+
+def jpeg_scans(data: bytes) -> int:
+    """How many scans (SOS markers) a JPEG holds. 0xFF 0xDA cannot occur inside entropy-coded data (a 0xFF there
+    is always followed by 0x00 or a restart marker), so one C-level count is exact but for an embedded thumbnail."""
+    return data.count(b"\xff\xda")
 
 
 def jpeg_frame(data: bytes) -> tuple[int, int, int]:
@@ -129,6 +143,9 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, name: str = 
     if width * height > max_pixels:
         raise ImageError(f"{name}: {width}x{height} pixels exceeds the limit of {max_pixels:,} "
                          "(possible decompression bomb); downscale it first", "too-large")
+    if fmt == "jpeg" and jpeg_scans(data) > MAX_JPEG_SCANS:
+        raise ImageError(f"{name}: JPEG holds {jpeg_scans(data):,} scans, more than the {MAX_JPEG_SCANS} any encoder "
+                         "writes (each one decodes the whole image again); re-save it as a normal JPEG", "too-large")
     if _looks_truncated(data, fmt):
         raise ImageError(f"{name}: {fmt.upper()} file is cut short (no end marker); re-download or re-export it",
                          "truncated")
@@ -170,7 +187,9 @@ def in_source_layout(rgb: np.ndarray, data: bytes) -> np.ndarray:
     return np.dstack([colour, alpha])
 
 
-MAX_FILE_BYTES = 1 << 30   # no JPEG/PNG within DEFAULT_MAX_PIXELS comes near 1 GiB
+# An input photo over this is refused from stat() alone, before any reading (`remove --max-file-mb` changes it). A
+# 40 MP photo (DEFAULT_MAX_PIXELS) is ~10-40 MB as a JPEG and 120 MB as an uncompressed 8-bit PNG.
+MAX_FILE_BYTES = 256 << 20
 
 
 def is_link_loop(path: str | os.PathLike) -> bool:

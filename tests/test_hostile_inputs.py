@@ -79,3 +79,55 @@ def test_a_link_loop_given_as_an_input_is_named(tmp_path, tiny):
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
     by = records(tmp_path / "out")
     assert "symbolic link loop" in by["loop.jpg"]["error"] and by["a.jpg"]["status"] == "ok"
+
+
+def scan_bomb(path: Path, side: int = 1000, repeats: int = 11_000) -> None:
+    """A progressive JPEG whose last scan is repeated `repeats` times: a few hundred KB that libjpeg decodes
+    `repeats` times over (minutes for 6000x3000)."""
+    import io
+
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.fromarray(np.full((side, side, 3), 120, np.uint8)).save(buf, "JPEG", progressive=True, quality=90)
+    data = buf.getvalue()
+    last, end = data.rfind(b"\xff\xda"), data.rfind(b"\xff\xd9")
+    path.write_bytes(data[:end] + data[last:end] * repeats + data[end:])
+
+
+def peak_child_rss_mb() -> float:
+    import resource
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+def test_scan_bombs_giants_and_huge_files_are_bounded(tmp_path, tiny):
+    """Each is refused before decoding, or decoded within the pixel limit, in bounded time and memory: a scan bomb
+    (11,000 scans), a 2000x20000 JPEG (40 MP, the limit), a 1 GiB file posing as a JPEG (sparse: no disk used)."""
+    import time
+    src = tmp_path / "in"
+    src.mkdir()
+    scan_bomb(src / "bomb.jpg")
+    tall = cv2.resize(cv2.cvtColor(masked_astronaut(), cv2.COLOR_RGB2BGR), (2000, 20000))
+    cv2.imwrite(str(src / "tall.jpg"), tall, [cv2.IMWRITE_JPEG_QUALITY, 70])
+    with open(src / "giant.jpg", "wb") as fh:
+        fh.write(b"\xff\xd8\xff\xe0")
+        fh.truncate(1 << 30)
+    save_image(src / "a.jpg", masked_astronaut())
+    t0 = time.perf_counter()
+    proc = remove([src], tmp_path / "out", tiny, "--chunk", "1")
+    elapsed = time.perf_counter() - t0
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    by = records(tmp_path / "out")
+    assert "more than the 100" in by["bomb.jpg"]["error"] and by["bomb.jpg"]["reason"] == "too-large"
+    assert by["giant.jpg"]["reason"] == "too-large" and "--max-file-mb" in by["giant.jpg"]["error"]
+    assert by["tall.jpg"]["status"] in ("ok", "no-face", "no-mask") and by["a.jpg"]["status"] == "ok"
+    print(f"\n4 hostile photos: {elapsed:.1f} s, peak RSS {peak_child_rss_mb():.0f} MB")
+    assert elapsed < 60, elapsed
+    assert peak_child_rss_mb() < 1500
+
+
+def test_max_file_mb_sets_the_size_limit(tmp_path, tiny):
+    src = tmp_path / "a.png"
+    save_image(src, np.random.default_rng(0).integers(0, 255, (1000, 1000, 3), dtype=np.uint8))   # ~3 MB
+    proc = remove([src], tmp_path / "out", tiny, "--max-file-mb", "1")
+    assert proc.returncode == 1 and "larger than the 1 MiB" in records(tmp_path / "out")["a.png"]["error"]
+    assert remove([src], tmp_path / "out2", tiny, "--max-file-mb", "4").returncode == 0
