@@ -18,9 +18,10 @@ import cv2
 import numpy as np
 
 from .errors import DiskFullError, ImageError, Mask2FaceError
+from .ledger import FINISHED, OutputLedger, OutputTakenError, signals_deferred
 from .inpaint import check_image
 from .safeio import (MAX_FILE_BYTES, TEMP_PREFIX, atomic_write, decode_image, in_source_layout, is_link_loop, missing_message,
-                     plain_permissions, read_bytes, save_image)
+                     plain_permissions, read_bytes, resolved, save_image)
 from .track import REDETECT_EVERY, FaceTracker
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png"}
@@ -48,15 +49,6 @@ class BatchStopped(Exception):
         self.records = records
         self.total = total
         self.cause = cause
-
-
-def resolved(path: Path) -> Path:
-    """path.resolve(), or the absolute path where it cannot be resolved: a symlink loop makes Path.resolve raise
-    RuntimeError on Python 3.11 (OSError later), and one folder entry must not stop a batch."""
-    try:
-        return Path(path).resolve()
-    except (OSError, RuntimeError):
-        return Path(os.path.abspath(path))
 
 
 @contextlib.contextmanager
@@ -146,12 +138,16 @@ def check_outputs(jobs: list[tuple[Path, Path, str]], summary: Path | None = Non
                              f"(e.g. {Path(summary) / 'summary.json'})")
 
 
-def process_images(inpainter, jobs: list[tuple[Path, Path]], max_bytes: int = MAX_FILE_BYTES) -> list[dict]:
+def process_images(inpainter, jobs: list[tuple[Path, Path]], max_bytes: int = MAX_FILE_BYTES,
+                   emit: Callable[[dict], None] | None = None) -> list[dict]:
     """Photos through one Inpainter.remove_many pass (detection of all, then the model on all their faces back to
     back, then blending), one record per photo in order. A file that cannot be read or processed becomes an error
-    record; the others are still written."""
+    record; the others are still written. `emit` gets each record as soon as it is final, in order; an output and
+    its emit happen with Ctrl-C held back, so a stopped batch has emitted exactly the outputs on disk."""
     records: list[dict | None] = [None] * len(jobs)
-    loaded = []
+    emitted: list[dict] = []
+    emit_one = emit or emitted.append
+    loaded = {}
     for i, (src, dst) in enumerate(jobs):
         t0 = time.perf_counter()
         try:
@@ -160,21 +156,27 @@ def process_images(inpainter, jobs: list[tuple[Path, Path]], max_bytes: int = MA
         except BATCH_ERRORS as exc:
             records[i] = error_record(src, exc, "image")
             continue
-        loaded.append((i, data, image, time.perf_counter() - t0))
+        loaded[i] = (data, image, time.perf_counter() - t0)
     try:
-        results = inpainter.remove_many([image for _, _, image, _ in loaded])
+        results = dict(zip(loaded, inpainter.remove_many([image for _, image, _ in loaded.values()])))
     except BATCH_ERRORS:
         results = None  # one photo broke the pass: go one at a time, so that the error names its own file
-    for k, (i, data, image, t_read) in enumerate(loaded):
-        src, dst = jobs[i]
+    for i, (src, dst) in enumerate(jobs):
+        if i not in loaded:
+            emit_one(records[i])
+            continue
+        data, image, t_read = loaded[i]
         try:
-            res = results[k] if results is not None else inpainter.remove_detailed(image)
-            records[i] = _write_photo(res, src, dst, data, t_read)
+            res = results[i] if results is not None else inpainter.remove_detailed(image)
+            with signals_deferred():
+                records[i] = _write_photo(res, src, dst, data, t_read)
+                emit_one(records[i])
         except DiskFullError as exc:  # stops the batch; what was written before stays
-            exc.records = [r for r in records[:i] if r is not None]
+            exc.records = [r for r in records[:i] if r is not None] if emit is None else []
             raise
         except BATCH_ERRORS as exc:
             records[i] = error_record(src, exc, "image")
+            emit_one(records[i])
     return records
 
 
@@ -220,11 +222,11 @@ def _frame_chunks(cap, size: int, max_frames: int | None):
 
 def process_stream(inpainter, cap, dst: Path, fps: float, label: str, max_frames: int | None = None,
                    progress: Callable[[int], None] | None = None, chunk: int = CHUNK,
-                   redetect_every: int = REDETECT_EVERY) -> dict:
+                   redetect_every: int = REDETECT_EVERY, emit: Callable[[dict], None] | None = None) -> dict:
     """Frames from an open cv2.VideoCapture through the inpainter into `dst` (atomic), same fps and size, `chunk`
     frames per Inpainter.remove_many pass (1 for a live camera: each frame is written as soon as it is read). Faces
     are followed from frame to frame (track.FaceTracker), with the full detector every `redetect_every` frames
-    (1: on every frame)."""
+    (1: on every frame). `emit` gets the record as the video takes its name (Ctrl-C held back in between)."""
     dst, fourcc = _writer_path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=dst.suffix, dir=dst.parent)
@@ -258,17 +260,21 @@ def process_stream(inpainter, cap, dst: Path, fps: float, label: str, max_frames
         writer = None
         check_video(tmp, frames, dst)
         plain_permissions(tmp)
-        os.replace(tmp, dst)
+        timings["total"] = time.perf_counter() - t0
+        record = {"file": label, "output": str(dst), "kind": "video", "status": "ok", "frames": frames, "fps": fps,
+                  "faces_found": faces, "pasted": pasted, "redetect_every": max(1, redetect_every),
+                  "full_detections": tracker.full_detections if tracker else frames, "timings": timings}
+        with signals_deferred():
+            os.replace(tmp, dst)
+            if emit:
+                emit(record)
     finally:
         if writer is not None:
             writer.release()
         links.close()
         if os.path.exists(tmp):
             os.unlink(tmp)
-    timings["total"] = time.perf_counter() - t0
-    return {"file": label, "output": str(dst), "kind": "video", "status": "ok", "frames": frames, "fps": fps,
-            "faces_found": faces, "pasted": pasted, "redetect_every": max(1, redetect_every),
-            "full_detections": tracker.full_detections if tracker else frames, "timings": timings}
+    return record
 
 
 def check_video(path: str, frames: int, dst: Path) -> None:
@@ -299,13 +305,13 @@ def open_video(src: Path):
 
 
 def process_video(inpainter, src: Path, dst: Path, bar_factory=None, chunk: int = CHUNK,
-                  redetect_every: int = REDETECT_EVERY) -> dict:
+                  redetect_every: int = REDETECT_EVERY, emit: Callable[[dict], None] | None = None) -> dict:
     cap, fps, count = open_video(src)
     try:
         bar = bar_factory(total=count or None, desc=src.name, unit="frame", leave=False) if bar_factory else None
         try:
             return process_stream(inpainter, cap, dst, fps, str(src), progress=bar.update if bar else None,
-                                  chunk=chunk, redetect_every=redetect_every)
+                                  chunk=chunk, redetect_every=redetect_every, emit=emit)
         finally:
             if bar:
                 bar.close()
@@ -364,33 +370,62 @@ def skip_record(src: Path, dst: Path, kind: str) -> dict:
     return {"file": str(src), "output": str(dst), "kind": kind, "status": "skipped-existing"}
 
 
+def existing_output(ledger: OutputLedger | None, src: Path, lands: Path, kind: str, skip_existing: bool,
+                    overwrite: bool) -> dict | None:
+    """Before a job runs: None to do it, or the record it gets instead. An output made from another input (by
+    another run into the same --out, at once or earlier) or one no record explains is never replaced unless
+    `overwrite`; with `skip_existing` an output this input made is kept, with its earlier record (faces and all)."""
+    if ledger is None:
+        return skip_record(src, lands, kind) if skip_existing and lands.is_file() else None
+    try:
+        state, earlier = ledger.claim(src, lands, overwrite)
+    except OutputTakenError as exc:
+        return error_record(src, exc, kind)
+    if state == "unknown":
+        if skip_existing:
+            return skip_record(src, lands, kind)
+        return error_record(src, OutputTakenError(
+            f"{lands} already exists and no record says it was made from {src}: nothing was overwritten; use "
+            "--skip-existing to keep it, --overwrite to replace it, or another --out folder"), kind)
+    if skip_existing and earlier is not None and lands.is_file():
+        return {k: v for k, v in earlier.items() if k != "timings"} | {"from_earlier_run": True}
+    return None
+
+
 def run_batch(inpainter, jobs: list[tuple[Path, Path, str]], bar_factory=None, chunk: int = CHUNK,
               skip_existing: bool = False, redetect_every: int = REDETECT_EVERY,
-              max_file_bytes: int = MAX_FILE_BYTES) -> list[dict]:
+              max_file_bytes: int = MAX_FILE_BYTES, ledger: OutputLedger | None = None,
+              overwrite: bool = False) -> list[dict]:
     """Every job, in order; photos go `chunk` at a time through process_images. A failing file becomes an error
     record and the batch goes on. The bar counts files as they are finished, not as they are queued.
+    `ledger` (the --out folder's records, ledger.py): an output another input made is refused unless `overwrite`,
+    and every finished output's record is kept beside it at once (a run killed with SIGKILL can be resumed).
     `skip_existing`: a job whose output exists is not redone (outputs appear atomically, so an existing one is
     complete): after Ctrl-C, the same command with it does only the rest. Ctrl-C or a full disk raise
-    BatchStopped with the records of the files written so far; the photos of an unfinished chunk and a half-read
-    video are not written."""
+    BatchStopped with the records of the files written so far (exactly the outputs on disk); the photos of an
+    unfinished chunk and a half-read video are not written."""
     records, photos = [], []
     bar = bar_factory(total=len(jobs), desc="remove", unit="file") if bar_factory else None
 
-    def done(new: list[dict]):
-        records.extend(new)
+    def done(record: dict):
+        record.setdefault("source", str(resolved(record["file"])))
+        if ledger is not None and record.get("status") in FINISHED and not record.get("from_earlier_run"):
+            ledger.write(record)
+        records.append(record)
         if bar:
-            bar.update(len(new))
+            bar.update(1)
 
     def flush():
         if photos:
-            done(process_images(inpainter, photos, max_file_bytes))
+            process_images(inpainter, photos, max_file_bytes, emit=done)
             photos.clear()
 
     try:
         for src, dst, kind in jobs:
-            if skip_existing and kind in ("image", "video") and (lands := output_path(dst, kind)).is_file():
+            if kind in ("image", "video") and (instead := existing_output(
+                    ledger, src, output_path(dst, kind), kind, skip_existing, overwrite)) is not None:
                 flush()  # keep the records in input order
-                done([skip_record(src, lands, kind)])
+                done(instead)
                 continue
             if kind == "image":
                 photos.append((src, dst))
@@ -400,23 +435,23 @@ def run_batch(inpainter, jobs: list[tuple[Path, Path, str]], bar_factory=None, c
             flush()
             try:
                 if kind == "video":
-                    done([process_video(inpainter, src, dst, bar_factory, chunk, redetect_every)])
+                    process_video(inpainter, src, dst, bar_factory, chunk, redetect_every, emit=done)
                 elif kind == "missing":
-                    done([error_record(src, MediaError(missing_message(src)), kind)])
+                    done(error_record(src, MediaError(missing_message(src)), kind))
                 elif kind == "unreadable":
-                    done([error_record(src, MediaError(f"{src}: folder cannot be read; check its permissions"), kind)])
+                    done(error_record(src, MediaError(f"{src}: folder cannot be read; check its permissions"), kind))
                 elif src.suffix.lower() in OTHER_IMAGE_EXTS:
-                    done([error_record(src, ImageError(
+                    done(error_record(src, ImageError(
                         f"{src}: {src.suffix.lower()} images are not read; convert it to JPEG or PNG",
-                        "unsupported-format"), kind)])
+                        "unsupported-format"), kind))
                 else:
-                    done([error_record(src, MediaError(
+                    done(error_record(src, MediaError(
                         f"{src}: not a supported image ({', '.join(sorted(IMAGE_EXTS))}) or video "
-                        f"({', '.join(sorted(VIDEO_EXTS))})"), kind)])
+                        f"({', '.join(sorted(VIDEO_EXTS))})"), kind))
             except DiskFullError:
                 raise
             except BATCH_ERRORS as exc:
-                done([error_record(src, exc, kind)])
+                done(error_record(src, exc, kind))
         flush()
     except KeyboardInterrupt:
         raise BatchStopped(records, len(jobs)) from None

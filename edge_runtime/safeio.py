@@ -192,6 +192,15 @@ def in_source_layout(rgb: np.ndarray, data: bytes) -> np.ndarray:
 MAX_FILE_BYTES = 256 << 20
 
 
+def resolved(path: str | os.PathLike) -> Path:
+    """path.resolve(), or the absolute path where it cannot be resolved: a symlink loop makes Path.resolve raise
+    RuntimeError on Python 3.11 (OSError later), and one folder entry must not stop a batch."""
+    try:
+        return Path(path).resolve()
+    except (OSError, RuntimeError):
+        return Path(os.path.abspath(path))
+
+
 def is_link_loop(path: str | os.PathLike) -> bool:
     """A symbolic link that leads back to itself (stat fails with ELOOP)."""
     try:
