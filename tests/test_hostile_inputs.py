@@ -23,10 +23,25 @@ def tiny(tmp_path_factory) -> Path:
     return make_tiny_tflite(tmp_path_factory.mktemp("m"))
 
 
+# Runs the command and reports its peak RSS on a last stderr line: the child's own, not the test session's.
+MEASURE = ("import resource, subprocess, sys\n"
+           "r = subprocess.run(sys.argv[1:])\n"
+           "print('peak-rss-kb', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)\n"
+           "sys.exit(r.returncode)\n")
+
+
 def remove(inputs, out: Path, model: Path, *extra: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "mask2face.cli", "remove", *map(os.fsdecode, inputs), "--out", str(out),
-           "--model", str(model), *extra]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    """`mask2face remove` in a subprocess; the result also has .seconds and .rss_mb (its peak resident memory)."""
+    import time
+    cmd = [sys.executable, "-c", MEASURE, sys.executable, "-m", "mask2face.cli", "remove",
+           *map(os.fsdecode, inputs), "--out", str(out), "--model", str(model), *extra]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, errors="backslashreplace")
+    proc.seconds = time.perf_counter() - t0
+    head, _, last = proc.stderr.rstrip("\n").rpartition("\n")
+    proc.rss_mb = int(last.split()[-1]) / 1024 if last.startswith("peak-rss-kb") else float("nan")
+    proc.stderr = head
+    return proc
 
 
 def records(out: Path) -> dict[str, dict]:
@@ -94,15 +109,9 @@ def scan_bomb(path: Path, side: int = 1000, repeats: int = 11_000) -> None:
     path.write_bytes(data[:end] + data[last:end] * repeats + data[end:])
 
 
-def peak_child_rss_mb() -> float:
-    import resource
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-
-
 def test_scan_bombs_giants_and_huge_files_are_bounded(tmp_path, tiny):
     """Each is refused before decoding, or decoded within the pixel limit, in bounded time and memory: a scan bomb
     (11,000 scans), a 2000x20000 JPEG (40 MP, the limit), a 1 GiB file posing as a JPEG (sparse: no disk used)."""
-    import time
     src = tmp_path / "in"
     src.mkdir()
     scan_bomb(src / "bomb.jpg")
@@ -112,17 +121,14 @@ def test_scan_bombs_giants_and_huge_files_are_bounded(tmp_path, tiny):
         fh.write(b"\xff\xd8\xff\xe0")
         fh.truncate(1 << 30)
     save_image(src / "a.jpg", masked_astronaut())
-    t0 = time.perf_counter()
     proc = remove([src], tmp_path / "out", tiny, "--chunk", "1")
-    elapsed = time.perf_counter() - t0
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
     by = records(tmp_path / "out")
     assert "more than the 100" in by["bomb.jpg"]["error"] and by["bomb.jpg"]["reason"] == "too-large"
     assert by["giant.jpg"]["reason"] == "too-large" and "--max-file-mb" in by["giant.jpg"]["error"]
     assert by["tall.jpg"]["status"] in ("ok", "no-face", "no-mask") and by["a.jpg"]["status"] == "ok"
-    print(f"\n4 hostile photos: {elapsed:.1f} s, peak RSS {peak_child_rss_mb():.0f} MB")
-    assert elapsed < 60, elapsed
-    assert peak_child_rss_mb() < 1500
+    print(f"\n4 hostile photos: {proc.seconds:.1f} s, peak RSS {proc.rss_mb:.0f} MB")
+    assert proc.seconds < 60 and proc.rss_mb < 1500, (proc.seconds, proc.rss_mb)
 
 
 def test_max_file_mb_sets_the_size_limit(tmp_path, tiny):
@@ -131,3 +137,74 @@ def test_max_file_mb_sets_the_size_limit(tmp_path, tiny):
     proc = remove([src], tmp_path / "out", tiny, "--max-file-mb", "1")
     assert proc.returncode == 1 and "larger than the 1 MiB" in records(tmp_path / "out")["a.png"]["error"]
     assert remove([src], tmp_path / "out2", tiny, "--max-file-mb", "4").returncode == 0
+
+
+# Bounds stated in docs/EDGE.md (Command line): per photo, at most 256 MiB read and one decode of at most 40 MP;
+# these photos are small, so a whole folder of them must finish well within these.
+FOLDER_SECONDS, FILE_SECONDS, RSS_MB = 180, 10, 1500
+
+
+def check_every_entry_named(proc, out: Path, expected: set[str]) -> dict[str, dict]:
+    assert proc.returncode == 1, proc.stderr[-3000:]                 # some files failed; the batch finished
+    assert "Traceback" not in proc.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    by = {os.path.basename(r["file"]): r for r in summary["records"]}
+    assert set(by) == expected                                       # every entry has its record
+    errors = {os.path.basename(e["file"]) for e in summary["errors"]}
+    assert errors == {name for name, r in by.items() if r["status"] == "error"}
+    for name in errors:
+        assert by[name]["error"] and "\n" not in by[name]["error"]
+    slowest = max((r.get("timings", {}).get("total", 0) for r in by.values()), default=0)
+    assert slowest < FILE_SECONDS, slowest
+    assert not [p for p in out.rglob(".*") if ".mask2face" not in p.parts]   # no temp files left
+    return by
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    import hostile_corpus
+    folder = tmp_path_factory.mktemp("hostile") / "in"
+    families = hostile_corpus.make(folder)
+    return folder, families
+
+
+def test_hundreds_of_hostile_inputs_as_one_folder(corpus, tiny, tmp_path):
+    import hostile_corpus
+    folder, families = corpus
+    names = hostile_corpus.entries(families)
+    assert len(names) >= 500
+    proc = remove([folder], tmp_path / "out", tiny, timeout=FOLDER_SECONDS * 2)
+    by = check_every_entry_named(proc, tmp_path / "out", set(names))
+    status = {}
+    for r in by.values():
+        status[r["status"]] = status.get(r["status"], 0) + 1
+    print(f"\n{len(names)} hostile inputs as one folder: {proc.seconds:.1f} s, peak RSS {proc.rss_mb:.0f} MB, "
+          f"0 crashes, 0 tracebacks; {status}")
+    assert proc.seconds < FOLDER_SECONDS and proc.rss_mb < RSS_MB, (proc.seconds, proc.rss_mb)
+    for name in ("photo_\udce9.jpg", "clip_\udce9.avi", "p" * 240 + ".jpg", "exif-long.jpg", "cmyk.jpg"):
+        assert by[name]["status"] == "ok", by[name]
+    for name in families["scan bombs"][1:] + ["giant-1GiB.jpg", "loop.jpg", "dirloop", "pipe.jpg", "zero.jpg"]:
+        assert by[name]["status"] == "error", by[name]
+
+
+def one_by_one(folder: Path, names: list[str], tiny: Path, out: Path) -> None:
+    for name in names:
+        proc = remove([os.path.join(os.fsencode(folder), os.fsencode(name))], out, tiny, timeout=FILE_SECONDS * 6)
+        assert proc.returncode in (0, 1) and "Traceback" not in proc.stderr, (name, proc.stderr[-2000:])
+        assert proc.rss_mb < RSS_MB, (name, proc.rss_mb)
+        summary = json.loads((out / "summary.json").read_text())
+        assert any(os.path.basename(r["file"]) == name for r in summary["records"]), name
+        assert (proc.returncode == 1) == any(os.path.basename(e["file"]) == name for e in summary["errors"])
+
+
+def test_a_sample_of_hostile_inputs_one_by_one(corpus, tiny, tmp_path):
+    folder, families = corpus
+    sample = [names[0] for names in list(families.values())[::2]] + families["names"][:2] + families["links"][:1]
+    one_by_one(folder, sample, tiny, tmp_path / "out")
+
+
+@pytest.mark.slow
+def test_every_hostile_input_one_by_one(corpus, tiny, tmp_path):
+    import hostile_corpus
+    folder, families = corpus
+    one_by_one(folder, hostile_corpus.entries(families), tiny, tmp_path / "out")
