@@ -13,6 +13,7 @@ record (faces, status) right after. So:
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -21,7 +22,7 @@ import threading
 from pathlib import Path
 from typing import Callable
 
-from .errors import Mask2FaceError
+from .errors import DiskFullError, Mask2FaceError
 from .safeio import atomic_write, resolved
 
 LEDGER_DIR = ".mask2face"
@@ -59,14 +60,18 @@ class OutputLedger:
     def _create(self, output: Path, record: dict) -> bool:
         """Write `record` only if `output` has none yet, atomically (link of a complete temp file): False if
         another run got there first."""
-        self.folder.mkdir(parents=True, exist_ok=True)
         tmp = self.folder / f".claim-{os.getpid()}-{threading.get_ident()}"
-        tmp.write_bytes(json.dumps(record).encode())
         try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            tmp.write_bytes(json.dumps(record).encode())
             os.link(tmp, self._path(output))
             return True
         except FileExistsError:
             return False
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:   # stops the batch like any full disk (media.run_batch)
+                raise DiskFullError(f"disk full while writing in {self.out_dir}: free some space there") from None
+            raise
         finally:
             tmp.unlink(missing_ok=True)
 
@@ -96,7 +101,7 @@ class OutputLedger:
     def write(self, record: dict) -> None:
         """The record of a finished output (after the output took its name)."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        atomic_write(self._path(Path(record["output"])), json.dumps(record, default=str).encode())
+        atomic_write(self._path(Path(record["output"])), json.dumps(record, default=str).encode(), fsync=False)
 
     def finished_records(self) -> list[dict]:
         out = []

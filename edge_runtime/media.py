@@ -18,10 +18,10 @@ import cv2
 import numpy as np
 
 from .errors import DiskFullError, ImageError, Mask2FaceError
-from .ledger import FINISHED, OutputLedger, OutputTakenError, signals_deferred
 from .inpaint import check_image
-from .safeio import (MAX_FILE_BYTES, TEMP_PREFIX, atomic_write, decode_image, in_source_layout, is_link_loop, missing_message,
-                     plain_permissions, read_bytes, resolved, save_image)
+from .ledger import FINISHED, OutputLedger, OutputTakenError, signals_deferred
+from .safeio import (MAX_FILE_BYTES, TEMP_PREFIX, atomic_write, decode_image, in_source_layout, is_link_loop,
+                     missing_message, plain_permissions, read_bytes, resolved, save_image)
 from .track import REDETECT_EVERY, FaceTracker
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png"}
@@ -145,8 +145,7 @@ def process_images(inpainter, jobs: list[tuple[Path, Path]], max_bytes: int = MA
     record; the others are still written. `emit` gets each record as soon as it is final, in order; an output and
     its emit happen with Ctrl-C held back, so a stopped batch has emitted exactly the outputs on disk."""
     records: list[dict | None] = [None] * len(jobs)
-    emitted: list[dict] = []
-    emit_one = emit or emitted.append
+    emit_one = emit or (lambda record: None)
     loaded = {}
     for i, (src, dst) in enumerate(jobs):
         t0 = time.perf_counter()

@@ -285,8 +285,8 @@ class Model:
         return {"source": self.source, "delegate": self.delegate, "threads": self.threads,
                 "requested_delegate": self.requested_delegate, "fallback_reason": self.fallback_reason,
                 "input_size": list(self.input_size), "input_dtype": np.dtype(self.input_detail["dtype"]).name,
-                "has_metadata": self.has_metadata, "name": self.metadata.get("name"),
-                "precision": self.metadata.get("precision")}
+                "has_metadata": self.has_metadata, "weights_verified": self.verified,
+                "name": self.metadata.get("name"), "precision": self.metadata.get("precision")}
 
 
 def _one_line(exc: BaseException, limit: int = 200) -> str:

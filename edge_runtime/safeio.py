@@ -272,8 +272,10 @@ def plain_permissions(path: str | os.PathLike) -> None:
     os.chmod(path, 0o666 & ~umask)
 
 
-def atomic_write(path: str | os.PathLike, data: bytes) -> Path:
-    """Write bytes to a temp file beside `path`, then rename over it (readers never see half a file).
+def atomic_write(path: str | os.PathLike, data: bytes, fsync: bool = True) -> Path:
+    """Write bytes to a temp file beside `path`, then rename over it (readers never see half a file). `fsync`
+    False: for small bookkeeping files that must survive a killed process, not a power cut (each fsync costs
+    milliseconds, more on an SD card).
 
     A tiny twin of mask2face.runs.write_bytes: edge_runtime may not import mask2face.*."""
     path = Path(path)
@@ -284,7 +286,8 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> Path:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
-            os.fsync(fh.fileno())
+            if fsync:
+                os.fsync(fh.fileno())
         plain_permissions(tmp)
         os.replace(tmp, path)
     except OSError as exc:

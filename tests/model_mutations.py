@@ -102,7 +102,8 @@ def truncations(data: bytes, count: int) -> list[tuple[str, bytes]]:
 
 
 def identifiers(data: bytes) -> list[tuple[str, bytes]]:
-    return [(f"identifier-{ident!r}", data[:4] + ident + data[8:]) for ident in (b"TFL2", b"tfl3", b"\0\0\0\0", b"ONNX")]
+    return [(f"identifier-{ident!r}", data[:4] + ident + data[8:])
+            for ident in (b"TFL2", b"tfl3", b"\0\0\0\0", b"ONNX")]
 
 
 # Metadata entries of the wrong type: each one a TypeError / ValueError somewhere before the contract was checked.
