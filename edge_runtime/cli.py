@@ -1,12 +1,10 @@
 """`mask2face remove INPUT... --out DIR [--model M] [--camera N] [--delegate cpu|gpu|nnapi] [--threads N]
 [--chunk N] [--redetect-every N] [--mask-threshold P] [--classifier C] [--min-change X] [--summary F]
-[--skip-existing]`: no TensorFlow, no dlib; what a
-Raspberry Pi or Jetson runs."""
+[--skip-existing] [--overwrite] [--max-file-mb N]`: no TensorFlow, no dlib; what a Raspberry Pi or Jetson runs."""
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import sys
 import time
@@ -14,11 +12,10 @@ from pathlib import Path
 
 from .errors import DiskFullError, Mask2FaceError
 from .inpaint import BlendConfig, Inpainter
+from .ledger import FINISHED, OutputLedger, earlier_summary_records, merge_summary
 from .media import CHUNK, BatchStopped, collect, process_camera, run_batch, summarize
-from .safeio import atomic_write
+from .safeio import MAX_FILE_BYTES
 from .track import REDETECT_EVERY
-
-FINISHED = ("ok", "no-face", "no-mask")   # statuses of a written output
 
 
 def _tqdm():
@@ -32,11 +29,8 @@ def _tqdm():
 def earlier_records(summary_path: Path) -> dict[str, dict]:
     """Finished records of an earlier run's summary by output path ({} if there is none or it is unreadable), so
     that a --skip-existing run's summary still describes every file, not only the ones it did."""
-    try:
-        records = json.loads(Path(summary_path).read_text())["records"]
-        return {r["output"]: r for r in records if r.get("status") in FINISHED and "output" in r}
-    except (OSError, ValueError, KeyError, TypeError):
-        return {}
+    return {r["output"]: r for r in earlier_summary_records(summary_path)
+            if r.get("status") in FINISHED and isinstance(r.get("output"), str)}
 
 
 def with_earlier(records: list[dict], earlier: dict[str, dict]) -> list[dict]:
@@ -51,13 +45,15 @@ def with_earlier(records: list[dict], earlier: dict[str, dict]) -> list[dict]:
 
 
 def report_stop(stop: BatchStopped, records: list[dict], inpainter, out: Path, summary_path: Path,
-                wall: float) -> int:
+                wall: float, ledger: OutputLedger | None = None) -> int:
     """Ctrl-C or a full disk mid-batch: what is written stays written (each output complete), the summary says how
     far the batch got (if the disk still takes it), and one line says what to run next."""
-    summary = summarize(records, inpainter.describe(), wall)
-    summary.update(files_total=stop.total, **({"stopped": str(stop.cause)} if stop.cause else {"interrupted": True}))
+    def build(merged: list[dict]) -> dict:
+        summary = summarize(merged, inpainter.describe(), wall)
+        return summary | {"files_total": stop.total,
+                          **({"stopped": str(stop.cause)} if stop.cause else {"interrupted": True})}
     try:
-        atomic_write(summary_path, (json.dumps(summary, indent=2, default=str) + "\n").encode())
+        merge_summary(summary_path, records, ledger, build)
         where = f"summary: {summary_path}"
     except DiskFullError:
         where = "no summary: no room for it"
@@ -83,6 +79,12 @@ def classifier_of(args) -> str | Path | None:
     """--classifier: the shipped one (default), a .tflite, or none (the model's own mask gates decide alone)."""
     name = getattr(args, "classifier", None) or "default"
     return None if str(name).lower() == "none" else name
+
+
+def max_file_bytes(args) -> int:
+    """--max-file-mb in bytes (default safeio.MAX_FILE_BYTES)."""
+    mb = getattr(args, "max_file_mb", None)
+    return MAX_FILE_BYTES if mb is None else int(mb) << 20
 
 
 def _quiet_opencv() -> None:
@@ -121,12 +123,14 @@ def cli_main(cfg, args) -> int:
     redetect_every = getattr(args, "redetect_every", None) or REDETECT_EVERY
     earlier = earlier_records(summary_path) if skip_existing else {}
     jobs = collect(inputs, out, summary_path)   # refuses outputs on inputs, on each other or on the summary
+    ledger = OutputLedger(out)
     try:
         records = run_batch(inpainter, jobs, bar_factory=bar, chunk=chunk, skip_existing=skip_existing,
-                            redetect_every=redetect_every) if jobs else []
+                            redetect_every=redetect_every, max_file_bytes=max_file_bytes(args), ledger=ledger,
+                            overwrite=bool(getattr(args, "overwrite", False))) if jobs else []
     except BatchStopped as stop:
         return report_stop(stop, with_earlier(stop.records, earlier), inpainter, out, summary_path,
-                           time.perf_counter() - t0)
+                           time.perf_counter() - t0, ledger)
     if camera is not None:
         try:
             records.append(process_camera(inpainter, camera, out, bar_factory=bar, redetect_every=redetect_every))
@@ -135,8 +139,11 @@ def cli_main(cfg, args) -> int:
                 raise
             records.append({"file": f"camera:{camera}", "kind": "camera", "status": "error",
                             "reason": "camera", "error": str(exc)})
-    summary = summarize(with_earlier(records, earlier), inpainter.describe(), time.perf_counter() - t0)
-    atomic_write(summary_path, (json.dumps(summary, indent=2, default=str) + "\n").encode())
+    records = with_earlier(records, earlier)
+    wall = time.perf_counter() - t0
+    # summary.json keeps the records of every run into this --out (merged by input); the lines below are this run's
+    merge_summary(summary_path, records, ledger, lambda merged: summarize(merged, inpainter.describe(), wall))
+    summary = summarize(records, inpainter.describe(), wall)
     t = summary["time_seconds"]
     print(f"mask2face remove: {summary['files']} file(s), {summary['faces']} face(s) found, "
           f"{summary['faces_pasted']} restored; {summary['status']}; "

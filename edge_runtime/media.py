@@ -6,6 +6,7 @@ used is reported and the batch goes on; a photo without a face is copied through
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -18,7 +19,9 @@ import numpy as np
 
 from .errors import DiskFullError, ImageError, Mask2FaceError
 from .inpaint import check_image
-from .safeio import atomic_write, decode_image, in_source_layout, plain_permissions, read_bytes, save_image
+from .ledger import FINISHED, OutputLedger, OutputTakenError, signals_deferred
+from .safeio import (MAX_FILE_BYTES, TEMP_PREFIX, atomic_write, decode_image, in_source_layout, is_link_loop,
+                     missing_message, plain_permissions, read_bytes, resolved, save_image)
 from .track import REDETECT_EVERY, FaceTracker
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png"}
@@ -48,6 +51,29 @@ class BatchStopped(Exception):
         self.cause = cause
 
 
+@contextlib.contextmanager
+def opencv_path(path: str | os.PathLike):
+    """A name OpenCV's video I/O can take for `path`. OpenCV converts the Python str to UTF-8 and crashes the process
+    on a name that is not valid UTF-8 (bytes Linux allows: `clip_\xe9.mp4` from an old camera or a Latin-1 system);
+    such a path is given as an ASCII symbolic link in a private temporary folder (FFmpeg follows it, reading and
+    writing alike)."""
+    name = os.fspath(path)
+    try:
+        name.encode("utf-8")
+        yield name
+        return
+    except UnicodeEncodeError:
+        pass
+    folder = tempfile.mkdtemp(prefix="mask2face-")
+    link = os.path.join(folder, "media" + "".join(c for c in Path(name).suffix if c.isascii() and c.isalnum()
+                                                  or c == "."))
+    try:
+        os.symlink(os.fsencode(os.path.abspath(name)), os.fsencode(link))
+        yield link
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def kind_of(path: Path) -> str | None:
     ext = path.suffix.lower()
     return "image" if ext in IMAGE_EXTS else "video" if ext in VIDEO_EXTS else None
@@ -59,25 +85,27 @@ def collect(inputs: Iterable[Path], out_dir: Path, summary: Path | None = None) 
     skipped (with --out equal to an input folder, a second run must not take the first run's outputs as inputs).
     Images in formats we do not read become "unknown" jobs, so the summary lists them. Outputs (and `summary`)
     are checked before any work (check_outputs)."""
-    out_dir = Path(out_dir).resolve()
+    out_dir = resolved(out_dir)
     jobs: list[tuple[Path, Path, str]] = []
     for item in inputs:
         item = Path(item)
         if item.is_dir():
-            mirror = out_dir / item.resolve().name
+            mirror = out_dir / resolved(item).name
             unreadable: list[OSError] = []
             for root, dirs, files in os.walk(item, onerror=unreadable.append):
                 dirs[:] = sorted(d for d in dirs if not d.startswith(".")
-                                 and Path(root, d).resolve() not in (out_dir, mirror))
+                                 and resolved(Path(root, d)) not in (out_dir, mirror))
                 for name in sorted(files):
                     p = Path(root) / name
                     k = kind_of(p) or ("unknown" if p.suffix.lower() in OTHER_IMAGE_EXTS else None)
+                    if not name.startswith(".") and is_link_loop(p):
+                        k = "missing"   # reported whatever its name: a loop is a mistake, not another file type
                     if k and not name.startswith("."):
                         jobs.append((p, mirror / p.relative_to(item), k))
             # a subfolder without read permission is an error record, not photos silently left out
             jobs += [(Path(e.filename), mirror / Path(e.filename).relative_to(item), "unreadable") for e in unreadable
-                     if e.filename and Path(e.filename).resolve() != item.resolve()]
-            if any(e.filename and Path(e.filename).resolve() == item.resolve() for e in unreadable):
+                     if e.filename and resolved(Path(e.filename)) != resolved(item)]
+            if any(e.filename and resolved(Path(e.filename)) == resolved(item) for e in unreadable):
                 jobs.append((item, mirror, "unreadable"))
         elif item.exists():
             jobs.append((item, out_dir / item.name, kind_of(item) or "unknown"))
@@ -91,10 +119,10 @@ def check_outputs(jobs: list[tuple[Path, Path, str]], summary: Path | None = Non
     """Before any work: no output (or the summary) may land on an input, on another job's output or on a folder.
     Two inputs of the same name (photos/ from two places, clip.mkv and clip.mp4) would otherwise keep only the
     last result, silently."""
-    inputs = {src.resolve(): src for src, _, kind in jobs if kind != "missing"}
+    inputs = {resolved(src): src for src, _, kind in jobs if kind != "missing"}
     landing: dict[Path, Path] = {}
     for src, dst, kind in jobs:
-        lands = output_path(dst, kind).resolve()
+        lands = resolved(output_path(dst, kind))
         if lands in inputs:
             raise MediaError(f"output {dst} would overwrite the input {inputs[lands]}: choose another --out folder")
         if lands in landing:
@@ -102,7 +130,7 @@ def check_outputs(jobs: list[tuple[Path, Path, str]], summary: Path | None = Non
                              "rename one, or run them with different --out folders")
         landing[lands] = src
     if summary is not None:
-        where = Path(summary).resolve()
+        where = resolved(Path(summary))
         if where in inputs or where in landing:
             raise MediaError(f"--summary {summary} is an input or an output of this run: choose another path")
         if where.is_dir():
@@ -110,35 +138,44 @@ def check_outputs(jobs: list[tuple[Path, Path, str]], summary: Path | None = Non
                              f"(e.g. {Path(summary) / 'summary.json'})")
 
 
-def process_images(inpainter, jobs: list[tuple[Path, Path]]) -> list[dict]:
+def process_images(inpainter, jobs: list[tuple[Path, Path]], max_bytes: int = MAX_FILE_BYTES,
+                   emit: Callable[[dict], None] | None = None) -> list[dict]:
     """Photos through one Inpainter.remove_many pass (detection of all, then the model on all their faces back to
     back, then blending), one record per photo in order. A file that cannot be read or processed becomes an error
-    record; the others are still written."""
+    record; the others are still written. `emit` gets each record as soon as it is final, in order; an output and
+    its emit happen with Ctrl-C held back, so a stopped batch has emitted exactly the outputs on disk."""
     records: list[dict | None] = [None] * len(jobs)
-    loaded = []
+    emit_one = emit or (lambda record: None)
+    loaded = {}
     for i, (src, dst) in enumerate(jobs):
         t0 = time.perf_counter()
         try:
-            data = read_bytes(src)
+            data = read_bytes(src, max_bytes)
             image = check_image(decode_image(data, name=str(src)))
         except BATCH_ERRORS as exc:
             records[i] = error_record(src, exc, "image")
             continue
-        loaded.append((i, data, image, time.perf_counter() - t0))
+        loaded[i] = (data, image, time.perf_counter() - t0)
     try:
-        results = inpainter.remove_many([image for _, _, image, _ in loaded])
+        results = dict(zip(loaded, inpainter.remove_many([image for _, image, _ in loaded.values()])))
     except BATCH_ERRORS:
         results = None  # one photo broke the pass: go one at a time, so that the error names its own file
-    for k, (i, data, image, t_read) in enumerate(loaded):
-        src, dst = jobs[i]
+    for i, (src, dst) in enumerate(jobs):
+        if i not in loaded:
+            emit_one(records[i])
+            continue
+        data, image, t_read = loaded[i]
         try:
-            res = results[k] if results is not None else inpainter.remove_detailed(image)
-            records[i] = _write_photo(res, src, dst, data, t_read)
+            res = results[i] if results is not None else inpainter.remove_detailed(image)
+            with signals_deferred():
+                records[i] = _write_photo(res, src, dst, data, t_read)
+                emit_one(records[i])
         except DiskFullError as exc:  # stops the batch; what was written before stays
-            exc.records = [r for r in records[:i] if r is not None]
+            exc.records = [r for r in records[:i] if r is not None] if emit is None else []
             raise
         except BATCH_ERRORS as exc:
             records[i] = error_record(src, exc, "image")
+            emit_one(records[i])
     return records
 
 
@@ -184,25 +221,27 @@ def _frame_chunks(cap, size: int, max_frames: int | None):
 
 def process_stream(inpainter, cap, dst: Path, fps: float, label: str, max_frames: int | None = None,
                    progress: Callable[[int], None] | None = None, chunk: int = CHUNK,
-                   redetect_every: int = REDETECT_EVERY) -> dict:
+                   redetect_every: int = REDETECT_EVERY, emit: Callable[[dict], None] | None = None) -> dict:
     """Frames from an open cv2.VideoCapture through the inpainter into `dst` (atomic), same fps and size, `chunk`
     frames per Inpainter.remove_many pass (1 for a live camera: each frame is written as soon as it is read). Faces
     are followed from frame to frame (track.FaceTracker), with the full detector every `redetect_every` frames
-    (1: on every frame)."""
+    (1: on every frame). `emit` gets the record as the video takes its name (Ctrl-C held back in between)."""
     dst, fourcc = _writer_path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=dst.suffix, dir=dst.parent)
+    fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=dst.suffix, dir=dst.parent)
     os.close(fd)
     timings = {"detection": 0.0, "mask_decision": 0.0, "model": 0.0, "blending": 0.0}
     frames = faces = pasted = 0
     tracker = FaceTracker(inpainter.detector, redetect_every) if redetect_every > 1 else None
     writer = None
     t0 = time.perf_counter()
+    links = contextlib.ExitStack()   # the writer's name for `tmp` lives as long as the writer
     try:
         for batch in _frame_chunks(cap, max(1, chunk), max_frames):
             if writer is None:
                 h, w = batch[0].shape[:2]
-                writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*fourcc), fps, (w, h))
+                writer = cv2.VideoWriter(links.enter_context(opencv_path(tmp)), cv2.VideoWriter_fourcc(*fourcc),
+                                         fps, (w, h))
                 if not writer.isOpened():
                     raise MediaError(f"cannot write video {dst} ({fourcc}); use an .mp4 or .avi output")
             for res in inpainter.remove_many(batch, detector=tracker):
@@ -220,22 +259,28 @@ def process_stream(inpainter, cap, dst: Path, fps: float, label: str, max_frames
         writer = None
         check_video(tmp, frames, dst)
         plain_permissions(tmp)
-        os.replace(tmp, dst)
+        timings["total"] = time.perf_counter() - t0
+        record = {"file": label, "output": str(dst), "kind": "video", "status": "ok", "frames": frames, "fps": fps,
+                  "faces_found": faces, "pasted": pasted, "redetect_every": max(1, redetect_every),
+                  "full_detections": tracker.full_detections if tracker else frames, "timings": timings}
+        with signals_deferred():
+            os.replace(tmp, dst)
+            if emit:
+                emit(record)
     finally:
         if writer is not None:
             writer.release()
+        links.close()
         if os.path.exists(tmp):
             os.unlink(tmp)
-    timings["total"] = time.perf_counter() - t0
-    return {"file": label, "output": str(dst), "kind": "video", "status": "ok", "frames": frames, "fps": fps,
-            "faces_found": faces, "pasted": pasted, "redetect_every": max(1, redetect_every),
-            "full_detections": tracker.full_detections if tracker else frames, "timings": timings}
+    return record
 
 
 def check_video(path: str, frames: int, dst: Path) -> None:
     """cv2.VideoWriter fails silently (a full disk, a codec that gives up): before the file takes its final name,
     check that it opens and holds every frame written."""
-    cap = cv2.VideoCapture(path)
+    with opencv_path(path) as name:
+        cap = cv2.VideoCapture(name)
     held = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if cap.isOpened() else 0
     cap.release()
     if held == frames:
@@ -247,7 +292,8 @@ def check_video(path: str, frames: int, dst: Path) -> None:
 
 
 def open_video(src: Path):
-    cap = cv2.VideoCapture(str(src))
+    with opencv_path(src) as name:   # FFmpeg opens the file here; the link may go once it is open
+        cap = cv2.VideoCapture(name)
     if not cap.isOpened():
         cap.release()
         raise MediaError(f"{src}: cannot open the video (unsupported codec or not a video)")
@@ -258,13 +304,13 @@ def open_video(src: Path):
 
 
 def process_video(inpainter, src: Path, dst: Path, bar_factory=None, chunk: int = CHUNK,
-                  redetect_every: int = REDETECT_EVERY) -> dict:
+                  redetect_every: int = REDETECT_EVERY, emit: Callable[[dict], None] | None = None) -> dict:
     cap, fps, count = open_video(src)
     try:
         bar = bar_factory(total=count or None, desc=src.name, unit="frame", leave=False) if bar_factory else None
         try:
             return process_stream(inpainter, cap, dst, fps, str(src), progress=bar.update if bar else None,
-                                  chunk=chunk, redetect_every=redetect_every)
+                                  chunk=chunk, redetect_every=redetect_every, emit=emit)
         finally:
             if bar:
                 bar.close()
@@ -323,32 +369,62 @@ def skip_record(src: Path, dst: Path, kind: str) -> dict:
     return {"file": str(src), "output": str(dst), "kind": kind, "status": "skipped-existing"}
 
 
+def existing_output(ledger: OutputLedger | None, src: Path, lands: Path, kind: str, skip_existing: bool,
+                    overwrite: bool) -> dict | None:
+    """Before a job runs: None to do it, or the record it gets instead. An output made from another input (by
+    another run into the same --out, at once or earlier) or one no record explains is never replaced unless
+    `overwrite`; with `skip_existing` an output this input made is kept, with its earlier record (faces and all)."""
+    if ledger is None:
+        return skip_record(src, lands, kind) if skip_existing and lands.is_file() else None
+    try:
+        state, earlier = ledger.claim(src, lands, overwrite)
+    except OutputTakenError as exc:
+        return error_record(src, exc, kind)
+    if state == "unknown":
+        if skip_existing:
+            return skip_record(src, lands, kind)
+        return error_record(src, OutputTakenError(
+            f"{lands} already exists and no record says it was made from {src}: nothing was overwritten; use "
+            "--skip-existing to keep it, --overwrite to replace it, or another --out folder"), kind)
+    if skip_existing and earlier is not None and lands.is_file():
+        return {k: v for k, v in earlier.items() if k != "timings"} | {"from_earlier_run": True}
+    return None
+
+
 def run_batch(inpainter, jobs: list[tuple[Path, Path, str]], bar_factory=None, chunk: int = CHUNK,
-              skip_existing: bool = False, redetect_every: int = REDETECT_EVERY) -> list[dict]:
+              skip_existing: bool = False, redetect_every: int = REDETECT_EVERY,
+              max_file_bytes: int = MAX_FILE_BYTES, ledger: OutputLedger | None = None,
+              overwrite: bool = False) -> list[dict]:
     """Every job, in order; photos go `chunk` at a time through process_images. A failing file becomes an error
     record and the batch goes on. The bar counts files as they are finished, not as they are queued.
+    `ledger` (the --out folder's records, ledger.py): an output another input made is refused unless `overwrite`,
+    and every finished output's record is kept beside it at once (a run killed with SIGKILL can be resumed).
     `skip_existing`: a job whose output exists is not redone (outputs appear atomically, so an existing one is
     complete): after Ctrl-C, the same command with it does only the rest. Ctrl-C or a full disk raise
-    BatchStopped with the records of the files written so far; the photos of an unfinished chunk and a half-read
-    video are not written."""
+    BatchStopped with the records of the files written so far (exactly the outputs on disk); the photos of an
+    unfinished chunk and a half-read video are not written."""
     records, photos = [], []
     bar = bar_factory(total=len(jobs), desc="remove", unit="file") if bar_factory else None
 
-    def done(new: list[dict]):
-        records.extend(new)
+    def done(record: dict):
+        record.setdefault("source", str(resolved(record["file"])))
+        if ledger is not None and record.get("status") in FINISHED and not record.get("from_earlier_run"):
+            ledger.write(record)
+        records.append(record)
         if bar:
-            bar.update(len(new))
+            bar.update(1)
 
     def flush():
         if photos:
-            done(process_images(inpainter, photos))
+            process_images(inpainter, photos, max_file_bytes, emit=done)
             photos.clear()
 
     try:
         for src, dst, kind in jobs:
-            if skip_existing and kind in ("image", "video") and (lands := output_path(dst, kind)).is_file():
+            if kind in ("image", "video") and (instead := existing_output(
+                    ledger, src, output_path(dst, kind), kind, skip_existing, overwrite)) is not None:
                 flush()  # keep the records in input order
-                done([skip_record(src, lands, kind)])
+                done(instead)
                 continue
             if kind == "image":
                 photos.append((src, dst))
@@ -358,23 +434,23 @@ def run_batch(inpainter, jobs: list[tuple[Path, Path, str]], bar_factory=None, c
             flush()
             try:
                 if kind == "video":
-                    done([process_video(inpainter, src, dst, bar_factory, chunk, redetect_every)])
+                    process_video(inpainter, src, dst, bar_factory, chunk, redetect_every, emit=done)
                 elif kind == "missing":
-                    done([error_record(src, MediaError(f"{src} does not exist"), kind)])
+                    done(error_record(src, MediaError(missing_message(src)), kind))
                 elif kind == "unreadable":
-                    done([error_record(src, MediaError(f"{src}: folder cannot be read; check its permissions"), kind)])
+                    done(error_record(src, MediaError(f"{src}: folder cannot be read; check its permissions"), kind))
                 elif src.suffix.lower() in OTHER_IMAGE_EXTS:
-                    done([error_record(src, ImageError(
+                    done(error_record(src, ImageError(
                         f"{src}: {src.suffix.lower()} images are not read; convert it to JPEG or PNG",
-                        "unsupported-format"), kind)])
+                        "unsupported-format"), kind))
                 else:
-                    done([error_record(src, MediaError(
+                    done(error_record(src, MediaError(
                         f"{src}: not a supported image ({', '.join(sorted(IMAGE_EXTS))}) or video "
-                        f"({', '.join(sorted(VIDEO_EXTS))})"), kind)])
+                        f"({', '.join(sorted(VIDEO_EXTS))})"), kind))
             except DiskFullError:
                 raise
             except BATCH_ERRORS as exc:
-                done([error_record(src, exc, kind)])
+                done(error_record(src, exc, kind))
         flush()
     except KeyboardInterrupt:
         raise BatchStopped(records, len(jobs)) from None

@@ -1,8 +1,11 @@
 """A .tflite model in LiteRT: checked loading, embedded metadata, (de)quantisation and delegates.
 
-The file is checked (size, TFL3 identifier, our own bounds-checked parse) before LiteRT sees it, and is passed as
-`model_content=` so that LiteRT's flatbuffer verifier runs too: a damaged file becomes a ModelFileError with a
-message, never a segfault. Delegates are requested by name and fall back to the CPU (XNNPACK) with one warning
+The file is checked before LiteRT sees it: size, TFL3 identifier, our own bounds-checked parse, then the graph
+(tflite_file.validate: tensor types, shapes, constant sizes, quantisation, operator indices, data flow), the
+metadata's field types and, when the file carries one, its weights digest. It is then passed as `model_content=`
+so that LiteRT's flatbuffer verifier runs too, allocated and invoked once on zeros: a damaged file becomes a
+ModelFileError with one line, never a segfault or a traceback, and a file whose weights changed after export is
+refused. Delegates are requested by name and fall back to the CPU (XNNPACK) with one warning
 line; `model.delegate` and `model.threads` say what actually runs.
 """
 
@@ -104,6 +107,14 @@ class Model:
         tflite_file.check_header(content, source)
         self.source = source
         self.info = tflite_file.parse(content, source)
+        tflite_file.validate(self.info, source)
+        embedded = self.info.mask2face_metadata()
+        if embedded:
+            tflite_file.check_metadata(embedded, source)
+        self.verified = tflite_file.verify_digest(content, self.info, source)
+        if not self.verified:
+            warn(f"{source} carries no weights digest: its weights are unverified "
+                 "(files from `mask2face export` carry one)")
         self.threads = max(1, int(threads))
         self.requested_delegate = delegate
         self.fallback_reason: str | None = None
@@ -117,7 +128,6 @@ class Model:
         self.output_details = out
         self.output_detail = out[0]
         meta = default_metadata(self.input_detail["shape"], self.output_detail["shape"])
-        embedded = self.info.mask2face_metadata()
         if embedded:
             meta.update({k: v for k, v in embedded.items() if v is not None or k.endswith("quantization")})
         self.metadata = meta
@@ -126,6 +136,10 @@ class Model:
         if list(meta["input_size"]) != list(self.input_size):
             raise ModelFileError(f"{source}: metadata says input {meta['input_size']} but the tensor is "
                                  f"{list(self.input_size)}; re-export the model")
+        channels = int(self.output_detail["shape"][-1]) if len(self.output_detail["shape"]) else 0
+        if len(meta["output_channels"]) != channels:
+            raise ModelFileError(f"{source}: metadata names {len(meta['output_channels'])} output channel(s) but the "
+                                 f"tensor has {channels}; re-export the model")
         self.in_quant = _tensor_quant(self.input_detail, meta.get("input_quantization"))
         self.out_quant = _tensor_quant(self.output_detail, meta.get("output_quantization"))
         self.last_invoke_s = 0.0
@@ -139,6 +153,16 @@ class Model:
         self._batch_step = max(int(self.input_detail["shape"][0]), 1)
         self._input_index = self.input_detail["index"]
         self._output_index = self.output_detail["index"]
+        self._first_invoke()
+
+    def _first_invoke(self) -> None:
+        """One invoke on zeros at load: what LiteRT only finds when it runs (an operator reading a tensor without
+        data, a kernel refusing its parameters) fails here with one line, not on the first photo."""
+        try:
+            self.invoke(np.zeros(self.input_detail["shape"], self.input_detail["dtype"]))
+        except Exception as exc:   # LiteRT raises RuntimeError / ValueError with multi-line messages
+            raise ModelFileError(f"{self.source} could not be run by LiteRT ({_one_line(exc)}); "
+                                 "export it again with `mask2face export`") from None
 
     @classmethod
     def from_file(cls, path: str | Path, delegate: str = "cpu", threads: int = 2) -> "Model":
@@ -185,11 +209,11 @@ class Model:
                              experimental_delegates=delegates)
             it.allocate_tensors()
             return it
-        except (ValueError, RuntimeError) as exc:
+        except Exception as exc:   # ValueError, RuntimeError, and whatever a future LiteRT raises
             if delegates:
                 raise  # caught by the caller, which falls back to the CPU
             raise ModelFileError(f"{self.source} could not be loaded by LiteRT ({_one_line(exc)}); "
-                                 "export it again with `mask2face export`") from exc
+                                 "export it again with `mask2face export`") from None
 
     # -- inference -------------------------------------------------------------------------------------------
     def to_input(self, x01: np.ndarray) -> np.ndarray:
@@ -261,8 +285,8 @@ class Model:
         return {"source": self.source, "delegate": self.delegate, "threads": self.threads,
                 "requested_delegate": self.requested_delegate, "fallback_reason": self.fallback_reason,
                 "input_size": list(self.input_size), "input_dtype": np.dtype(self.input_detail["dtype"]).name,
-                "has_metadata": self.has_metadata, "name": self.metadata.get("name"),
-                "precision": self.metadata.get("precision")}
+                "has_metadata": self.has_metadata, "weights_verified": self.verified,
+                "name": self.metadata.get("name"), "precision": self.metadata.get("precision")}
 
 
 def _one_line(exc: BaseException, limit: int = 200) -> str:

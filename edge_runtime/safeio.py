@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
 import struct
 import tempfile
@@ -24,6 +25,9 @@ from .errors import DiskFullError, ImageError
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 JPEG_MAGIC = b"\xff\xd8\xff"
 DEFAULT_MAX_PIXELS = 40_000_000
+# libjpeg decodes the whole image once per scan: a 389 KB file repeating its last scan 11,000 times took minutes
+# (a "scan bomb"). Progressive JPEGs from cameras, browsers and encoders use about 10 (mozjpeg a few more).
+MAX_JPEG_SCANS = 100
 # Other formats recognised only to give a precise reason (they are images, just not ones we accept).
 _OTHER_MAGIC = {b"GIF8": "GIF", b"BM": "BMP", b"RIFF": "WEBP/RIFF", b"II*\x00": "TIFF", b"MM\x00*": "TIFF"}
 # JPEG start-of-frame markers carry the size; C4 (DHT), C8 (JPG ext) and CC (DAC) share the range but do not.
@@ -62,11 +66,12 @@ def _jpeg_markers(data: bytes):
     raises ImageError. The one walk both the size check and the metadata copy use."""
     i, n = 2, len(data)
     while True:
-        # Skip fill bytes (0xFF padding is legal between segments).
-        while i < n and data[i] != 0xFF:
-            i += 1  # tolerate junk between segments, as libjpeg does
-        while i < n and data[i] == 0xFF:
-            i += 1
+        # Junk between segments is tolerated, as libjpeg does, then fill bytes (0xFF padding is legal). Both are
+        # skipped by C-level searches: a 1 GiB file of zeros posing as a JPEG took minutes one byte at a time.
+        i = data.find(b"\xff", i)
+        if i < 0:
+            raise ImageError("JPEG ends before its frame header", "truncated")
+        i = _FILL_BYTES.match(data, i).end()
         if i >= n:
             raise ImageError("JPEG ends before its frame header", "truncated")
         marker = data[i]
@@ -83,6 +88,15 @@ def _jpeg_markers(data: bytes):
             raise ImageError("JPEG has a corrupt segment length", "not-an-image")
         yield marker, i - 2, length
         i += length
+
+
+_FILL_BYTES = re.compile(rb"\xff*")
+
+
+def jpeg_scans(data: bytes) -> int:
+    """How many scans (SOS markers) a JPEG holds. 0xFF 0xDA cannot occur inside entropy-coded data (a 0xFF there
+    is always followed by 0x00 or a restart marker), so one C-level count is exact but for an embedded thumbnail."""
+    return data.count(b"\xff\xda")
 
 
 def jpeg_frame(data: bytes) -> tuple[int, int, int]:
@@ -129,6 +143,9 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, name: str = 
     if width * height > max_pixels:
         raise ImageError(f"{name}: {width}x{height} pixels exceeds the limit of {max_pixels:,} "
                          "(possible decompression bomb); downscale it first", "too-large")
+    if fmt == "jpeg" and jpeg_scans(data) > MAX_JPEG_SCANS:
+        raise ImageError(f"{name}: JPEG holds {jpeg_scans(data):,} scans, more than the {MAX_JPEG_SCANS} any encoder "
+                         "writes (each one decodes the whole image again); re-save it as a normal JPEG", "too-large")
     if _looks_truncated(data, fmt):
         raise ImageError(f"{name}: {fmt.upper()} file is cut short (no end marker); re-download or re-export it",
                          "truncated")
@@ -170,34 +187,82 @@ def in_source_layout(rgb: np.ndarray, data: bytes) -> np.ndarray:
     return np.dstack([colour, alpha])
 
 
-MAX_FILE_BYTES = 1 << 30   # no JPEG/PNG within DEFAULT_MAX_PIXELS comes near 1 GiB
+# An input photo over this is refused from stat() alone, before any reading (`remove --max-file-mb` changes it). A
+# 40 MP photo (DEFAULT_MAX_PIXELS) is ~10-40 MB as a JPEG and 120 MB as an uncompressed 8-bit PNG.
+MAX_FILE_BYTES = 256 << 20
+
+
+def resolved(path: str | os.PathLike) -> Path:
+    """path.resolve(), or the absolute path where it cannot be resolved: a symlink loop makes Path.resolve raise
+    RuntimeError on Python 3.11 (OSError later), and one folder entry must not stop a batch."""
+    try:
+        return Path(path).resolve()
+    except (OSError, RuntimeError):
+        return Path(os.path.abspath(path))
+
+
+def is_link_loop(path: str | os.PathLike) -> bool:
+    """A symbolic link that leads back to itself (stat fails with ELOOP)."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        return exc.errno == errno.ELOOP
+    return False
+
+
+def missing_message(path: str | os.PathLike) -> str:
+    """Why `path` cannot be found: a link loop, a broken link, or nothing there."""
+    if is_link_loop(path):
+        return f"{path} is a symbolic link loop (it leads back to itself); remove it or point it at a file"
+    if os.path.islink(path):
+        return f"{path} is a broken symbolic link (its target {os.readlink(path)!r} does not exist)"
+    return f"{path} does not exist"
+
+
+def _check_regular(st: os.stat_result, p: Path, max_bytes: int) -> None:
+    if stat.S_ISDIR(st.st_mode):
+        raise ImageError(f"{p} is a folder, not an image", "not-an-image")
+    if not stat.S_ISREG(st.st_mode):
+        raise ImageError(f"{p} is not a regular file (a pipe, socket or device)", "not-an-image")
+    if st.st_size > max_bytes:
+        raise ImageError(f"{p} is {st.st_size / 2**20:,.0f} MiB, larger than the {max_bytes / 2**20:,.0f} MiB an "
+                         "input may be (--max-file-mb raises the limit)", "too-large")
 
 
 def read_bytes(path: str | os.PathLike, max_bytes: int = MAX_FILE_BYTES) -> bytes:
     """A regular file's bytes. FIFOs and devices (a pipe named x.jpg blocks for ever, /dev/zero never ends) and
-    files over `max_bytes` are refused from stat() alone, before any reading."""
+    files over `max_bytes` are refused from stat() alone, before any reading; the file is then opened without
+    blocking and checked again on the open descriptor, so a path swapped for a FIFO in between cannot block."""
     p = Path(path)
     try:
-        st = p.stat()
-        if stat.S_ISDIR(st.st_mode):
-            raise IsADirectoryError
-        if not stat.S_ISREG(st.st_mode):
-            raise ImageError(f"{p} is not a regular file (a pipe, socket or device)", "not-an-image")
-        if st.st_size > max_bytes:
-            raise ImageError(f"{p} is {st.st_size / 2**30:.1f} GiB, larger than any photo this tool reads",
-                             "too-large")
-        return p.read_bytes()
-    except IsADirectoryError:
-        raise ImageError(f"{p} is a folder, not an image", "not-an-image") from None
+        _check_regular(p.stat(), p, max_bytes)
+        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+        try:
+            st = os.fstat(fd)
+            _check_regular(st, p, max_bytes)
+            with os.fdopen(fd, "rb", closefd=False) as fh:
+                data = fh.read(st.st_size + 1)       # one read of the size fstat gave: no unbounded growth
+        finally:
+            os.close(fd)
+        if len(data) != st.st_size:
+            raise ImageError(f"{p} changed while it was read; run again once it is complete", "truncated")
+        return data
     except FileNotFoundError:
-        raise ImageError(f"{p} does not exist", "unreadable") from None
+        raise ImageError(missing_message(p), "unreadable") from None
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ImageError(missing_message(p), "unreadable") from None
         raise ImageError(f"{p} cannot be read: {exc.strerror or exc}", "unreadable") from None
 
 
 def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Read a JPEG/PNG file as (H, W, 3) uint8 RGB, EXIF orientation applied. Raises ImageError."""
     return decode_image(read_bytes(path), max_pixels=max_pixels, name=str(path))
+
+
+# Temp files beside an output: a short fixed prefix (mkstemp adds 8 random characters), not the output's own name,
+# which may already be near NAME_MAX (255 bytes): ".<244-character name>.XXXXXXXX.tmp" does not fit.
+TEMP_PREFIX = ".mask2face-"
 
 
 def plain_permissions(path: str | os.PathLike) -> None:
@@ -207,19 +272,22 @@ def plain_permissions(path: str | os.PathLike) -> None:
     os.chmod(path, 0o666 & ~umask)
 
 
-def atomic_write(path: str | os.PathLike, data: bytes) -> Path:
-    """Write bytes to a temp file beside `path`, then rename over it (readers never see half a file).
+def atomic_write(path: str | os.PathLike, data: bytes, fsync: bool = True) -> Path:
+    """Write bytes to a temp file beside `path`, then rename over it (readers never see half a file). `fsync`
+    False: for small bookkeeping files that must survive a killed process, not a power cut (each fsync costs
+    milliseconds, more on an SD card).
 
     A tiny twin of mask2face.runs.write_bytes: edge_runtime may not import mask2face.*."""
     path = Path(path)
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
-            os.fsync(fh.fileno())
+            if fsync:
+                os.fsync(fh.fileno())
         plain_permissions(tmp)
         os.replace(tmp, path)
     except OSError as exc:
@@ -273,8 +341,11 @@ def _jpeg_segments(data: bytes):
 
 def jpeg_metadata(data: bytes) -> list[bytes]:
     """The EXIF segment (orientation set to 1) and the ICC profile segments of a JPEG, to carry over to a JPEG
-    written from it: a phone photo's wide-gamut profile, capture time and camera stay with the restored photo."""
+    written from it: a phone photo's wide-gamut profile, capture time and camera stay with the restored photo.
+    A profile is kept only if it describes the colour space the restored photo is written in (RGB, or grey for a
+    grey photo): a CMYK photo is written as RGB, and its CMYK profile on RGB pixels shows wrong colours."""
     keep = []
+    written_space = b"GRAY" if colour_layout(data) == "grey" else b"RGB "
     for marker, seg in _jpeg_segments(data):
         if marker == 0xE1 and seg[4:10] == b"Exif\x00\x00":
             seg = _exif_upright(seg)
@@ -282,12 +353,26 @@ def jpeg_metadata(data: bytes) -> list[bytes]:
                 keep.append(seg)
         elif marker == 0xE2 and seg[4:16] == b"ICC_PROFILE\x00":
             keep.append(seg)
+    icc = [seg for seg in keep if seg[4:16] == b"ICC_PROFILE\x00"]
+    if icc and icc_colour_space(icc) != written_space:
+        keep = [seg for seg in keep if seg not in icc]
     return keep
+
+
+def icc_colour_space(segments: list[bytes]) -> bytes | None:
+    """The data colour space signature (b"RGB ", b"CMYK", b"GRAY", ...) of an ICC profile split over APP2 segments:
+    bytes 16-20 of the profile, in the segment numbered 1 (each segment: FF E2, length, "ICC_PROFILE\0", its
+    number, the count, then its part of the profile)."""
+    for seg in segments:
+        if len(seg) >= 18 and seg[16] == 1:
+            return bytes(seg[18 + 16:18 + 20]) if len(seg) >= 18 + 20 else None
+    return None
 
 
 def _exif_upright(seg: bytes) -> bytes | None:
     """The EXIF segment with its IFD0 Orientation tag set to 1 (None if it cannot be parsed: better no EXIF than
-    one that turns the upright pixels again)."""
+    one that turns the upright pixels again). Whatever type the tag was stored as (SHORT as the standard says, but
+    also LONG or a signed type from some writers), it is rewritten as SHORT 1, which fits in the entry itself."""
     out = bytearray(seg)
     tiff = 10                                   # FF E1, length (2), "Exif\0\0"
     order = {b"II": "<", b"MM": ">"}.get(bytes(out[tiff:tiff + 2]))
@@ -302,9 +387,9 @@ def _exif_upright(seg: bytes) -> bytes | None:
         entry = at + 2 + 12 * k
         if entry + 12 > len(out):
             return None
-        tag, kind = struct.unpack(order + "HH", out[entry:entry + 4])
-        if tag == 0x0112 and kind == 3:         # Orientation, SHORT
-            out[entry + 8:entry + 10] = struct.pack(order + "H", 1)
+        (tag,) = struct.unpack(order + "H", out[entry:entry + 2])
+        if tag == 0x0112:                       # Orientation: SHORT, count 1, value 1, padded to 4 bytes
+            out[entry + 2:entry + 12] = struct.pack(order + "HIHH", 3, 1, 1, 0)
     return bytes(out)
 
 

@@ -177,6 +177,11 @@ def _remove_args(p):
     p.add_argument("--summary", type=Path, help="JSON summary path (default: OUT/summary.json)")
     p.add_argument("--skip-existing", action="store_true",
                    help="leave files whose output already exists (e.g. to finish a batch stopped with Ctrl-C)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace outputs another input made (another run into the same --out) or that no record "
+                        "explains; without it they are listed as errors and left alone")
+    p.add_argument("--max-file-mb", type=bounded(int, 1, 2048, "a whole number"), default=None, metavar="N",
+                   help="photos larger than N MiB are listed as errors without being read (default 256)")
 
 
 def _bench_args(p):

@@ -21,9 +21,11 @@ def test_metadata_roundtrip_with_the_edge_reader():
     data = tf.lite.TFLiteConverter.from_concrete_functions([f.get_concrete_function()], f).convert()
     meta = tm.build_metadata(name="student", precision="fp32", input_size=(4, 4), config_hash="abc")
     out = tm.embed(tm.embed(data, {"old": 1}), meta)  # a second embed replaces, never duplicates
-    assert tm.read(out) == json.loads(json.dumps(meta))
+    written = tm.read(out)
+    assert len(written.pop("weights_sha256")) == 64 and written == json.loads(json.dumps(meta))
     assert list(tm.read_all(out)).count("mask2face") == 1 and "min_runtime_version" in tm.read_all(out)
     assert tflite_file.parse(out, "t").mask2face_metadata() == tm.read(out)
+    assert tflite_file.verify_digest(out, tflite_file.parse(out))     # every export is signed
     from ai_edge_litert.interpreter import Interpreter
     it = Interpreter(model_content=out)
     it.allocate_tensors()
@@ -138,3 +140,31 @@ def test_half_resolution_student_exports_with_the_same_guarantees(tmp_path):
         assert rep["gpu_compatible"] and rep["xnnpack_partitions"] == 1, (name, rep)
     from mask2face.edge_runtime import tflite_file
     assert tflite_file.parse(q8).mask2face_metadata()["rgb_blended_by_mask"] is True
+
+
+def test_stamp_adds_a_digest_and_keeps_weights_and_outputs(tmp_path, capsys):
+    """`python -m mask2face.compress.tflite_metadata --stamp` on an older export: the same weights byte for byte,
+    the same output byte for byte on a real photo, and a digest the runtime verifies."""
+    import cv2
+    import skimage.data
+    from mask2face.compress import tflite_metadata as tm
+    from mask2face.edge_runtime import tflite_file
+    from mask2face.edge_runtime.model import Model
+    from test_model import make_tiny_tflite
+
+    old = make_tiny_tflite(tmp_path)
+    unsigned = old.read_bytes().replace(b'"weights_sha256"', b'"weights_sha2xx"')   # as exported before
+    old.write_bytes(unsigned)
+    stamped = tmp_path / "stamped.tflite"
+    stamped.write_bytes(unsigned)
+    assert tm.main(["--stamp", str(stamped)]) == 0     # `python -m mask2face.compress.tflite_metadata --stamp`
+    assert "weights_sha256" in capsys.readouterr().out
+    data = stamped.read_bytes()
+    assert tm.weight_buffers(data) == tm.weight_buffers(unsigned)
+    a, b = Model.from_file(old), Model.from_file(stamped)
+    assert not a.verified and b.verified
+    photo = cv2.resize(skimage.data.astronaut(), a.input_size)[None]
+    assert a.invoke(a.to_input_u8(photo)).tobytes() == b.invoke(b.to_input_u8(photo)).tobytes()
+    meta = tflite_file.parse(data).mask2face_metadata()
+    assert {k: v for k, v in meta.items() if k not in ("weights_sha256", "weights_sha2xx")} == \
+        {k: v for k, v in tflite_file.parse(unsigned).mask2face_metadata().items() if k != "weights_sha2xx"}

@@ -58,7 +58,8 @@ def test_folder_batch_with_hostile_file_no_face_and_summary(tmp_path, tiny, caps
     assert summary["files"] == 3 and summary["faces"] == 1 and summary["faces_pasted"] == 1
     assert set(summary["time_seconds"]) >= {"wall", "detection", "model", "blending"}
     assert summary["model"]["delegate"] == "cpu" and summary["model"]["threads"] == 2
-    assert not list(out.rglob(".*"))                                     # no temp files left behind
+    assert [p.name for p in out.rglob(".*")] == [".mask2face"]           # the records; no temp files left behind
+    assert not list((out / ".mask2face").rglob(".*"))
     assert "evil.jpg" in capsys.readouterr().err
 
 
@@ -263,7 +264,7 @@ def test_progress_bar_counts_finished_files(tmp_path, tiny):
 
     records = media.run_batch(Inpainter.from_file(tiny), jobs, bar_factory=Bar, chunk=2)
     assert len(records) == 4
-    assert seen == [(2, 2), (3, 3), (4, 3)]      # never ahead of the files actually written
+    assert seen == [(1, 1), (2, 2), (3, 3), (4, 3)]      # each file as it is written, never ahead of them
 
 
 def test_a_video_missing_frames_never_takes_its_final_name(tmp_path):
@@ -388,3 +389,72 @@ def test_a_folder_that_cannot_be_read_is_an_error_record(tmp_path, tiny, monkeyp
     by = {Path(r["file"]).name: r for r in json.loads((tmp_path / "out" / "summary.json").read_text())["records"]}
     assert by["masked.png"]["status"] == "ok"
     assert by["locked"]["status"] == "error" and "cannot be read" in by["locked"]["error"]
+
+
+def _exif_orientation_long(value: int) -> bytes:
+    """An EXIF block whose Orientation is stored as a LONG (type 4), as some writers do, instead of a SHORT."""
+    import struct
+    ifd = struct.pack("<H", 1) + struct.pack("<HHII", 0x0112, 4, 1, value) + struct.pack("<I", 0)
+    return b"Exif\x00\x00" + b"II*\x00" + struct.pack("<I", 8) + ifd
+
+
+def test_an_orientation_stored_as_long_is_reset_too(tmp_path, tiny):
+    """The pixels are turned upright on reading; the tag must then say 1, whatever its type, or viewers turn the
+    photo a second time."""
+    from PIL import Image
+    upright = np.ascontiguousarray(masked_astronaut()[:, :400])                 # 512 rows x 400 columns
+    src = tmp_path / "long.jpg"
+    Image.fromarray(np.ascontiguousarray(np.rot90(upright, k=1))).save(src, "JPEG", quality=95,
+                                                                        exif=_exif_orientation_long(6))
+    assert Image.open(src).getexif()[0x0112] == 6
+    assert cli.cli_main(None, _args([src], tmp_path / "out", tiny)) == 0
+    out = Image.open(tmp_path / "out" / "long.jpg")
+    assert out.size == (400, 512) and out.getexif()[0x0112] == 1
+    rec = json.loads((tmp_path / "out" / "summary.json").read_text())["records"][0]
+    assert rec["status"] == "ok"
+
+
+def test_a_cmyk_jpeg_does_not_come_out_as_rgb_with_its_cmyk_profile(tmp_path, tiny):
+    from PIL import Image, ImageCms
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    cmyk_profile = srgb[:16] + b"CMYK" + srgb[20:]          # what a viewer reads: the data colour space
+    src = tmp_path / "cmyk.jpg"
+    Image.fromarray(masked_astronaut()).convert("CMYK").save(src, "JPEG", quality=95, icc_profile=cmyk_profile)
+    assert Image.open(src).mode == "CMYK"
+    assert cli.cli_main(None, _args([src], tmp_path / "out", tiny)) == 0
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["records"][0]["status"] == "ok"
+    out = Image.open(tmp_path / "out" / "cmyk.jpg")
+    assert out.mode == "RGB" and out.info.get("icc_profile") is None
+    # and an RGB photo's own profile still comes along (test above), a grey photo's grey one too
+    from mask2face.edge_runtime import safeio
+    grey = srgb[:16] + b"GRAY" + srgb[20:]
+    buf = tmp_path / "grey.jpg"
+    Image.fromarray(masked_astronaut()).convert("L").save(buf, "JPEG", icc_profile=grey)
+    assert safeio.icc_colour_space(safeio.jpeg_metadata(buf.read_bytes())) == b"GRAY"
+
+
+def test_a_photo_with_a_244_character_name_is_restored(tmp_path, tiny):
+    name = "p" * 240 + ".jpg"
+    src = tmp_path / "in"
+    src.mkdir()
+    save_image(src / name, masked_astronaut())
+    assert cli.cli_main(None, _args([src], tmp_path / "out", tiny)) == 0
+    assert (tmp_path / "out" / "in" / name).is_file()
+    assert not [p for p in (tmp_path / "out" / "in").iterdir() if p.name != name]     # no temp file left
+
+
+@pytest.mark.timeout(60)
+def test_a_path_swapped_for_a_fifo_after_its_stat_does_not_block(tmp_path, monkeypatch):
+    """read_bytes checks the path with stat(), then opens it: a FIFO put there in between would block open() (and
+    read()) for ever. It is opened without blocking and checked again on the open descriptor."""
+    import os
+    from mask2face.edge_runtime import safeio
+    from mask2face.edge_runtime.errors import ImageError
+    regular = tmp_path / "real.jpg"
+    regular.write_bytes(b"\xff\xd8\xff" + b"\x00" * 100)
+    fifo = tmp_path / "swapped.jpg"
+    os.mkfifo(fifo)
+    real_stat = Path.stat
+    monkeypatch.setattr(Path, "stat", lambda self, **kw: real_stat(regular if self == fifo else self, **kw))
+    with pytest.raises(ImageError, match="not a regular file"):
+        safeio.read_bytes(fifo)

@@ -144,3 +144,40 @@ def test_truncated_real_model(tiny_path, tmp_path):
 def test_missing_file_message(tmp_path):
     with pytest.raises(ModelFileError, match="does not exist"):
         Model.from_file(tmp_path / "nope.tflite")
+
+
+def test_a_model_changed_after_export_is_refused(tiny_path, tmp_path):
+    data = bytearray(tiny_path.read_bytes())
+    info = tflite_file.parse(bytes(data))
+    start, end = info.buffer_spans[info.subgraphs[0].tensors[1].buffer]   # a weight of the conv
+    assert end > start
+    data[start] ^= 0x01                                                     # one bit of one weight
+    p = tmp_path / "changed.tflite"
+    p.write_bytes(bytes(data))
+    with pytest.raises(ModelFileError, match="changed after it was exported") as err:
+        Model.from_file(p)
+    assert "\n" not in str(err.value)
+
+
+def test_an_unsigned_model_loads_with_one_warning(tiny_path, tmp_path, capsys):
+    p = tmp_path / "unsigned.tflite"
+    p.write_bytes(tiny_path.read_bytes().replace(b'"weights_sha256"', b'"weights_sha2xx"'))
+    capsys.readouterr()
+    m = Model.from_file(p)
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("mask2face")]
+    assert not m.verified and Model.from_file(tiny_path).verified
+    assert len(err) == 1 and "unverified" in err[0]
+
+
+@pytest.mark.parametrize("key,value", [("output_channels", 7), ("input_size", "64"), ("input_range", [1, 0]),
+                                       ("color_order", 3), ("output_quantization", {"scale": float("inf")})])
+def test_metadata_of_the_wrong_type_is_one_line(tmp_path, key, value):
+    from mask2face.compress.tflite_metadata import build_metadata, embed
+
+    base = make_tiny_tflite(tmp_path, metadata=False).read_bytes()
+    meta = build_metadata(name="tiny", precision="fp32", input_size=(TINY_SIZE, TINY_SIZE),
+                          output_channels=("r", "g", "b", "mask")) | {key: value}
+    p = tmp_path / "bad-meta.tflite"
+    p.write_bytes(embed(base, meta))
+    with pytest.raises(ModelFileError, match=f"metadata field '{key}'"):
+        Model.from_file(p)
