@@ -36,7 +36,8 @@ def remove(inputs, out: Path, model: Path, *extra: str, timeout: float = 300) ->
     cmd = [sys.executable, "-c", MEASURE, sys.executable, "-m", "mask2face.cli", "remove",
            *map(os.fsdecode, inputs), "--out", str(out), "--model", str(model), *extra]
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, errors="backslashreplace")
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, errors="backslashreplace",
+                          cwd=out.parent)  # outside the clone: its mask2face/ folder would shadow the install
     proc.seconds = time.perf_counter() - t0
     head, _, last = proc.stderr.rstrip("\n").rpartition("\n")
     proc.rss_mb = int(last.split()[-1]) / 1024 if last.startswith("peak-rss-kb") else float("nan")

@@ -125,7 +125,8 @@ def test_a_sample_through_inpainter_from_file(corpus):
 
 def cli_remove(model: Path, photo: Path, out: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "mask2face.cli", "remove", str(photo), "--model", str(model),
-                           "--out", str(out)], capture_output=True, text=True, timeout=300)
+                           "--out", str(out)], capture_output=True, text=True, timeout=300,
+                          cwd=out.parent)  # outside the clone: its mask2face/ folder would shadow the install
 
 
 def check_cli(cases, photo: Path, out: Path) -> Counter:

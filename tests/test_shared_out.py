@@ -42,8 +42,13 @@ def command(src: Path, out: Path, model: Path, *extra: str) -> list[str]:
             *extra]
 
 
+# Started outside the source tree: `python -m` puts the working directory first on sys.path, and the clone's own
+# mask2face/ folder (without the mapped edge_runtime/) would shadow the installed package.
+RUN_IN = Path(__file__).parent
+
+
 def remove(src, out, model, *extra) -> subprocess.CompletedProcess:
-    return subprocess.run(command(src, out, model, *extra), capture_output=True, text=True, timeout=300)
+    return subprocess.run(command(src, out, model, *extra), capture_output=True, text=True, timeout=300, cwd=RUN_IN)
 
 
 def summary_records(out: Path) -> list[dict]:
@@ -98,7 +103,7 @@ def test_two_runs_at_once_into_one_out(tmp_path, tiny):
     a, b = dcim(tmp_path / "a", n, masked=True), dcim(tmp_path / "b", n, masked=False)
     out = tmp_path / "out"
     procs = [subprocess.Popen(command(src, out, tiny, "--chunk", "1"), stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for src in (a, b)]
+                              stderr=subprocess.PIPE, text=True, cwd=RUN_IN) for src in (a, b)]
     results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
     for rc, err in results:
         assert rc in (0, 1) and "Traceback" not in err, err[-2000:]
@@ -117,7 +122,7 @@ def test_a_run_killed_with_sigkill_resumes_with_its_faces(tmp_path, tiny):
     a = dcim(tmp_path / "a", n, masked=True)
     out = tmp_path / "out"
     proc = subprocess.Popen(command(a, out, tiny, "--chunk", "1"), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+                            stderr=subprocess.DEVNULL, cwd=RUN_IN)
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None and len(list((out / "DCIM").glob("*.jpg"))
                                                                    if (out / "DCIM").is_dir() else []) < 5:
@@ -140,7 +145,7 @@ def test_ctrl_c_mid_chunk_leaves_exactly_the_outputs_it_reports(tmp_path, tiny):
     a = dcim(tmp_path / "a", n, masked=True)
     out = tmp_path / "out"
     proc = subprocess.Popen(command(a, out, tiny, "--chunk", "8"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                            text=True, cwd=RUN_IN, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None and len(list((out / "DCIM").glob("*.jpg"))
                                                                    if (out / "DCIM").is_dir() else []) < 11:
