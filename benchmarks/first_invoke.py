@@ -46,7 +46,7 @@ def prior_work(threads: int) -> dict:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--model", default=None, help=".tflite, or a shipped model: default | mixed")
+    p.add_argument("--model", default=None, help=".tflite, or the shipped model: default")
     p.add_argument("--threads", type=int, default=2, help="threads of the model and of the detector")
     p.add_argument("--sequences", type=int, default=150)
     p.add_argument("--length", type=int, default=6, help="invokes per sequence (at least 4)")

@@ -121,7 +121,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", type=Path, required=True,
                    help="pairs folder made by `mask2face data` (e.g. runs/cpu/data)")
-    p.add_argument("--model", default=None, help=".tflite, or a shipped model: default | mixed")
+    p.add_argument("--model", default=None, help=".tflite, or the shipped model: default")
     p.add_argument("--photos", type=int, default=400, help="first N pairs of the split (0: all)")
     p.add_argument("--split", default="test")
     p.add_argument("--threads", type=int, default=2)

@@ -126,7 +126,7 @@ def invokes_after_detection_ms(inpainter: Inpainter, photos: list[np.ndarray], s
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", type=Path, default=None,
-                   help=".tflite, or a shipped model: default | mixed (leaves bare faces alone)")
+                   help=".tflite, or the shipped model: default")
     p.add_argument("--photos", type=int, default=60)
     p.add_argument("--threads", type=int, default=2, help="model threads")
     p.add_argument("--detector-threads", type=int, default=None, help="face detector threads (default: --threads)")

@@ -259,7 +259,7 @@ def read_bytes(path: str | Path) -> bytes:
         size = path.stat().st_size
     except FileNotFoundError:
         raise ModelFileError(f"model file {path} does not exist; check the path, or use a shipped model "
-                             "(--model default or --model mixed)") from None
+                             "(--model default)") from None
     except OSError as exc:
         raise ModelFileError(f"cannot read model file {path}: {exc}") from exc
     if path.is_dir():

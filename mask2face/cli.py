@@ -88,7 +88,8 @@ def _data_args(p):
 def _train_args(p):
     p.add_argument("--data", type=Path, help="pairs folder (default: RUN/data)")
     p.add_argument("--out", type=Path, help="checkpoint folder (default: RUN/teacher)")
-    p.add_argument("--strategy", choices=["default", "mirrored", "multiworker"], default=None)
+    p.add_argument("--strategy", choices=["default", "mirrored", "multiworker"], default=None,
+                   help="tf.distribute strategy (default: train.strategy; multiworker reads TF_CONFIG)")
     p.add_argument("--checkpoint-minutes", type=float, default=5.0,
                    help="also save last.keras every N minutes inside an epoch (default 5)")
     p.add_argument("--checkpoint-steps", type=int, default=0, help="also save last.keras every N steps (0 = off)")
@@ -97,7 +98,7 @@ def _train_args(p):
 def _eval_args(p):
     p.add_argument("--data", type=Path, help="pairs folder (default: RUN/data)")
     p.add_argument("--model", type=Path, help="Keras model or .tflite to evaluate (default: RUN/teacher/best)")
-    p.add_argument("--split", default="test")
+    p.add_argument("--split", default="test", help="pairs split to score: train | val | test (default test)")
     p.add_argument("--out", type=Path, help="report folder (default: RUN/eval)")
 
 
@@ -111,20 +112,20 @@ def _classifier_args(p):
 
 
 def _distill_args(p):
-    p.add_argument("--data", type=Path)
-    p.add_argument("--teacher", type=Path)
-    p.add_argument("--out", type=Path)
+    p.add_argument("--data", type=Path, help="pairs folder (default: RUN/data)")
+    p.add_argument("--teacher", type=Path, help="teacher Keras model (default: RUN/teacher/best.keras)")
+    p.add_argument("--out", type=Path, help="student checkpoint folder (default: RUN/student)")
 
 
 def _qat_args(p):
-    p.add_argument("--data", type=Path)
-    p.add_argument("--student", type=Path)
-    p.add_argument("--out", type=Path)
+    p.add_argument("--data", type=Path, help="pairs folder (default: RUN/data)")
+    p.add_argument("--student", type=Path, help="float student to fine-tune (default: RUN/student/best.keras)")
+    p.add_argument("--out", type=Path, help="QAT checkpoint folder (default: RUN/qat)")
 
 
 def _export_args(p):
     p.add_argument("--model", type=Path, action="append", help="Keras model(s) to export (default: run's)")
-    p.add_argument("--out", type=Path)
+    p.add_argument("--out", type=Path, help="folder for the .tflite files and their reports (default: RUN/export)")
 
 
 def bounded(cast, low, high, what: str):
@@ -170,10 +171,9 @@ def _remove_args(p):
                         "every N frames (default 10: a face that comes in is found within N frames; 1 = every "
                         "frame). Photos always get the full detector")
     p.add_argument("--min-change", type=share, default=None, metavar="X",
-                   help="paste a face only if the model changes its masked region by at least X on average (0-1; "
-                        "default 0.08). Higher leaves more bare faces alone and restores fewer real masks: for the "
-                        "default model 0.10 alters 19%% of bare faces and restores 96.1%% of real masked photos, "
-                        "0.12: 5%% / 91%% (benchmarks/results/gate.jsonl)")
+                   help="a second safety net after the mask decision: paste a face only if the model changes its "
+                        "masked region by at least X on average (0-1; default 0: off). With --classifier none, "
+                        "0.08 leaves about half of bare faces alone (README, 'Masked or not')")
     p.add_argument("--summary", type=Path, help="JSON summary path (default: OUT/summary.json)")
     p.add_argument("--skip-existing", action="store_true",
                    help="leave files whose output already exists (e.g. to finish a batch stopped with Ctrl-C)")
@@ -199,7 +199,9 @@ def _pipeline_args(p):
 
 
 def _demo_args(p):
-    p.add_argument("--out", type=Path, default=Path("docs/images"))
+    p.add_argument("--out", type=Path, default=Path("mask2face-demo"),
+                   help="folder for mask_types.png and before_after.png (default: ./mask2face-demo; the README's "
+                        "pictures: --out docs/images)")
 
 
 _VERB_ARGS = {"data": _data_args, "train": _train_args, "classifier": _classifier_args, "eval": _eval_args, "distill": _distill_args,

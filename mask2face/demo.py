@@ -21,8 +21,8 @@ import numpy as np
 
 POSES = ((0.0, 1.0), (-22.0, 1.0), (15.0, 0.8), (30.0, 1.15), (-10.0, 0.65))   # (roll degrees, scale)
 TILE = 160
-BEFORE_AFTER_TYPES = ("surgical", "cloth", "n95", "gaiter")
-BEFORE_AFTER_MODELS = ("default", "mixed")
+BEFORE_AFTER_TYPES = ("surgical", "cloth", "n95", "gaiter", "none")   # "none": the bare photo, to be left alone
+BEFORE_AFTER_MODELS = ("default",)
 FACE_CUT = 2.2      # before/after tiles: half the side of the square cut, in eye distances
 
 
@@ -49,7 +49,8 @@ def _astronaut_landmarks() -> tuple[np.ndarray, np.ndarray]:
 def before_after(models: tuple[str, ...] = BEFORE_AFTER_MODELS, types: tuple[str, ...] = BEFORE_AFTER_TYPES,
                  seed: int = 7) -> tuple[np.ndarray, list[dict]]:
     """RGB uint8 sheet (rows: mask types; columns: masked | each model's output | original) and one record per row
-    with the masked PSNR of the input and of each model's output, and whether each model pasted a face."""
+    with the masked PSNR of the input and of each model's output, each model's mask probability for the face and
+    whether it pasted one. Type "none" is the bare photo: the mask decision should leave it as it is."""
     from mask2face.benchmarks.metrics import psnr   # over the mask's pixels when given one
     from mask2face.edge_runtime import align
     from mask2face.edge_runtime.inpaint import Inpainter
@@ -64,14 +65,26 @@ def before_after(models: tuple[str, ...] = BEFORE_AFTER_MODELS, types: tuple[str
     cut = (slice(y0, y0 + int(2 * half)), slice(x0, x0 + int(2 * half)))
     rows, records = [], []
     for i, kind in enumerate(types):
-        masked, region, _ = masks.render(image, lm, kind, seed + i)
-        record = {"mask": kind, "masked_psnr_input": round(psnr(masked, image, region), 2)}
-        tiles = [_label(masked[cut], f"{kind} {record['masked_psnr_input']:.1f} dB")]
+        if kind == "none":
+            masked, record = image, {"mask": "none"}
+            tiles = [_label(masked[cut], "no mask")]
+        else:
+            masked, region, _ = masks.render(image, lm, kind, seed + i)
+            record = {"mask": kind, "masked_psnr_input": round(psnr(masked, image, region), 2)}
+            tiles = [_label(masked[cut], f"{kind} {record['masked_psnr_input']:.1f} dB")]
         for name, inpainter in inpainters.items():
             result = inpainter.remove_detailed(masked)
-            record[f"masked_psnr_{name}"] = round(psnr(result.image, image, region), 2)
+            p = max((f.mask_probability for f in result.faces if f.mask_probability is not None), default=None)
+            record[f"mask_probability_{name}"] = None if p is None else round(p, 3)
             record[f"pasted_{name}"] = result.pasted
-            tiles.append(_label(result.image[cut], f"{name} {record[f'masked_psnr_{name}']:.1f} dB"))
+            odds = "" if p is None else f" p={p:.2f}"
+            if kind != "none":
+                record[f"masked_psnr_{name}"] = round(psnr(result.image, image, region), 2)
+            if kind == "none" or not result.pasted:
+                text = f"{name}: {'restored' if result.pasted else 'left alone'}{odds}"
+            else:
+                text = f"{name} {record[f'masked_psnr_{name}']:.1f} dB{odds}"
+            tiles.append(_label(result.image[cut], text))
         tiles.append(_label(image[cut], "original"))
         size = min(t.shape[0] for t in tiles), min(t.shape[1] for t in tiles)
         rows.append(np.concatenate([t[:size[0], :size[1]] for t in tiles], axis=1))
@@ -123,7 +136,7 @@ def save_png(path: Path, rgb: np.ndarray) -> Path:
 
 
 def cli_main(cfg, args) -> int:
-    out_dir = Path(getattr(args, "out", None) or "docs/images")
+    out_dir = Path(getattr(args, "out", None) or "mask2face-demo")
     seed = cfg.data.seed if cfg is not None else 0
     sheet = mask_types_sheet(seed, tuple(cfg.data.mask_types) if cfg is not None else None)
     path = save_png(out_dir / "mask_types.png", sheet)

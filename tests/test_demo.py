@@ -38,3 +38,16 @@ def test_before_after_restores_the_drawn_mask_with_the_shipped_model():
         assert r["pasted_default"] == 1, r
         # The shipped model measured 17.9 / 17.7 dB here against the masked input's 11.1 / 10.3 dB (session 9).
         assert r["masked_psnr_default"] > r["masked_psnr_input"] + 4, r
+
+
+def test_before_after_leaves_the_bare_astronaut_alone_and_says_why():
+    sheet, records = demo.before_after(models=("default",), types=("surgical", "none"))
+    masked, bare = records
+    from mask2face.edge_runtime.inpaint import Inpainter
+    threshold = Inpainter.from_file().mask_threshold
+    assert masked["pasted_default"] == 1 and masked["mask_probability_default"] >= threshold, masked
+    assert bare["pasted_default"] == 0 and bare["mask_probability_default"] < threshold, bare
+    tile = sheet.shape[0] // 2
+    # the bare row's output tile is the photo itself (labels aside)
+    out, original = sheet[tile + 20:, tile:2 * tile], sheet[tile + 20:, 2 * tile:]
+    assert np.array_equal(out, original)

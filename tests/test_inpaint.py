@@ -99,18 +99,19 @@ def test_roi_paste_matches_align_paste_back():
     assert np.array_equal(out[total == 0], img[total == 0])
 
 
-def _bare_inpainter(size=32):
+def _bare_inpainter(size=32, **blend):
     """An Inpainter with only what _alpha reads: the blending decision tested without a model."""
     from mask2face.edge_runtime.inpaint import BlendConfig, Inpainter
     inp = Inpainter.__new__(Inpainter)
-    inp.size, inp.blend, inp.mask_channel, inp._template = size, BlendConfig(), 3, None
+    inp.size, inp.blend, inp.mask_channel, inp._template = size, BlendConfig(**blend), 3, None
     return inp
 
 
 def test_region_the_model_would_barely_change_is_not_pasted():
-    """A bare face: the model's restored RGB is what is already there, so there is no mask to remove."""
-    from mask2face.edge_runtime.inpaint import FaceReport
-    inp = _bare_inpainter()
+    """With the optional min_change safety net on: a region the model would change by less is not pasted."""
+    from mask2face.edge_runtime.inpaint import BlendConfig, FaceReport
+    assert BlendConfig().min_change == 0.0                       # off by default: the mask classifier decides
+    inp = _bare_inpainter(min_change=0.08)
     crop = np.full((32, 32, 3), 120, np.uint8)
     pred = np.zeros((32, 32, 4), np.float32)
     pred[..., :3] = 120 / 255 + 0.02              # 0.02 change < min_change
