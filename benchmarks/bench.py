@@ -257,8 +257,9 @@ def cli_main(cfg, args) -> int:
     from mask2face import config as config_mod
     from mask2face.runs import write_manifest   # light (stdlib only): the bench stays TensorFlow-free
     write_manifest(out_dir, stage="bench", config=config_mod.to_dict(cfg), inputs=models,
-                   outputs=[out_dir / "rows.jsonl"] + [Path(p) for p in paths.values()],
+                   outputs=[out_dir / "rows.jsonl"] + [Path(p) for p in paths.values() if p],
                    parents=[str(m) for m in models] + ([str(data_dir)] if test is not None else []))
     print(report.markdown_table(rows))
-    print(f"bench: {len(rows)} rows appended to {out_dir / 'rows.jsonl'}; table {paths['md']}, plot {paths['png']}")
+    plot = f", plot {paths['png']}" if paths["png"] else " (no quality figures without test pairs: no plot)"
+    print(f"bench: {len(rows)} rows appended to {out_dir / 'rows.jsonl'}; table {paths['md']}{plot}")
     return 0

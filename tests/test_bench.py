@@ -126,3 +126,20 @@ def test_first_invoke_bench_times_each_kind_of_prior_work(capsys):
         ms = kind["invoke_ms_p50"]
         assert len(ms) == 5 and min(ms) > 0
         assert kind["first_vs_warm"] == pytest.approx(ms[0] / np.mean(ms[3:]) - 1, abs=2e-3)
+
+
+def test_bench_on_a_copied_export_folder_without_a_run_gives_latency_rows(tmp_path):
+    """docs/EDGE.md's board command: `mask2face bench --models export/` in a folder with no runs/ and no pairs."""
+    import shutil
+    import subprocess
+
+    from test_model import make_tiny_tflite
+    export = tmp_path / "export"
+    export.mkdir()
+    shutil.copy(make_tiny_tflite(tmp_path), export / "student-qat-int8.tflite")
+    r = subprocess.run(["mask2face", "bench", "bench.runs=3", "bench.warmup=1", "--models", "export/"],
+                       capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "no test pairs" in r.stderr and "Traceback" not in r.stderr
+    rows = [json.loads(l) for l in (tmp_path / "runs" / "cpu" / "bench" / "rows.jsonl").read_text().splitlines()]
+    assert [row["file"] for row in rows] == ["student-qat-int8.tflite"] and rows[0]["latency"]["2"]["p50_ms"] > 0
