@@ -135,3 +135,100 @@ def summarize(rows: list[dict[str, float]]) -> dict[str, float]:
     """Mean of each metric over images (NaNs from empty masks ignored)."""
     keys = rows[0].keys() if rows else []
     return {k: float(np.nanmean([r[k] for r in rows])) for k in keys}
+
+
+# -- what PSNR and SSIM do not see: blur, blocks, seams ---------------------------------------------------------
+# A blurry patch scores well in PSNR/SSIM (it is close to the mean face), so these compare the output with the truth
+# on the properties a viewer sees. Each is a ratio to the truth (or to an ideal), 1.0 meaning "like the real face".
+
+def luma(img: np.ndarray) -> np.ndarray:
+    """(H,W) float luma in [0,1] (ITU-R BT.601 weights) of an RGB image (uint8 or float) or a grey one."""
+    x = to_float(img)
+    return x if x.ndim == 2 else x[..., :3] @ np.array([0.299, 0.587, 0.114])
+
+
+def laplacian(y: np.ndarray) -> np.ndarray:
+    """4-neighbour Laplacian of (H,W) -> (H-2,W-2), the interior (== skimage.filters.laplace(ksize=3) there)."""
+    return 4 * y[1:-1, 1:-1] - y[:-2, 1:-1] - y[2:, 1:-1] - y[1:-1, :-2] - y[1:-1, 2:]
+
+
+def grow(mask: np.ndarray, r: int) -> np.ndarray:
+    """Binary dilation of a bool (H,W) map by a (2r+1)^2 square."""
+    m = np.pad(mask, r)
+    h, w = mask.shape
+    out = np.zeros_like(mask)
+    for dy in range(2 * r + 1):
+        for dx in range(2 * r + 1):
+            out |= m[dy:dy + h, dx:dx + w]
+    return out
+
+
+def shrink(mask: np.ndarray, r: int) -> np.ndarray:
+    """Binary erosion by a (2r+1)^2 square (outside the image counts as outside the mask)."""
+    return ~grow(~mask, r)
+
+
+def detail_energy(img: np.ndarray, region: np.ndarray | None = None) -> float:
+    """Mean |Laplacian| of the luma over `region` (all pixels when None): how much fine detail there is."""
+    lap = np.abs(laplacian(luma(img)))
+    if region is None:
+        return float(lap.mean())
+    inner = to_bool_mask(region)[1:-1, 1:-1]
+    return float(lap[inner].mean()) if inner.any() else float("nan")
+
+
+def sharpness(output: np.ndarray, truth: np.ndarray, mask: np.ndarray, margin: int = 2) -> float:
+    """Detail energy of the output inside the mask over that of the truth (1.0: as sharp as the real face; a
+    blurred patch < 1, noise > 1). The mask's border (`margin` px) is left out: the seam is measured on its own."""
+    inner = shrink(to_bool_mask(mask), margin)
+    ref = detail_energy(truth, inner)
+    return float("nan") if not ref > 0 else detail_energy(output, inner) / ref
+
+
+def blockiness(img: np.ndarray, block: int = 2, region: np.ndarray | None = None) -> float:
+    """How much of the image's pixel-to-pixel change falls on a grid of `block` px: mean |step| across the grid's
+    lines over the mean |step| everywhere, for the grid phase where it is highest (rows and columns averaged).
+    1.0 for an image without block structure; `block` for an image upsampled by nearest neighbour `block` times
+    (every step sits on a grid line). Within `region` only, when given (steps with both pixels inside it)."""
+    y = luma(img)
+    inside = None if region is None else to_bool_mask(region)
+    ratios = []
+    for axis in (0, 1):
+        step = np.abs(np.diff(y, axis=axis))
+        keep = np.ones_like(step, bool) if inside is None else \
+            (inside[1:] & inside[:-1]) if axis == 0 else (inside[:, 1:] & inside[:, :-1])
+        pos = np.arange(step.shape[axis])
+        mean_all = step[keep].mean() if keep.any() else 0.0
+        best = float("nan")
+        for phase in range(block):
+            line = ((pos + 1 - phase) % block == 0)
+            sel = keep & (line[:, None] if axis == 0 else line[None, :])
+            if sel.any() and mean_all > 0:
+                r = step[sel].mean() / mean_all
+                best = r if not best >= r else best
+        ratios.append(best)
+    return float(np.nanmean(ratios)) if not all(np.isnan(ratios)) else float("nan")
+
+
+def seam(output: np.ndarray, truth: np.ndarray, mask: np.ndarray, width: int = 2) -> float:
+    """Gradient across the mask's border in the output over the same ring in the truth (1.0: the border is as
+    smooth as the real face there; a pasted patch or a mask rim left behind > 1)."""
+    m = to_bool_mask(mask)
+    ring = grow(m, width) & ~shrink(m, width)
+    ring = ring[:-1, :-1]
+
+    def gradient(img):
+        y = luma(img)
+        return np.hypot(y[1:, :-1] - y[:-1, :-1], y[:-1, 1:] - y[:-1, :-1])
+
+    if not ring.any():
+        return float("nan")
+    ref = gradient(truth)[ring].mean()
+    return float("nan") if not ref > 0 else float(gradient(output)[ring].mean() / ref)
+
+
+def look_metrics(output: np.ndarray, truth: np.ndarray, mask: np.ndarray, block: int = 2) -> dict[str, float]:
+    """sharpness (mask region), blockiness (mask region, `block` px grid) and seam (mask border), beside
+    all_metrics' PSNR/SSIM/L1."""
+    return {"sharpness": sharpness(output, truth, mask), "blockiness": blockiness(output, block, mask),
+            "seam": seam(output, truth, mask)}

@@ -76,3 +76,64 @@ def test_metrics_import_no_tensorflow(tmp_path):
     code = "import sys; import mask2face.benchmarks.metrics; print('tensorflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert out.stdout.strip() == "False"
+
+
+# -- sharpness, blockiness, seam: hand-made cases on a real face ------------------------------------------------
+def _face_and_lower_face_mask():
+    import cv2
+    from skimage import data
+    face = data.astronaut()[0:256, 128:384]
+    mask = np.zeros(face.shape[:2], bool)
+    mask[140:230, 60:200] = True          # nose to chin, as a face mask sits
+    return cv2, face, mask
+
+
+def test_laplacian_matches_skimage_and_luma_opencv():
+    from skimage import filters
+    cv2, face, _ = _face_and_lower_face_mask()
+    y = metrics.luma(face)
+    assert np.abs(y * 255 - cv2.cvtColor(face, cv2.COLOR_RGB2GRAY)).max() < 0.51   # BT.601, as OpenCV (which rounds)
+    assert np.abs(np.abs(metrics.laplacian(y)) - np.abs(filters.laplace(y, ksize=3))[1:-1, 1:-1]).max() < 1e-12
+
+
+def test_sharpness_is_one_for_the_truth_below_one_for_a_blurred_copy_above_for_noise():
+    cv2, face, mask = _face_and_lower_face_mask()
+    blurred = cv2.GaussianBlur(face, (0, 0), 2)
+    noisy = np.clip(face + np.random.default_rng(0).normal(0, 12, face.shape), 0, 255).astype(np.uint8)
+    flat = face.copy()
+    flat[mask] = face[mask].mean(0).astype(np.uint8)
+    assert metrics.sharpness(face, face, mask) == pytest.approx(1.0)
+    assert metrics.sharpness(blurred, face, mask) < 0.5
+    assert metrics.sharpness(noisy, face, mask) > 1.5
+    assert metrics.sharpness(flat, face, mask) == pytest.approx(0.0, abs=1e-9)
+    assert math.isnan(metrics.sharpness(face, face, np.zeros_like(mask)))
+
+
+def test_blockiness_sees_nearest_upsampling_and_not_smooth_upsampling():
+    cv2, face, mask = _face_and_lower_face_mask()
+    half = cv2.resize(face, (128, 128), interpolation=cv2.INTER_AREA)
+    nearest = cv2.resize(half, (256, 256), interpolation=cv2.INTER_NEAREST)
+    smooth = cv2.resize(half, (256, 256), interpolation=cv2.INTER_LINEAR)
+    assert metrics.blockiness(face) == pytest.approx(1.0, abs=0.05)
+    assert metrics.blockiness(nearest) == pytest.approx(2.0, abs=0.05)
+    assert metrics.blockiness(nearest, 2, mask) == pytest.approx(2.0, abs=0.05)
+    assert metrics.blockiness(smooth) < 1.15
+    shifted = np.roll(nearest, 1, axis=(0, 1))                # the grid's phase does not matter
+    assert metrics.blockiness(shifted) == pytest.approx(2.0, abs=0.05)
+
+
+def test_seam_sees_a_pasted_rectangle_and_not_a_feathered_one():
+    cv2, face, mask = _face_and_lower_face_mask()
+    colour = face[mask].mean(0)
+    pasted = face.copy()
+    pasted[mask] = colour.astype(np.uint8)
+    alpha = cv2.GaussianBlur(mask.astype(np.float64), (0, 0), 4)[..., None]
+    feathered = (face * (1 - alpha) + colour * alpha).astype(np.uint8)
+    assert metrics.seam(face, face, mask) == pytest.approx(1.0)
+    assert metrics.seam(pasted, face, mask) > 2.0
+    assert metrics.seam(feathered, face, mask) < 0.6 * metrics.seam(pasted, face, mask)
+
+
+def test_look_metrics_keys():
+    _, face, mask = _face_and_lower_face_mask()
+    assert set(metrics.look_metrics(face, face, mask)) == {"sharpness", "blockiness", "seam"}

@@ -206,7 +206,8 @@ def evaluate(model_path: Path, data_dir: Path, split: str = "test", limit: int |
                 "ns": inpaint(masked_u8[j], mask_u8[j], "ns").astype(np.float32) / 255,
             }
             for name, img in variants.items():
-                rows[name].append(metrics.all_metrics(img, truth, mask_u8[j]))
+                rows[name].append({**metrics.all_metrics(img, truth, mask_u8[j]),
+                                   **metrics.look_metrics(img, truth, mask_u8[j])})
             if out.shape[-1] >= 4:
                 pm, tmask = out[j, ..., 3] > 0.5, mask_u8[j] > 127
                 union = np.logical_or(pm, tmask).sum()
@@ -225,6 +226,9 @@ def evaluate(model_path: Path, data_dir: Path, split: str = "test", limit: int |
         "metrics": {v: metrics.summarize(rows[v]) for v in VARIANTS},
         "metric_definitions": "mask2face.benchmarks.metrics: PSNR/L1 over all pixels or mask pixels; SSIM 11x11 "
                               "Gaussian sigma 1.5 (valid region), masked SSIM = mean SSIM map over mask pixels",
+        "look_metrics": "sharpness = mean |Laplacian| inside the mask over the truth's (1 = as sharp); blockiness = "
+                        "share of pixel steps on a 2 px grid (1 = none, 2 = nearest-upsampled 2x); seam = gradient "
+                        "across the mask border over the truth's (1 = as smooth)",
         "baselines": "masked_input = the input itself; telea/ns = cv2.inpaint radius 3 given the TRUE mask",
         "composited": "model RGB where predicted mask > 0.5, input elsewhere",
         "blended": "model RGB over the input with the runtime's feathered weight (inpaint.feathered_alpha, no gates)",
