@@ -16,7 +16,7 @@ heatmap (1 ch), box log-sizes (2), offsets (2), landmarks (10), each at H/4 x W/
 Precision (--precision): `int8` (the shipped asset) is fully quantised, calibrated on --calibration photos
 letterboxed as the runtime does, with a fixed input of --canvas (416x320, W x H): 2.3 MB and 1.5-2x faster than
 float on 2 cores, at the same recall on real-masked-dev (94.3% vs 93.9% at threshold 0.5, 0.14 false detections
-per photo for both, session 10). Post-training int8 needs a fixed shape: with a dynamic one the converter leaves
+per photo for both, 0.1.0). Post-training int8 needs a fixed shape: with a dynamic one the converter leaves
 every tensor float. `fp16` keeps a dynamic H x W (multiples of 32) and float16 weights (3.7 MB; LiteRT widens them
 at load, so it runs at float32 speed).
 """

@@ -1,7 +1,7 @@
 """CenterFace in LiteRT: the runtime's first face finder (see detect.py for the cascade around it).
 
 Why: on the 150 annotated photos of data/real-masked-dev the runtime with it finds 95.1% of the with-mask faces
->= 40 px (94.4% on the half no threshold was chosen on) at 0.15 false detections per photo, where session 9's
+>= 40 px (94.4% on the half no threshold was chosen on) at 0.15 false detections per photo, where the BlazeFace-only
 BlazeFace cascade of eight views found 91.4% (86.5%) at 0.18 (benchmarks/results/detect.jsonl, variant
 "centerface-int8-v2"). It is an anchor-free detector trained on WIDER FACE, whose crowds, small faces and
 occlusions are what real masked photos look like, and it predicts a face centre rather than matching mouth/jaw
@@ -28,7 +28,7 @@ from .model import _litert
 
 ASSET = Path(__file__).resolve().parent / "assets" / "centerface.tflite"
 # 416x320: 400x230 FMD photos are seen at their own size; 640x480 photos at 0.65. On real-masked-dev's pick half
-# (float32 weights, a session-10 script, not a bench command): recall 94.1% at a 416 canvas and 90.8% at 512 at
+# (float32 weights, a one-off script, not a bench command): recall 94.1% at a 416 canvas and 90.8% at 512 at
 # threshold 0.5, 98.3% at both at 0.3: a bigger canvas finds no more masked faces and costs 30% more time.
 CANVAS_LONG, CANVAS_SHORT = 416, 320
 STRIDE = 4                     # the heads' resolution: one cell per 4x4 input pixels

@@ -1,6 +1,6 @@
 """Face finding for the runtime: CenterFace, then MediaPipe BlazeFace views, in LiteRT; chosen by measurement.
 
-Since session 10 CenterFace (centerface.py) runs first on every photo and its faces are final: on the 150
+CenterFace (centerface.py) runs first on every photo and its faces are final: on the 150
 annotated photos of data/real-masked-dev the runtime finds 95.1% of the with-mask faces >= 40 px (95.8% on the
 half its threshold was chosen on, 94.4% on the other), at 0.15 false detections per photo and none on 21 face-free
 pictures, where the BlazeFace cascade below found 91.4% (96.6% / 86.5%) at 0.18 (benchmarks/results/detect.jsonl,
@@ -16,7 +16,7 @@ while BlazeFace is trained on varied, partly occluded faces and costs 5-7 ms per
 detection has a box, a score and six keypoints; the two eye keypoints drive the canonical crop
 (align.similarity_from_eyes).
 
-BlazeFace stages (FaceDetector._blazeface_cascade, session 9's whole cascade):
+BlazeFace stages (FaceDetector._blazeface_cascade, the whole BlazeFace-only cascade):
   union     full (full-range 192x192 on the letterboxed photo), flip (same on the mirrored photo), tiles (2x2
             overlapping tiles, photos >= 384 px), short_tiles (short-range 128x128 model on 3x3 tiles, for the
             small faces of crowd photos) and short (short-range on the whole photo, a confirming view only).
@@ -140,7 +140,7 @@ KP_IMAGE_LEFT_EYE, KP_IMAGE_RIGHT_EYE, KP_NOSE, KP_MOUTH, KP_LEFT_EAR, KP_RIGHT_
 # for the runs (n, spread, before/after error).
 # Result (200 LFW photos, 200 pairs): left (+0.0084, -0.0028), right (-0.0382, -0.0076), spread (std) 0.032-0.043
 # per axis; mean eye error 0.048 -> 0.042 eye distances after correction. Unrefined keypoints fused over the photo
-# and its mirror (fused_face): (+0.0121, -0.0002) / (-0.0366, -0.0074), 0.047 -> 0.041; session 7, full-range
+# and its mirror (fused_face): (+0.0121, -0.0002) / (-0.0366, -0.0074), 0.047 -> 0.041; full-range
 # keypoints alone: (+0.0144, +0.0069) / (-0.0365, -0.0130), 0.052 -> 0.047. dlib's eye centres sit slightly
 # closer together than BlazeFace's: without this the runtime crop would be ~5% smaller in scale than training.
 EYE_CORRECTION = {"left": (0.0084, -0.0028), "right": (-0.0382, -0.0076)}
@@ -502,8 +502,8 @@ class FaceDetector:
         neither view finds it): keypoints and score from its views, and `face`'s box moved as its eyes moved. Moving
         the box keeps the next cut framed as the full detector's box frames it. With the views' own boxes
         (BlazeFace's, tighter than CenterFace's) the eyes wandered more over a clip: p50 0.031 eye distances against
-        0.023 with the moved box and 0.022 with the full detector on every frame (10 clips of track_bench, session
-        11)."""
+        0.023 with the moved box and 0.022 with the full detector on every frame (10 clips of track_bench,
+        0.1.0)."""
         views = self.closer_look(image, face)
         if not views:
             return None
@@ -531,7 +531,7 @@ class FaceDetector:
         return sorted(faces, key=lambda f: -f.score)
 
     def _blazeface_cascade(self, image: np.ndarray) -> tuple[list[Face], list[str]]:
-        """Session 9's cascade of BlazeFace views: where CenterFace found nothing (mostly close-ups and tight crops,
+        """The BlazeFace-only cascade of views: where CenterFace found nothing (mostly close-ups and tight crops,
         whose face fills the photo) or when it is not among the stages."""
         longer = max(image.shape[:2])
         found: dict[str, list[Face]] = {}

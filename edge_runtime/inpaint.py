@@ -163,10 +163,10 @@ class Inpainter:
         (no decision: every face whose predicted mask passes the blend gates is restored).
 
         `threads` is the model's thread count; the face detector uses `detector_threads` (default: the same) and
-        `detector_stages` (detect.STAGES; without "centerface": session 9's BlazeFace-only cascade).
+        `detector_stages` (detect.STAGES; without "centerface": the BlazeFace-only cascade).
         Each interpreter has its own XNNPACK thread pool. Invoked once per photo, right after detection, the model
         pays for waking its pool and for cold caches: a bare first invoke after detection took 11-18% longer than
-        warm ones (the shipped student on 2 cores, session 11; benchmarks/first_invoke.py shows it in plain LiteRT);
+        warm ones (the shipped student on 2 cores, 0.1.0; benchmarks/first_invoke.py shows it in plain LiteRT);
         remove_many runs it back to back, within a few percent of warm (`mask2face bench --what runtime`,
         docs/EDGE.md)."""
         path = shipped_model(path)
@@ -295,7 +295,7 @@ class Inpainter:
         report.mask_centroid_y = float(ys.mean() / s)
         # only the masked pixels matter: no full-crop float copy per face. For a blend_input model the RGB is
         # already x + m * (rgb - x): this is the change the photo would really get (dividing by m, to judge its RGB
-        # alone, altered 41% of bare LFW faces instead of 35% and restored no more real masks: gate_bench, session 4)
+        # alone, altered 41% of bare LFW faces instead of 35% and restored no more real masks: gate_bench, 0.1.0)
         change = np.abs(pred[..., :3][binary] - crop[binary].astype(np.float32) / 255.0).mean(axis=-1)
         report.change = float(change.mean())
         if report.mask_confidence < cfg.min_confidence:

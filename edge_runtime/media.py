@@ -470,7 +470,7 @@ def summarize(records: list[dict], model_info: dict, wall_seconds: float) -> dic
     status = {}
     for r in records:
         status[r["status"]] = status.get(r["status"], 0) + 1
-    # photos list their faces; videos count them over all frames ("faces" was that count before session 9, and an
+    # photos list their faces; videos count them over all frames ("faces" was that count in older summaries, and an
     # earlier summary's records come back with --skip-existing)
     faces = sum(len(f) if isinstance(f := r.get("faces", 0), list) else int(f or 0) for r in records)
     faces += sum(int(r.get("faces_found", 0)) for r in records)

@@ -36,7 +36,7 @@ def test_before_after_restores_the_drawn_mask_with_the_shipped_model():
     assert np.abs(masked_tile.astype(int) - original_tile).mean() > 5    # the mask is in the picture
     for r in records:
         assert r["pasted_default"] == 1, r
-        # The shipped model measured 17.9 / 17.7 dB here against the masked input's 11.1 / 10.3 dB (session 9).
+        # The shipped model measured 17.9 / 17.7 dB here against the masked input's 11.1 / 10.3 dB (0.1.0).
         assert r["masked_psnr_default"] > r["masked_psnr_input"] + 4, r
 
 

@@ -167,7 +167,7 @@ def test_only_faces_the_cut_would_magnify_are_refined():
     assert detect.needs_refining(face(40), 400)          # a small face of a real crowd photo
 
 
-# CenterFace, the first stage since session 10 -------------------------------------------------------------------
+# CenterFace, the first stage ------------------------------------------------------------------------------------
 
 def test_centerface_decode_follows_the_reference_formula():
     """One heatmap peak at cell (y=5, x=7): box size 4*exp(log size), centre 4*(cell + offset + 0.5), landmarks

@@ -25,7 +25,7 @@ def test_shares_follow_min_change_and_the_other_gates():
 
 
 def test_eye_distance_sweep_drops_small_faces_only():
-    """A face counts only from its eye distance up (records without one, as before session 10, count as 0)."""
+    """A face counts only from its eye distance up (records without one, from older versions, count as 0)."""
     big = {"other_gates": True, "change": 0.2, "eye_distance": 20.0}
     small = {"other_gates": True, "change": 0.2, "eye_distance": 5.0}
     masked = [{"faces": [big]}, {"faces": [small]}, {"faces": [small, big]}]

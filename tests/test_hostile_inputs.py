@@ -23,7 +23,7 @@ def tiny(tmp_path_factory) -> Path:
     return make_tiny_tflite(tmp_path_factory.mktemp("m"))
 
 
-# Runs the command and reports its peak RSS on a last stderr line: the child's own, not the test session's.
+# Runs the command and reports its peak RSS on a last stderr line: the child's own, not the test process's.
 MEASURE = ("import resource, subprocess, sys\n"
            "r = subprocess.run(sys.argv[1:])\n"
            "print('peak-rss-kb', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)\n"

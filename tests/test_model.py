@@ -24,7 +24,7 @@ _CACHE: dict = {}
 
 
 def make_tiny_tflite(directory: Path, size: int = TINY_SIZE, channels: int = 4, metadata: bool = True) -> Path:
-    """A real .tflite made with TF (cached per session: TF import + convert cost seconds)."""
+    """A real .tflite made with TF (cached for the whole test run: TF import + convert cost seconds)."""
     key = (size, channels, metadata)
     if key not in _CACHE:
         os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")

@@ -16,7 +16,7 @@ What `fit_model` guarantees
   stays as it was.
 - `strategy` = default | mirrored | multiworker (tf.distribute; multiworker reads TF_CONFIG, the chief writes).
 - TensorBoard scalars in OUT/logs, per-epoch CSV in OUT/log.csv, throughput (images/s, forward+backward, first
-  steps of a session excluded: they trace the graph) in OUT/train_report.json.
+  steps of each run excluded: they trace the graph) in OUT/train_report.json.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ from mask2face import config as config_mod, runs  # noqa: E402
 from mask2face.benchmarks import pairs  # noqa: E402
 from mask2face.edge_runtime.errors import Mask2FaceError  # noqa: E402
 
-WARMUP_STEPS_EXCLUDED = 3  # steps of each session left out of the throughput (graph tracing, allocator warm-up)
+WARMUP_STEPS_EXCLUDED = 3  # steps of each run (process) left out of the throughput (graph tracing, allocator warm-up)
 
 
 class TrainingDivergedError(Mask2FaceError):
@@ -85,7 +85,7 @@ def grow_mask(mask01: np.ndarray, radius: int) -> np.ndarray:
     maximum over the disc). Used on training targets only, so the model learns to replace a band of skin around the
     mask as well: a real mask's rim and the shadow under it sit around where a synthetic mask's pixels end, where a
     mask channel trained on the exact edge says ~0.5, so a student that pastes by its own mask (blend_input) keeps
-    about half of the rim: a dark or bright seam on real photos (distill.mask_grow; measured in session 7)."""
+    about half of the rim: a dark or bright seam on real photos (distill.mask_grow; measured with 0.1.0)."""
     if radius <= 0:
         return mask01
     disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
@@ -379,7 +379,7 @@ def fit_model(model: keras.Model, train: PairsInput | tf.data.Dataset, val: Pair
     `train`/`val` are PairsInput (exact mid-epoch resume, distribution-aware) or tf.data.Datasets of (x, y)
     batches (resume skips batches of a re-iterated dataset). `steps_per_epoch` 0 = one pass. `settings` is
     anything that must match for a resume to be valid (model config, data hash...); the loop adds its own.
-    `max_steps` stops after that many steps in this session (benchmarks). Returns a FitResult; writes
+    `max_steps` stops after that many steps in this run (benchmarks). Returns a FitResult; writes
     OUT/{last,best}.keras, state.json, log.csv, logs/ (TensorBoard), train_report.json."""
     strategy = strategy or tf.distribute.get_strategy()
     out_dir = Path(out_dir)
@@ -585,7 +585,7 @@ def fit_model(model: keras.Model, train: PairsInput | tf.data.Dataset, val: Pair
                   + (" (best)" if improved and last_val is not None else ""), file=sys.stderr)
 
     ips = session_images / session_time if session_time else None
-    if ips is None and chief:  # nothing trained in this session: report the last measured figure
+    if ips is None and chief:  # nothing trained in this run: report the last measured figure
         ips = (runs.read_json(out_dir / "train_report.json", {}) or {}).get("images_per_s")
     result = FitResult(out_dir, global_step // spe, global_step, best, last_val, ips, resumed_from, finished)
     if chief:
@@ -598,7 +598,7 @@ def fit_model(model: keras.Model, train: PairsInput | tf.data.Dataset, val: Pair
         measured = [s["images_per_s"] for s in sessions if s.get("images_per_s")]
         report.update({"name": name, "images_per_s": measured[-1] if measured else None,
                        "images_per_s_note": "forward+backward training steps, first "
-                       f"{WARMUP_STEPS_EXCLUDED} steps of each session excluded (tracing)",
+                       f"{WARMUP_STEPS_EXCLUDED} steps of each run excluded (tracing)",
                        "global_batch_size": global_batch_size, "replicas": replicas,
                        "strategy": type(strategy).__name__, "steps_per_epoch": spe, "epochs": epochs,
                        "global_step": global_step, "finished": finished, "best_val_loss": best,
