@@ -121,14 +121,16 @@ def composite(inp01: np.ndarray, out: np.ndarray) -> np.ndarray:
 
 
 def blended(inp01: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """What the runtime really pastes: model RGB over the input with the runtime's feathered weight of the predicted
-    mask > 0.5 (edge_runtime.inpaint.feathered_alpha; the runtime's confidence gates are not applied). Unlike
-    `composite`, the mask's edge is dilated and blurred, as in a photo. Raw RGB when there is no mask channel."""
-    from mask2face.edge_runtime.inpaint import BlendConfig, feathered_alpha
+    """What the runtime really pastes: model RGB, its tone matched and the mask's rim filled
+    (edge_runtime.inpaint.harmonized), over the input with the runtime's feathered weight of the predicted mask > 0.5
+    (edge_runtime.inpaint.feathered_alpha; the runtime's confidence gates are not applied). Unlike `composite`, the
+    mask's edge is dilated and blurred, as in a photo. Raw RGB when there is no mask channel."""
+    from mask2face.edge_runtime.inpaint import BlendConfig, feathered_alpha, harmonized
     if out.shape[-1] < 4:
         return out[..., :3]
     alpha = feathered_alpha(out[..., 3] > BlendConfig.mask_threshold)[..., None]
-    return inp01 * (1.0 - alpha) + out[..., :3] * alpha
+    rgb = harmonized(np.asarray(out[..., :3], np.float32), np.asarray(inp01, np.float32), out[..., 3])
+    return inp01 * (1.0 - alpha) + rgb * alpha
 
 
 def summarize(rows: list[dict[str, float]]) -> dict[str, float]:
@@ -232,3 +234,23 @@ def look_metrics(output: np.ndarray, truth: np.ndarray, mask: np.ndarray, block:
     all_metrics' PSNR/SSIM/L1."""
     return {"sharpness": sharpness(output, truth, mask), "blockiness": blockiness(output, block, mask),
             "seam": seam(output, truth, mask)}
+
+
+def _sqrt_psd(m: np.ndarray) -> np.ndarray:
+    """Square root of a symmetric positive semi-definite matrix (eigenvalues below 0 from rounding count as 0)."""
+    values, vectors = np.linalg.eigh((m + m.T) / 2)
+    return (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Fréchet distance between Gaussians fitted to two sets of embeddings (N, D) and (M, D), as FID defines it:
+    |mu_a - mu_b|^2 + Tr(S_a + S_b - 2 (S_a^1/2 S_b S_a^1/2)^1/2). Applied to dlib's face descriptors it says how
+    far restored faces are, as a population, from real ones (0 = alike)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if len(a) < 2 or len(b) < 2:
+        return float("nan")
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    s_a, s_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    root_a = _sqrt_psd(s_a)
+    cross = _sqrt_psd(root_a @ s_b @ root_a)
+    return float(np.sum((mu_a - mu_b) ** 2) + np.trace(s_a) + np.trace(s_b) - 2 * np.trace(cross))

@@ -17,6 +17,7 @@ JSON row per run in benchmarks/results/photo_quality.jsonl.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -26,12 +27,12 @@ from tqdm import tqdm
 
 from mask2face.edge_runtime import align, detect
 from mask2face.edge_runtime.errors import ImageError, Mask2FaceError
-from mask2face.edge_runtime.inpaint import Inpainter
+from mask2face.edge_runtime.inpaint import BlendConfig, Inpainter
 from mask2face.edge_runtime.safeio import load_image
 
 from . import metrics
 from .detect_bench import DATA, environment, iter_pairs, rebuild_photo, report_row, stages_arg
-from .runtime_bench import onto_canvas
+from .runtime_bench import blend_config, onto_canvas
 
 
 def mask_in_photo(mask: np.ndarray, matrix: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -137,14 +138,20 @@ def main(argv=None) -> int:
     p.add_argument("--variant", default="", help="a name for this run, stored in the row")
     p.add_argument("--detector-stages", type=stages_arg, default=detect.DEFAULT_STAGES,
                    help="face detector stages, comma-separated (default: the runtime's)")
+    p.add_argument("--blend", action="append", default=[], metavar="FIELD=VALUE",
+                   help="paste-back setting of edge_runtime.inpaint.BlendConfig to try (repeatable), e.g. "
+                        "--blend dilate=0.06")
     p.add_argument("--no-save", action="store_true")
     p.add_argument("--results", type=Path, default=None, help="folder photo_quality.jsonl is appended to")
     args = p.parse_args(argv)
     canvas = tuple(int(v) for v in args.canvas.lower().split("x")) if args.canvas else None
-    inpainter = Inpainter.from_file(args.model, threads=args.threads, detector_stages=args.detector_stages)
+    blend = blend_config(args.blend)
+    inpainter = Inpainter.from_file(args.model, threads=args.threads, detector_stages=args.detector_stages,
+                                    blend=blend)
     row = {"bench": "photo_quality", "variant": args.variant, "align": args.align,
            "detector_stages": list(args.detector_stages),
            "model": str(args.model or "default"), "model_info": inpainter.describe(),
+           "blend": dataclasses.asdict(blend),
            "data": str(args.data), "split": args.split,
            "canvas": list(canvas) if canvas else None,
            **measure(inpainter, args.data, args.photos, args.split, align_by=args.align, canvas=canvas),

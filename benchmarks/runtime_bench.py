@@ -17,6 +17,7 @@ row per run in benchmarks/results/runtime.jsonl. Target: >= 15 photos/s on 2 thr
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import sys
 import tempfile
@@ -123,6 +124,26 @@ def invokes_after_detection_ms(inpainter: Inpainter, photos: list[np.ndarray], s
                                sequences, length)
 
 
+def blend_overrides(items: list[str]) -> dict:
+    """BlendConfig fields from FIELD=VALUE strings (each value parsed as the field's default's type)."""
+    values = {}
+    defaults = BlendConfig()
+    for item in items:
+        name, _, raw = item.partition("=")
+        if not hasattr(defaults, name) or not raw:
+            raise SystemExit(f"--blend {item!r}: expected FIELD=VALUE with FIELD one of "
+                             f"{', '.join(f.name for f in dataclasses.fields(BlendConfig))}")
+        current = getattr(defaults, name)
+        kind = type(current) if current is not None else float
+        values[name] = (raw.lower() in ("1", "true", "yes", "on")) if kind is bool else kind(raw)
+    return values
+
+
+def blend_config(items: list[str]) -> BlendConfig:
+    """The runtime's BlendConfig with FIELD=VALUE overrides (`--blend`)."""
+    return BlendConfig(**blend_overrides(items))
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", type=Path, default=None,
@@ -142,6 +163,8 @@ def main(argv=None) -> int:
     p.add_argument("--chunk", type=int, default=CHUNK,
                    help="photos per Inpainter.remove_many pass, as `mask2face remove --chunk` (1 = one photo at a "
                         "time, as a camera runs: the model then runs cold after each detection)")
+    p.add_argument("--blend", action="append", default=[], metavar="FIELD=VALUE",
+                   help="paste-back setting of edge_runtime.inpaint.BlendConfig (repeatable), e.g. --blend rim_fill=0")
     p.add_argument("--no-save", action="store_true")
     p.add_argument("--results", type=Path, default=None, help="folder runtime.jsonl is appended to (default: the "
                    "source tree's benchmarks/results, or ./mask2face-results for an installed package)")
@@ -153,7 +176,8 @@ def main(argv=None) -> int:
         photos = [load_image(x) for x in make_photos(args.photos, args.scratch)]
     inp = Inpainter.from_file(args.model, threads=args.threads, detector_threads=args.detector_threads,
                               detector_stages=args.detector_stages,
-                              blend=ACCEPT_ALL if args.accept_all else BlendConfig())
+                              blend=dataclasses.replace(ACCEPT_ALL if args.accept_all else BlendConfig(),
+                                                        **blend_overrides(args.blend)))
     for img in photos[:3]:  # warm-up (allocations, XNNPACK packing)
         inp.remove_detailed(img)
     split = {"detection": [], "model": [], "model_invoke": [], "blending": []}
@@ -197,7 +221,7 @@ def main(argv=None) -> int:
         "ms_per_photo_p50": 1000 * float(np.median(totals)),
         "split_ms_mean": {k: 1000 * float(np.mean(v)) for k, v in split.items()},
         "faces_found": faces, "faces_pasted": pasted, "accept_all": args.accept_all,
-        "chunk": chunk,
+        "chunk": chunk, "blend": dataclasses.asdict(inp.blend),
         "model_ms_p50_in_pipeline": model_ms, "model_run_ms_p50_with_io": float(np.median(wrapper_ms)),
         "bare_invoke_ms_p50": bare_ms, "model_overhead": model_ms / bare_ms - 1 if bare_ms else None,
         "model_ms_mean_in_pipeline": model_mean, "bare_invoke_ms_mean": bare_mean,

@@ -250,7 +250,8 @@ def cli_main(cfg, args) -> int:
                                                                        else ""),
                        epochs=dc.epochs, learning_rate=dc.learning_rate, schedule=tc.lr_schedule,
                        steps_per_epoch=dc.steps_per_epoch, settings=settings, name="distill",
-                       checkpoint_minutes=float(getattr(args, "checkpoint_minutes", None) or 5.0))
+                       checkpoint_minutes=float(getattr(args, "checkpoint_minutes", None) or 5.0),
+                       adversarial=dc.adversarial)
     if train_model is not student:
         # best/last of the wrapper hold the student as a nested model: save the student alone as the contract says
         best = keras.models.load_model(out_dir / "wrapper" / "best.keras", compile=False, safe_mode=False)

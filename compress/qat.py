@@ -179,7 +179,8 @@ def cli_main(cfg, args) -> int:
               "(tfmot starts them at [-6, 6]); a resumed run takes the checkpoint's ranges instead", file=sys.stderr)
     result = fit_model(qmodel, train_in, val_in, loss, out_dir, epochs=qc.epochs, learning_rate=qc.learning_rate,
                        schedule="constant", steps_per_epoch=qc.steps_per_epoch, settings=settings, name="qat",
-                       checkpoint_minutes=float(getattr(args, "checkpoint_minutes", None) or 5.0))
+                       checkpoint_minutes=float(getattr(args, "checkpoint_minutes", None) or 5.0),
+                       adversarial=qc.adversarial)
     best = load_qat_model(out_dir / "best.keras")
     report = {"result": result.as_dict(), "student": str(student_path), "teacher_weight": teacher_weight}
     if val_in is not None:

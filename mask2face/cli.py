@@ -51,7 +51,7 @@ def install_hint(verb: str, missing: list[str]) -> str:
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", default="cpu", help="smoke | cpu | paper (default: cpu)")
+    p.add_argument("--preset", default="cpu", help="smoke | cpu | cpu-adversarial | paper (default: cpu)")
     p.add_argument("--run", type=Path, default=None,
                    help="run directory (default: runs/<preset>); each stage writes a sub-folder there")
     p.add_argument("overrides", nargs="*", metavar="key=value",
@@ -202,6 +202,9 @@ def _demo_args(p):
     p.add_argument("--out", type=Path, default=Path("mask2face-demo"),
                    help="folder for mask_types.png and before_after.png (default: ./mask2face-demo; the README's "
                         "pictures: --out docs/images)")
+    p.add_argument("--compare", action="append", default=[], metavar="LABEL=MODEL.tflite",
+                   help="also show this model, pasted back as 0.2.0 did, in before_after.png (repeatable), e.g. "
+                        "--compare 0.2.0=models/cpu/export/student-qat-int8.tflite")
 
 
 _VERB_ARGS = {"data": _data_args, "train": _train_args, "classifier": _classifier_args, "eval": _eval_args, "distill": _distill_args,

@@ -59,6 +59,18 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class AdversarialConfig:
+    """A patch discriminator's term in a training stage (train/adversarial.py); weight 0 = off."""
+    weight: float = 0.0                  # of the generator's adversarial loss, beside the reconstruction loss
+    loss: str = "hinge"                  # hinge | nonsaturating
+    feature_matching: float = 0.0        # L1 between the discriminator's features of restored and real crops,
+                                         # in units of `weight`
+    r1_gamma: float = 0.0                # gradient penalty on real crops (R1), keeps the discriminator smooth
+    filters: tuple[int, ...] = (32, 64, 128, 128)  # stride-2 4x4 conv stages: 16x16 patches at 128 px
+    learning_rate: float = 2e-4          # the discriminator's Adam (beta1 0, beta2 0.99)
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     loss: str = "ssim_l1"                # mse | mae | ssim | ssim_l1 | masked_ssim_l1
     ssim_weight: float = 0.84
@@ -81,6 +93,7 @@ class TrainConfig:
                                          # small and compressed, synthetic ones never; see benchmarks/results/gate.jsonl
     init_from: str = ""                  # start from this model's weights (fine-tune, e.g. on your own faces)
     seed: int = 0
+    adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)
 
 
 @dataclass(frozen=True)
@@ -109,6 +122,7 @@ class DistillConfig:
                                          # channel, in distill and qat) by this share of the crop side (0.03: 4 px at
                                          # 128), so it also replaces the band where a real mask's rim and shadow end
                                          # (a mask channel trained on the exact edge left them as a seam)
+    adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)
 
 
 @dataclass(frozen=True)
@@ -118,6 +132,7 @@ class QatConfig:
     batch_size: int = 16
     learning_rate: float = 2e-5          # 2e-4 (8 epochs) drifted: QAT-int8 19.49 dB vs 19.52 dB here
     steps_per_epoch: int = 0
+    adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)
 
 
 @dataclass(frozen=True)
@@ -203,6 +218,29 @@ def _cpu() -> Config:
     return Config(preset="cpu")
 
 
+def _cpu_adversarial() -> Config:
+    """An experiment, not the shipped model: the `cpu` teacher, then the shipped student (models/cpu/student.keras)
+    fine-tuned against a patch discriminator, for lips and nostrils instead of a smooth patch.
+
+        mask2face train --preset cpu-adversarial --run runs/adv                  # the `cpu` teacher (or copy one in)
+        mask2face distill --preset cpu-adversarial --run runs/adv                # 5 epochs, ~70 min on 2 cores
+        mask2face qat --preset cpu-adversarial --run runs/adv && mask2face export --preset cpu-adversarial --run runs/adv
+
+    Teacher weight 0.25 (the teacher is smooth: sharpness 0.37), lr 5e-4 cosine, hinge loss weight 0.05 with
+    feature matching 10 (in units of it), a 16..64 discriminator without R1, ~10 images/s here. Reached (0.3.0,
+    LFW test pairs, `mask2face eval`, benchmarks/results/adversarial_student_eval.jsonl): after 2 epochs
+    sharpness 1.20, masked PSNR 18.71 dB (the shipped student: 0.45, 19.76 dB); after 5, 18.38 dB and sharpness
+    1.36 on val with striped artefacts: too strong. Weight 0.01 (lr 2e-4, discriminator lr 1e-4), 1 epoch:
+    sharpness 0.60, 19.18 dB on val, mouths drawn as dark lines."""
+    base = _cpu()
+    return replace(
+        base, preset="cpu-adversarial",
+        distill=replace(base.distill, start_from="models/cpu/student.keras", teacher_weight=0.25, learning_rate=5e-4,
+                        epochs=5, adversarial=AdversarialConfig(weight=0.05, feature_matching=10.0,
+                                                                filters=(16, 32, 64, 64))),
+        qat=replace(base.qat, epochs=1, steps_per_epoch=200))
+
+
 def _paper() -> Config:
     """The reference configuration, for users with a GPU: 256x256x3, filters 64,128,128,256,256,512,
     kernels 7,7,7,3,3,3, unet_resnet, SSIM+L1 loss, Adam, 20 epochs, batch 12, 1000 test images.
@@ -218,7 +256,7 @@ def _paper() -> Config:
     )
 
 
-PRESETS = {"smoke": _smoke, "cpu": _cpu, "paper": _paper}
+PRESETS = {"smoke": _smoke, "cpu": _cpu, "cpu-adversarial": _cpu_adversarial, "paper": _paper}
 
 
 def preset(name: str) -> Config:
@@ -297,7 +335,8 @@ AT_LEAST_ONE = ("epochs", "batch_size", "image_size", "shard_size", "workers", "
 SHARES = ("val_fraction", "bare_share", "degrade", "teacher_weight", "below_chin_share", "low_mask_share",
           "threshold", "restyle_share", "misalign_share")     # in [0, 1]
 NOT_NEGATIVE = ("steps_per_epoch", "max_faces", "mask_grow", "crop_jitter", "feature_weight", "ssim_weight",
-                "l1_weight", "mask_region_weight", "mask_loss_weight", "calibrate_samples")
+                "l1_weight", "mask_region_weight", "mask_loss_weight", "calibrate_samples", "weight",
+                "feature_matching", "r1_gamma")
 
 
 def check_ranges(cfg: Any, prefix: str = "") -> None:
@@ -358,6 +397,7 @@ def from_dict(data: dict) -> Config:
 # value they are left out of config hashes and training run keys (train.fit.run_key), so upgrading mask2face neither
 # refuses to resume an older run nor changes the hash its exported files carry.
 FIELDS_ADDED_LATER = {"mask_grow": 0.0, "start_from": "",
+                      "adversarial": json.loads(json.dumps(dataclasses.asdict(AdversarialConfig()))),
                       "classifier": json.loads(json.dumps(dataclasses.asdict(ClassifierConfig())))}
 
 

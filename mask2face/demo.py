@@ -10,6 +10,8 @@ every tile shows the renderer, not detector noise.
 before_after.png: the whole 512x512 photo wearing a generated mask goes through the shipped models exactly as
 `mask2face remove` runs them (detect, align, inpaint, paste back); the tiles are cut around the face afterwards.
 Each row says the masked PSNR (over the drawn mask, photo pixels) of the input and of each output.
+`--compare LABEL=MODEL.tflite` adds a column for another model pasted back as 0.2.0 did (no rim fill, no tone
+match), e.g. the 0.2.0 default: `--compare 0.2.0=models/cpu/export/student-qat-int8.tflite`.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import numpy as np
 POSES = ((0.0, 1.0), (-22.0, 1.0), (15.0, 0.8), (30.0, 1.15), (-10.0, 0.65))   # (roll degrees, scale)
 TILE = 160
 BEFORE_AFTER_TYPES = ("surgical", "cloth", "n95", "gaiter", "none")   # "none": the bare photo, to be left alone
-BEFORE_AFTER_MODELS = ("default",)
+BEFORE_AFTER_MODELS = (("default", "default"),)   # (column label, model name or .tflite path)
 FACE_CUT = 2.2      # before/after tiles: half the side of the square cut, in eye distances
 
 
@@ -46,18 +48,22 @@ def _astronaut_landmarks() -> tuple[np.ndarray, np.ndarray]:
     return image, det.landmarks.astype(np.float64)
 
 
-def before_after(models: tuple[str, ...] = BEFORE_AFTER_MODELS, types: tuple[str, ...] = BEFORE_AFTER_TYPES,
-                 seed: int = 7) -> tuple[np.ndarray, list[dict]]:
+def before_after(models: tuple[tuple[str, str], ...] = BEFORE_AFTER_MODELS, types: tuple[str, ...] =
+                 BEFORE_AFTER_TYPES, seed: int = 7, compare: tuple[tuple[str, str], ...] = ()
+                 ) -> tuple[np.ndarray, list[dict]]:
     """RGB uint8 sheet (rows: mask types; columns: masked | each model's output | original) and one record per row
     with the masked PSNR of the input and of each model's output, each model's mask probability for the face and
-    whether it pasted one. Type "none" is the bare photo: the mask decision should leave it as it is."""
+    whether it pasted one. Type "none" is the bare photo: the mask decision should leave it as it is. `compare`
+    models (label, path) come first and are pasted back as 0.2.0 did (no rim fill, no tone match)."""
     from mask2face.benchmarks.metrics import psnr   # over the mask's pixels when given one
     from mask2face.edge_runtime import align
-    from mask2face.edge_runtime.inpaint import Inpainter
+    from mask2face.edge_runtime.inpaint import BlendConfig, Inpainter
     from mask2face.train import masks
 
     image, lm = _astronaut_landmarks()
-    inpainters = {name: Inpainter.from_file(name) for name in models}
+    paste_0_2 = BlendConfig(rim_fill=0.0, tone_spread=0.0)
+    inpainters = {label: Inpainter.from_file(path, blend=paste_0_2) for label, path in compare}
+    inpainters.update({label: Inpainter.from_file(path) for label, path in models})
     le, re = align.eye_centers_from_68(lm)
     half = FACE_CUT * float(np.linalg.norm(re - le))
     cx, cy = (le + re) / 2 + np.array([0.0, 0.6 * np.linalg.norm(re - le)])
@@ -135,15 +141,29 @@ def save_png(path: Path, rgb: np.ndarray) -> Path:
         return safeio.save_image(path, rgb)
 
 
+def _compare_entry(item: str) -> tuple[str, str]:
+    """'LABEL=PATH' (or a bare PATH, labelled by its file name) -> (label, path), the file checked first."""
+    from mask2face.edge_runtime.errors import Mask2FaceError
+
+    label, sep, path = item.partition("=")
+    if not sep:
+        label, path = Path(item).stem, item
+    if not Path(path).is_file():
+        raise Mask2FaceError(f"--compare {item}: no model file {path} (expected LABEL=MODEL.tflite)")
+    return label, path
+
+
 def cli_main(cfg, args) -> int:
     out_dir = Path(getattr(args, "out", None) or "mask2face-demo")
     seed = cfg.data.seed if cfg is not None else 0
     sheet = mask_types_sheet(seed, tuple(cfg.data.mask_types) if cfg is not None else None)
     path = save_png(out_dir / "mask_types.png", sheet)
     print(f"mask2face demo: {len(sheet) // TILE} mask types x {len(POSES)} poses -> {path}")
-    sheet, records = before_after()
+    compare = tuple(_compare_entry(item) for item in (getattr(args, "compare", None) or []))
+    sheet, records = before_after(compare=compare)
+    columns = [label for label, _ in compare + BEFORE_AFTER_MODELS]
     path = save_png(out_dir / "before_after.png", sheet)
-    print(f"mask2face demo: masked | {' | '.join(BEFORE_AFTER_MODELS)} | original, {len(records)} masks -> {path}")
+    print(f"mask2face demo: masked | {' | '.join(columns)} | original, {len(records)} masks -> {path}")
     for r in records:
         print("  " + ", ".join(f"{k} {v}" for k, v in r.items()))
     return 0

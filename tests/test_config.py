@@ -75,5 +75,5 @@ def test_values_outside_their_meaning_are_refused():
         with pytest.raises(config.ConfigError, match=words) as info:
             config.load("smoke", [override])
         assert override.split("=")[0] in str(info.value)
-    for name in ("smoke", "cpu", "paper"):
+    for name in config.PRESETS:
         config.load(name)                                      # every preset is within range

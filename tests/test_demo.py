@@ -26,7 +26,7 @@ def test_the_masked_psnr_it_prints_matches_scikit_image_on_the_masked_pixels():
 
 
 def test_before_after_restores_the_drawn_mask_with_the_shipped_model():
-    sheet, records = demo.before_after(models=("default",), types=("surgical", "n95"))
+    sheet, records = demo.before_after(models=(("default", "default"),), types=("surgical", "n95"))
     assert sheet.dtype == np.uint8 and sheet.ndim == 3
     rows, columns = len(records), 3                    # masked | default | original
     assert sheet.shape[0] % rows == 0 and sheet.shape[1] % columns == 0
@@ -41,7 +41,7 @@ def test_before_after_restores_the_drawn_mask_with_the_shipped_model():
 
 
 def test_before_after_leaves_the_bare_astronaut_alone_and_says_why():
-    sheet, records = demo.before_after(models=("default",), types=("surgical", "none"))
+    sheet, records = demo.before_after(models=(("default", "default"),), types=("surgical", "none"))
     masked, bare = records
     from mask2face.edge_runtime.inpaint import Inpainter
     threshold = Inpainter.from_file().mask_threshold
@@ -51,3 +51,16 @@ def test_before_after_leaves_the_bare_astronaut_alone_and_says_why():
     # the bare row's output tile is the photo itself (labels aside)
     out, original = sheet[tile + 20:, tile:2 * tile], sheet[tile + 20:, 2 * tile:]
     assert np.array_equal(out, original)
+
+
+def test_compare_adds_a_column_pasted_as_before(tmp_path):
+    from mask2face.edge_runtime.inpaint import DEFAULT_MODEL
+    sheet, records = demo.before_after(types=("surgical",), compare=(("old", str(DEFAULT_MODEL)),))
+    tile = sheet.shape[0]
+    assert sheet.shape[1] == 4 * tile                 # masked | old | default | original
+    assert records[0]["pasted_old"] == 1 and records[0]["pasted_default"] == 1
+    # the same model without rim fill and tone match pastes other pixels
+    assert not np.array_equal(sheet[20:, tile:2 * tile], sheet[20:, 2 * tile:3 * tile])
+    from mask2face.edge_runtime.errors import Mask2FaceError
+    with pytest.raises(Mask2FaceError, match="LABEL=MODEL"):
+        demo._compare_entry(f"old={tmp_path / 'missing.tflite'}")

@@ -137,3 +137,16 @@ def test_seam_sees_a_pasted_rectangle_and_not_a_feathered_one():
 def test_look_metrics_keys():
     _, face, mask = _face_and_lower_face_mask()
     assert set(metrics.look_metrics(face, face, mask)) == {"sharpness", "blockiness", "seam"}
+
+
+def test_frechet_distance_matches_scipy_and_grows_with_the_gap():
+    from scipy import linalg
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(300, 8))
+    b = rng.normal(size=(300, 8)) @ np.diag(np.linspace(0.5, 2, 8)) + 0.3
+    s_a, s_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    ref = np.sum((a.mean(0) - b.mean(0)) ** 2) + np.trace(s_a + s_b - 2 * linalg.sqrtm(s_a @ s_b).real)
+    assert metrics.frechet_distance(a, b) == pytest.approx(ref, rel=1e-6)
+    assert metrics.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-9)
+    assert metrics.frechet_distance(a, a + 1.0) == pytest.approx(8.0, rel=1e-9)
+    assert np.isnan(metrics.frechet_distance(a[:1], b))

@@ -183,6 +183,7 @@ def evaluate(model_path: Path, data_dir: Path, split: str = "test", limit: int |
     embedder = IdentityEmbedder() if identity else None
     rows = {v: [] for v in VARIANTS}
     dists = {v: [] for v in VARIANTS}
+    embeddings = {v: [] for v in ("truth",) + tuple(VARIANTS)}
     mask_iou = []
     grid_idx = set(np.linspace(0, n - 1, min(grid_samples, n)).round().astype(int).tolist())
     grid_rows = []
@@ -215,8 +216,11 @@ def evaluate(model_path: Path, data_dir: Path, split: str = "test", limit: int |
             if embedder is not None:
                 shape = embedder.landmarks(truth)
                 ref = embedder.embed(truth, shape)
+                embeddings["truth"].append(ref)
                 for name, img in variants.items():
-                    dists[name].append(float(np.linalg.norm(embedder.embed(_u8(img), shape) - ref)))
+                    emb = embedder.embed(_u8(img), shape)
+                    embeddings[name].append(emb)
+                    dists[name].append(float(np.linalg.norm(emb - ref)))
             if start + j in grid_idx:
                 grid_rows.append([masked_u8[j], _u8(variants["raw"]), truth, _u8(variants["telea"]),
                                   _u8(variants["ns"])])
@@ -238,10 +242,13 @@ def evaluate(model_path: Path, data_dir: Path, split: str = "test", limit: int |
     }
     if embedder is not None:
         report["identity"] = {v: {"mean_distance": float(np.mean(dists[v])),
-                                  "share_below_0.6": float(np.mean(np.asarray(dists[v]) < SAME_PERSON))}
+                                  "share_below_0.6": float(np.mean(np.asarray(dists[v]) < SAME_PERSON)),
+                                  "frechet": metrics.frechet_distance(embeddings[v], embeddings["truth"])}
                               for v in VARIANTS}
         report["identity_note"] = ("dlib_face_recognition_resnet_model_v1 distance to the truth's embedding (same "
-                                   "5 landmarks from the truth for every variant); < 0.6 = same person by dlib")
+                                   "5 landmarks from the truth for every variant); < 0.6 = same person by dlib; "
+                                   "frechet = Fréchet distance of the variant's descriptors to the truths' "
+                                   "(benchmarks.metrics.frechet_distance; 0 = alike as populations)")
     labels = ["input", "output", "truth", "TELEA", "NS"]
     grid = make_grid(grid_rows, labels) if grid_rows else np.zeros((1, 1, 3), np.uint8)
     return report, grid
@@ -276,7 +283,11 @@ def cli_main(cfg, args) -> int:
     print(f"eval {model_path} on {report['pairs']} {split} pairs:")
     for v in VARIANTS:
         ident = report.get("identity", {}).get(v)
-        extra = f"  id dist {ident['mean_distance']:.3f} (<0.6: {ident['share_below_0.6']:.0%})" if ident else ""
+        extra = (f"  id dist {ident['mean_distance']:.3f} (<0.6: {ident['share_below_0.6']:.0%}, Fréchet "
+                 f"{ident['frechet']:.4f})" if ident else "")
+        look = m[v]
+        extra += (f"  sharpness {look['sharpness']:.2f} blockiness {look['blockiness']:.2f} seam {look['seam']:.2f}"
+                  if "sharpness" in look else "")
         print(f"  {v:13s} PSNR {m[v]['psnr']:6.2f} (mask {m[v]['psnr_masked']:6.2f})  SSIM {m[v]['ssim']:.4f} "
               f"(mask {m[v]['ssim_masked']:.4f})  L1 {m[v]['l1']:.4f}{extra}")
     print(f"report: {report_path}  grid: {grid_path}")

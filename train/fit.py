@@ -373,14 +373,18 @@ def fit_model(model: keras.Model, train: PairsInput | tf.data.Dataset, val: Pair
               steps_per_epoch: int = 0, strategy: tf.distribute.Strategy | None = None, global_batch_size:
               int | None = None, checkpoint_minutes: float = 5.0, checkpoint_steps: int = 0,
               settings: dict | None = None, max_steps: int | None = None, log_every: int = 20,
-              name: str = "train", verbose: bool = True) -> FitResult:
+              name: str = "train", verbose: bool = True, adversarial=None) -> FitResult:
     """Train `model` (built inside `strategy.scope()`) on `train` minimising `loss(y_true, y_pred) -> (B,)`.
 
     `train`/`val` are PairsInput (exact mid-epoch resume, distribution-aware) or tf.data.Datasets of (x, y)
     batches (resume skips batches of a re-iterated dataset). `steps_per_epoch` 0 = one pass. `settings` is
     anything that must match for a resume to be valid (model config, data hash...); the loop adds its own.
-    `max_steps` stops after that many steps in this run (benchmarks). Returns a FitResult; writes
-    OUT/{last,best}.keras, state.json, log.csv, logs/ (TensorBoard), train_report.json."""
+    `max_steps` stops after that many steps in this run (benchmarks). `adversarial` (an AdversarialConfig with
+    weight > 0) adds a patch discriminator's term (train/adversarial.py): it is saved as OUT/discriminator.keras
+    beside last.keras, its terms are logged by name, and best.keras then follows the last epoch (the validation
+    loss measures reconstruction only, which the adversarial term trades for detail). Returns a FitResult;
+    writes OUT/{last,best}.keras, state.json, log.csv, logs/ (TensorBoard), train_report.json."""
+    from mask2face.train.adversarial import TERMS, Adversary
     strategy = strategy or tf.distribute.get_strategy()
     out_dir = Path(out_dir)
     chief = _is_chief(strategy)
@@ -405,7 +409,10 @@ def fit_model(model: keras.Model, train: PairsInput | tf.data.Dataset, val: Pair
     total_steps = epochs * spe
     key_settings = dict(settings or {}, epochs=epochs, steps_per_epoch=spe, learning_rate=learning_rate,
                         schedule=schedule, batch_size=global_batch_size, loss=getattr(loss, "__name__", "loss"))
+    if adversarial is not None and adversarial.weight:
+        key_settings["adversarial"] = config_mod.to_dict(adversarial)
     key = run_key(key_settings)
+    disc_path = out_dir / "discriminator.keras"
 
     last_path, best_path, state_path = out_dir / "last.keras", out_dir / "best.keras", out_dir / "state.json"
     try:
@@ -422,12 +429,16 @@ def fit_model(model: keras.Model, train: PairsInput | tf.data.Dataset, val: Pair
         optimizer = make_optimizer(learning_rate, schedule, total_steps)
         model.compile(optimizer=optimizer)  # so .keras files carry the optimizer state
         optimizer.build(model.trainable_variables)
+        adversary = Adversary.from_config(adversarial, int(model.input_shape[1])) if adversarial else None
         if state is not None:
             try:
                 model.load_weights(last_path)  # weights + optimizer slots + step counter, from one atomic file
+                if adversary is not None:
+                    adversary.load(disc_path)
             except (OSError, ValueError) as exc:
-                raise Mask2FaceError(f"{last_path} cannot be read ({' '.join(str(exc).split())[:120]}): delete it and "
-                                     f"{state_path} to start this stage over (best.keras is kept)") from None
+                raise Mask2FaceError(f"{last_path} or {disc_path.name} cannot be read "
+                                     f"({' '.join(str(exc).split())[:120]}): delete {last_path} and {state_path} "
+                                     "to start this stage over (best.keras is kept)") from None
     global_step = int(optimizer.iterations.numpy())
     resumed_from = global_step
     history: dict = dict((state or {}).get("history", {}))
@@ -451,24 +462,36 @@ def fit_model(model: keras.Model, train: PairsInput | tf.data.Dataset, val: Pair
 
     def save_last():
         if chief:
+            if adversary is not None:   # first: a kill between the two files leaves it one save ahead, no worse
+                adversary.save(disc_path)
             _save_model(model, last_path)
 
     # ---- compiled steps ----
     def replica_step(x, y):
+        terms = {}
         with tf.GradientTape() as tape:
             pred = model(x, training=True)
             per_example = loss(y, pred)
             value = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch_size)
+            terms["reconstruction"] = value
             if model.losses:
                 value += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
+            if adversary is not None:
+                g_terms = adversary.generator_terms(tf.cast(y, tf.float32), tf.cast(pred, tf.float32))
+                value += adversary.generator_loss(g_terms) / replicas
+                terms.update({k: v / replicas for k, v in g_terms.items()})
         grads = tape.gradient(value, model.trainable_variables)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        return value
+        if adversary is not None:
+            d_terms = adversary.discriminator_step(tf.cast(y, tf.float32), tf.cast(pred, tf.float32), replicas)
+            terms.update({k: v / replicas for k, v in d_terms.items()})
+        terms["loss"] = value
+        return terms
 
     @tf.function
     def train_step(batch):
         per_replica = strategy.run(replica_step, args=batch)
-        return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+        return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in per_replica.items()}
 
     @tf.function
     def val_step(x, y):
@@ -510,12 +533,14 @@ def fit_model(model: keras.Model, train: PairsInput | tf.data.Dataset, val: Pair
         bar = tqdm(total=spe, initial=start, desc=f"{name} epoch {epoch + 1}/{epochs}", unit="step",
                    disable=not verbose, mininterval=0.5 if interactive else 30, file=sys.stderr, dynamic_ncols=True)
         running, running_n, epoch_t0 = 0.0, 0, time.monotonic()
+        running_terms: dict[str, float] = {}
         for _ in range(start, spe):
             if max_steps is not None and session_steps >= max_steps:
                 break
             t0 = time.monotonic()
             batch = next(it)
-            value = float(train_step(batch).numpy())
+            step_terms = {k: float(v.numpy()) for k, v in train_step(batch).items()}
+            value = step_terms["loss"] if all(map(math.isfinite, step_terms.values())) else math.nan
             dt = time.monotonic() - t0
             if not math.isfinite(value):
                 bar.close()
@@ -531,6 +556,8 @@ def fit_model(model: keras.Model, train: PairsInput | tf.data.Dataset, val: Pair
                 session_time += dt
             running += value
             running_n += 1
+            for k, v in step_terms.items():
+                running_terms[k] = running_terms.get(k, 0.0) + v
             bar.update(1)
             if running_n % 5 == 0 or running_n == 1:
                 bar.set_postfix(loss=f"{running / running_n:.4f}",
@@ -539,6 +566,9 @@ def fit_model(model: keras.Model, train: PairsInput | tf.data.Dataset, val: Pair
                 with writer.as_default():
                     _scalar("train/loss", value, global_step)
                     _scalar("train/learning_rate", _current_lr(optimizer), global_step)
+                    if adversary is not None:
+                        for k, v in step_terms.items():
+                            _scalar(f"train/{k}", v, global_step)
             mid_epoch = global_step % spe != 0
             due = (checkpoint_steps and global_step % checkpoint_steps == 0) or (
                 checkpoint_minutes and time.monotonic() - last_ckpt > checkpoint_minutes * 60)
@@ -557,7 +587,7 @@ def fit_model(model: keras.Model, train: PairsInput | tf.data.Dataset, val: Pair
             raise TrainingDivergedError(f"{name}: the validation loss became {last_val} after epoch {epoch + 1}; "
                                         f"stopped without saving (last good checkpoint kept in {out_dir}). "
                                         "Lower the learning rate and run again.")
-        improved = last_val is None or best is None or last_val < best
+        improved = adversary is not None or last_val is None or best is None or last_val < best
         if improved:
             best = last_val
             if chief:
@@ -568,6 +598,9 @@ def fit_model(model: keras.Model, train: PairsInput | tf.data.Dataset, val: Pair
             "val_loss": None if last_val is None else round(last_val, 6),
             "learning_rate": _current_lr(optimizer), "seconds": round(time.monotonic() - epoch_t0, 1),
             "images_per_s": round(session_images / session_time, 2) if session_time else None}
+        if adversary is not None and running_n:
+            history[str(epoch + 1)]["terms"] = {k: round(running_terms.get(k, 0.0) / running_n, 6)
+                                                for k in ("reconstruction",) + TERMS}
         finished = global_step >= total_steps
         write_state(finished)          # state first, then weights: a kill in between only repeats steps
         save_last()
@@ -683,7 +716,7 @@ def cli_main(cfg, args) -> int:
                        schedule=tc.lr_schedule, steps_per_epoch=tc.steps_per_epoch, strategy=strategy,
                        checkpoint_minutes=float(getattr(args, "checkpoint_minutes", None) or 5.0),
                        checkpoint_steps=int(getattr(args, "checkpoint_steps", None) or 0), settings=settings,
-                       name="train")
+                       name="train", adversarial=tc.adversarial)
     if _is_chief(strategy):
         outputs = [out_dir / n for n in ("best.keras", "last.keras", "state.json", "train_report.json", "log.csv")]
         runs.write_manifest(out_dir, stage="teacher", config=config_mod.to_dict(cfg),
