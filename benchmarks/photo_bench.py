@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from mask2face.edge_runtime import align, detect
 from mask2face.edge_runtime.errors import ImageError, Mask2FaceError
-from mask2face.edge_runtime.inpaint import BlendConfig, Inpainter
+from mask2face.edge_runtime.inpaint import Inpainter
 from mask2face.edge_runtime.safeio import load_image
 
 from . import metrics

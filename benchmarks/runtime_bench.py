@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from mask2face import config
 from mask2face.edge_runtime import detect
 from mask2face.edge_runtime.inpaint import BlendConfig, Inpainter
 from mask2face.edge_runtime.media import CHUNK
@@ -134,8 +135,10 @@ def blend_overrides(items: list[str]) -> dict:
             raise SystemExit(f"--blend {item!r}: expected FIELD=VALUE with FIELD one of "
                              f"{', '.join(f.name for f in dataclasses.fields(BlendConfig))}")
         current = getattr(defaults, name)
-        kind = type(current) if current is not None else float
-        values[name] = (raw.lower() in ("1", "true", "yes", "on")) if kind is bool else kind(raw)
+        try:   # None (min_mask_probability: "the classifier's own") is overridden by a number
+            values[name] = config.parse_value(raw, 0.0 if current is None else current, f"--blend {name}")
+        except config.ConfigError as exc:
+            raise SystemExit(str(exc)) from None
     return values
 
 

@@ -277,7 +277,8 @@ def flat_keys(cfg: Any, prefix: str = "") -> list[str]:
     return keys
 
 
-def _parse(raw: str, current: Any, key: str) -> Any:
+def parse_value(raw: str, current: Any, key: str) -> Any:
+    """`raw` as the type of `current` (bool words, int, float, comma-separated tuple); ConfigError otherwise."""
     try:
         if isinstance(current, bool):
             if raw.lower() in ("1", "true", "yes", "on"):
@@ -302,7 +303,7 @@ def _set(cfg: Any, path: list[str], raw: str, full_key: str) -> Any:
     name = path[0]
     current = getattr(cfg, name)
     if len(path) == 1:
-        return replace(cfg, **{name: _parse(raw, current, full_key)})
+        return replace(cfg, **{name: parse_value(raw, current, full_key)})
     return replace(cfg, **{name: _set(current, path[1:], raw, full_key)})
 
 

@@ -92,13 +92,6 @@ class Adversary:
         opt.build(disc.trainable_variables)
         return cls(disc, opt, float(cfg.weight), cfg.loss, float(cfg.feature_matching), float(cfg.r1_gamma))
 
-    def settings(self) -> dict:
-        """What a resumed run must share with the checkpoint."""
-        return {"weight": self.weight, "loss": self.loss, "feature_matching": self.feature_matching,
-                "r1_gamma": self.r1_gamma, "learning_rate": float(self.optimizer.learning_rate.numpy()),
-                "filters": [int(layer.filters) for layer in self.discriminator.layers
-                            if isinstance(layer, layers.Conv2D)][:-1]}
-
     def save(self, path: Path) -> None:
         from mask2face import runs
 
