@@ -21,6 +21,7 @@ VERBS = {
     "qat": ("mask2face.compress.qat", "quantization-aware fine-tuning of the student"),
     "export": ("mask2face.compress.export", "write fp32/fp16/dynamic/int8/qat-int8 .tflite files + delegate report"),
     "remove": ("mask2face.edge_runtime.cli", "remove masks from photos, folders, videos or a camera (no TensorFlow)"),
+    "web": ("mask2face.web.server", "serve the browser page (LiteRT.js) with the shipped models on localhost"),
     "bench": ("mask2face.benchmarks.bench", "latency + quality table of .tflite artifacts"),
     "pipeline": ("mask2face.pipeline", "data -> train -> distill -> qat -> export -> bench in one run directory"),
     "demo": ("mask2face.demo", "contact sheet / before-after picture from a face that ships in a dependency"),
@@ -207,7 +208,16 @@ def _demo_args(p):
                         "--compare 0.2.0=models/cpu/export/student-qat-int8.tflite")
 
 
-_VERB_ARGS = {"data": _data_args, "train": _train_args, "classifier": _classifier_args, "eval": _eval_args, "distill": _distill_args,
+def _web_args(p):
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=8765, help="port (default: 8765; 0: any free port)")
+    p.add_argument("--no-open", action="store_true", help="do not open a browser, only print the URL")
+    p.add_argument("--install", action="store_true",
+                   help="first fetch LiteRT.js from npm into the user's cache (needs npm and the registry once)")
+    p.add_argument("--litertjs", type=Path, default=None, help="an @litertjs folder (with core/ and wasm-utils/) to serve")
+
+
+_VERB_ARGS = {"web": _web_args, "data": _data_args, "train": _train_args, "classifier": _classifier_args, "eval": _eval_args, "distill": _distill_args,
               "qat": _qat_args, "export": _export_args, "remove": _remove_args, "bench": _bench_args,
               "pipeline": _pipeline_args, "demo": _demo_args}
 

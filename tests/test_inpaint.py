@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from mask2face.edge_runtime.errors import ImageError, ModelFileError
+from mask2face.benchmarks.web_bench import astronaut_with_drawn_mask  # noqa: F401  (other tests import it from here)
 from mask2face.edge_runtime.inpaint import Inpainter
 from test_model import make_tiny_tflite
 
@@ -125,25 +126,6 @@ def test_region_the_model_would_barely_change_is_not_pasted():
     report = FaceReport(box=[0, 0, 1, 1], score=1.0, stage="test", pasted=False)
     alpha = inp._alpha(pred, report, crop)
     assert report.pasted and report.reason is None and alpha.max() > 0.9
-
-
-def astronaut_with_drawn_mask(detector=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(bare, masked, region): scikit-image's astronaut, the same photo wearing a light-blue mask polygon drawn below
-    the eyes the runtime's detector finds, and the polygon as a boolean map."""
-    from skimage import data
-
-    from mask2face.edge_runtime.detect import FaceDetector
-    img = data.astronaut()
-    face = (detector or FaceDetector(threads=1)).detect(img)[0]
-    (lx, ly), (rx, ry) = face.eyes()
-    d = rx - lx
-    poly = np.array([[lx - 0.45 * d, ly + 0.45 * d], [rx + 0.45 * d, ry + 0.45 * d], [rx + 0.35 * d, ry + 1.45 * d],
-                     [(lx + rx) / 2, ly + 1.75 * d], [lx - 0.35 * d, ly + 1.45 * d]], np.int32)
-    masked = img.copy()
-    cv2.fillPoly(masked, [poly], (150, 200, 235))
-    region = np.zeros(img.shape[:2], np.uint8)
-    cv2.fillPoly(region, [poly], 1)
-    return img, masked, region.astype(bool)
 
 
 def test_shipped_model_removes_a_drawn_mask_and_leaves_the_rest_untouched():

@@ -1,0 +1,57 @@
+"""Every setting a port of the runtime needs, as one JSON-able dict read from the modules that use them.
+
+    from mask2face.edge_runtime.runtime_spec import runtime_spec
+    spec = runtime_spec()          # {"version": ..., "crop": ..., "centerface": ..., "refine": ..., "blend": ...}
+
+A second implementation (the browser page in web/, a native app) reads these values instead of copying numbers out
+of prose: `mask2face web` serves this dict as /runtime.json, and the page takes every threshold, crop and blend
+setting from it. What belongs to one model file (its input size, output channels, the mask classifier's threshold)
+is in that file's own metadata (docs/ARCHITECTURE.md), not here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from . import align, centerface, detect
+from .inpaint import BlendConfig
+
+SPEC_VERSION = 1
+
+
+def runtime_spec(blend: BlendConfig = BlendConfig()) -> dict:
+    return {
+        "version": SPEC_VERSION,
+        "crop": {
+            "canonical_left_eye": list(align.CANONICAL_LEFT_EYE),
+            "canonical_right_eye": list(align.CANONICAL_RIGHT_EYE),
+            "interpolation": "bilinear",
+            "border": "reflect101",
+        },
+        "centerface": {
+            "threshold": detect.CENTERFACE_THRESHOLD,
+            "stride": centerface.STRIDE,
+            "nms_iou": centerface.NMS_IOU,
+            "letterbox": "top-left, area-resized when shrinking, bilinear when growing; RGB 0-255",
+            "tile_min_side": detect.CENTERFACE_TILE_MIN_SIDE,
+            "tile_overlap": detect.TILE_OVERLAP,
+            "tile_skip_fraction": detect.TILE_SKIP_FRACTION,
+            "merge_iou": detect.NMS_IOU,
+            "keypoints": ["image-left eye", "image-right eye", "nose", "mouth centre", "image-left mouth corner",
+                          "image-right mouth corner"],
+        },
+        "refine": {
+            "model": "face_detection_full_range.tflite",
+            "input_size": detect.FULL_OPTIONS.input_size,
+            "strides": list(detect.FULL_OPTIONS.strides),
+            "input_range": [-1, 1],
+            "raw_score_limit": detect.RAW_SCORE_LIMIT,
+            "scale": detect.REFINE_SCALE,
+            "min_score": detect.REFINE_MIN_SCORE,
+            "nms_iou": detect.NMS_IOU,
+            "border": "replicate",
+        },
+        "eye_corrections": {name: {side: list(v) for side, v in table.items()}
+                            for name, table in detect.EYE_CORRECTIONS.items()},
+        "blend": asdict(blend),
+    }
