@@ -28,6 +28,9 @@ import numpy as np
 from .detect_bench import environment, report_row
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+# The console script beside this Python, not `python -m mask2face.cli`: run from a clone's root, -m would import the
+# clone's mask2face/ folder, which lacks the mask2face.edge_runtime that only the installed package maps.
+MASK2FACE = [str(Path(sys.executable).with_name("mask2face"))]
 
 
 def web_dir() -> Path:
@@ -73,7 +76,7 @@ def bench_photos(folder: Path) -> dict[str, np.ndarray]:
 def web_server(web: Path):
     """`mask2face web --port 0` in a subprocess, serving LiteRT.js from `web`/node_modules; yields its URL."""
     env = dict(os.environ, MASK2FACE_LITERTJS=str(web / "node_modules" / "@litertjs"))
-    proc = subprocess.Popen([sys.executable, "-m", "mask2face.cli", "web", "--port", "0", "--no-open"],
+    proc = subprocess.Popen([*MASK2FACE, "web", "--port", "0", "--no-open"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         line = proc.stdout.readline()
@@ -87,7 +90,7 @@ def web_server(web: Path):
 
 def python_outputs(folder: Path, out: Path) -> dict[str, dict]:
     """`mask2face remove FOLDER --out OUT`: per photo name, its summary record and restored RGB."""
-    subprocess.run([sys.executable, "-m", "mask2face.cli", "remove", str(folder), "--out", str(out)], check=True,
+    subprocess.run([*MASK2FACE, "remove", str(folder), "--out", str(out)], check=True,
                    capture_output=True, timeout=600)
     records = json.loads((out / "summary.json").read_text())["records"]
     return {Path(r["file"]).stem: {**r, "rgb": cv2.cvtColor(cv2.imread(r["output"]), cv2.COLOR_BGR2RGB)}
