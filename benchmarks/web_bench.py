@@ -25,6 +25,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from mask2face.edge_runtime import detect
+
 from .detect_bench import environment, report_row
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -118,10 +120,7 @@ def page_outputs(web: Path, url: str, folder: Path, names, out: Path, accelerato
 
 
 def box_iou(a, b) -> float:
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    area = lambda q: (q[2] - q[0]) * (q[3] - q[1])
-    return w * h / (area(a) + area(b) - w * h)
+    return float(detect.box_iou(np.array(a, np.float64), np.array([b], np.float64))[0])
 
 
 def compare(photo: np.ndarray, py: dict, web: dict) -> dict:

@@ -314,7 +314,6 @@ export class Remover {
                       mask_probability: null};
       reports.push(report);
       const [left, right] = this.eyes(face);
-      report.eyes = [left, right];
       report.eye_distance = Math.hypot(right[0] - left[0], right[1] - left[1]);
       if (report.eye_distance < blend.min_eye_distance_px) { report.reason = 'face too small'; continue; }
       let matrix;

@@ -15,7 +15,6 @@ from __future__ import annotations
 import http.server
 import json
 import os
-import sys
 import threading
 import webbrowser
 from functools import partial
@@ -119,6 +118,3 @@ def cli_main(cfg, args) -> int:
         server.server_close()
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(0)
