@@ -7,7 +7,7 @@
 Per artifact: bytes; p50/p90 latency of `interpreter.invoke()` at each of `bench.threads` (ai_edge_litert,
 XNNPACK, `num_threads` explicit, `model_content=bytes`, `bench.warmup` invokes, then `bench.runs` timed ones on a
 fixed input); quality on the first `bench.eval_samples` test pairs: PSNR / SSIM / L1 over the whole image and
-the masked region (`benchmarks.metrics`, the one definition), on the raw model output (RGB channels) vs the clean
+the masked region (`train.metrics`, the one definition), on the raw model output (RGB channels) vs the clean
 truth, plus the SSIM of the composited image (model pixels inside its predicted mask, input elsewhere) and the SSIM
 and masked PSNR of the blended one (the runtime's dilated, feathered paste: what a photo really gets). Both fp32
 and int8 are timed: on AVX-512/AMX CPUs small depthwise students are slower in int8 than in fp32 (MEASURED.md), on
@@ -26,30 +26,19 @@ from pathlib import Path
 
 import numpy as np
 
-from . import metrics
+from mask2face.edge_runtime.model import from_tensor, to_tensor
+from mask2face.train import metrics
 
 
 def _interpreter(model_bytes: bytes, threads: int):
     from ai_edge_litert.interpreter import Interpreter
 
-    it = Interpreter(model_content=model_bytes, num_threads=int(threads))
-    it.allocate_tensors()
+    from mask2face.edge_runtime.native_log import filtered_stderr
+
+    with filtered_stderr():
+        it = Interpreter(model_content=model_bytes, num_threads=int(threads))
+        it.allocate_tensors()
     return it
-
-
-def _to_input(detail: dict, x01: np.ndarray) -> np.ndarray:
-    if detail["dtype"] in (np.int8, np.uint8):
-        scale, zp = detail["quantization"]
-        info = np.iinfo(detail["dtype"])
-        return np.clip(np.rint(x01 / scale + zp), info.min, info.max).astype(detail["dtype"])
-    return x01.astype(detail["dtype"])
-
-
-def _from_output(detail: dict, y: np.ndarray) -> np.ndarray:
-    if detail["dtype"] in (np.int8, np.uint8):
-        scale, zp = detail["quantization"]
-        return (y.astype(np.float32) - zp) * np.float32(scale)
-    return y.astype(np.float32)
 
 
 def latency(model_bytes: bytes, threads: int, warmup: int, runs: int, seed: int = 0) -> dict:
@@ -57,11 +46,14 @@ def latency(model_bytes: bytes, threads: int, warmup: int, runs: int, seed: int 
     it = _interpreter(model_bytes, threads)
     inp = it.get_input_details()[0]
     shape = tuple(int(s) for s in inp["shape"])
-    x = _to_input(inp, np.random.default_rng(seed).random(shape, dtype=np.float32))
+    x = to_tensor(inp, np.random.default_rng(seed).random(shape, dtype=np.float32))
     it.set_tensor(inp["index"], x)
     t = time_invokes(it, warmup, runs)
-    return {"p50_ms": round(float(np.percentile(t, 50)), 4), "p90_ms": round(float(np.percentile(t, 90)), 4),
-            "mean_ms": round(float(t.mean()), 4), "runs": len(t), "warmup": warmup}
+    return {**percentiles_ms(t), "mean_ms": round(float(t.mean()), 4), "runs": len(t), "warmup": warmup}
+
+
+def percentiles_ms(times_ms) -> dict:
+    return {f"p{q}_ms": round(float(np.percentile(times_ms, q)), 4) for q in (50, 90, 99)}
 
 
 def time_invokes(interpreter, warmup: int, runs: int, before=None) -> np.ndarray:
@@ -100,9 +92,9 @@ def predict(model_bytes: bytes, images_u8: np.ndarray, threads: int = 1) -> np.n
         if img.shape[:2] != size:
             raise ValueError(f"model input is {size[0]}x{size[1]} but the test pairs are {img.shape[0]}x"
                              f"{img.shape[1]}: bench the pairs the model was trained on (--data)")
-        it.set_tensor(inp["index"], _to_input(inp, img[None].astype(np.float32) / np.float32(255.0)))
+        it.set_tensor(inp["index"], to_tensor(inp, img[None].astype(np.float32) / np.float32(255.0)))
         it.invoke()
-        outs.append(_from_output(out, it.get_tensor(out["index"]))[0])
+        outs.append(from_tensor(out, it.get_tensor(out["index"]))[0])
     return np.stack(outs)
 
 
@@ -154,8 +146,69 @@ def artifact_info(path: Path) -> dict:
     return info
 
 
+def baselines(test: dict) -> list[dict]:
+    """Rows for what a model must beat, on the same pairs and columns: the masked input left as it is, and OpenCV's
+    classical inpainting (TELEA, Navier-Stokes) of the true mask, timed per crop on one thread."""
+    import cv2
+
+    from mask2face.train.evaluate import inpaint
+
+    rows = []
+    for name, method in (("masked input", None), ("cv2.inpaint TELEA", "telea"), ("cv2.inpaint NS", "ns")):
+        outputs, times = [], []
+        threads = cv2.getNumThreads()
+        cv2.setNumThreads(1)
+        try:
+            for x, m in zip(test["masked"], test["mask"]):
+                t0 = time.perf_counter()
+                outputs.append(x if method is None else inpaint(x, m, method))
+                times.append((time.perf_counter() - t0) * 1e3)
+        finally:
+            cv2.setNumThreads(threads)
+        summary = metrics.summarize([metrics.all_metrics(metrics.to_float(o), c, m)
+                                     for o, c, m in zip(outputs, test["clean"], test["mask"])])
+        rows.append({"kind": "baseline", "model": name, "precision": None, "bytes": None,
+                     "latency": {"1": percentiles_ms(times)} if method else None,
+                     "quality": {**{k: round(v, 5) for k, v in summary.items()}, "samples": len(outputs)}})
+    return rows
+
+
+TABLE_FIELDS = ("artifact", "kind", "precision", "threads", "p50_ms", "p90_ms", "p99_ms", "size_bytes",
+                "masked_psnr", "masked_ssim", "psnr", "ssim", "sharpness", "blockiness", "seam", "error")
+
+
+def machine_table(rows: list[dict]) -> list[dict]:
+    """One flat row per artifact and thread count (ultralytics' benchmark table): the fields of TABLE_FIELDS, a
+    failed artifact as a row with its error, baselines with the kind "baseline"."""
+    out = []
+    for r in rows:
+        q = r.get("quality") or {}
+        base = {"artifact": r.get("file") or r.get("model"), "kind": r.get("kind", "model"),
+                "precision": r.get("precision"), "size_bytes": r.get("bytes"),
+                "masked_psnr": q.get("psnr_masked"), "masked_ssim": q.get("ssim_masked"), "psnr": q.get("psnr"),
+                "ssim": q.get("ssim"), "sharpness": q.get("sharpness"), "blockiness": q.get("blockiness"),
+                "seam": q.get("seam"), "error": r.get("error")}
+        for threads, lat in sorted((r.get("latency") or {None: {}}).items(), key=lambda kv: str(kv[0])):
+            out.append({**base, "threads": None if threads is None else int(threads),
+                        **{k: lat.get(k) for k in ("p50_ms", "p90_ms", "p99_ms")}})
+    return [{k: row.get(k) for k in TABLE_FIELDS} for row in out]
+
+
+def table_csv(table: list[dict]) -> str:
+    import csv
+    import io
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=TABLE_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({k: "" if v is None else v for k, v in row.items()} for row in table)
+    return buf.getvalue()
+
+
 def bench_models(paths: list[Path], test: dict | None, *, threads=(1, 2), warmup=5, runs=50,
-                 env: dict | None = None) -> list[dict]:
+                 env: dict | None = None, failures: list | None = None) -> list[dict]:
+    """A row per benchmarked file. A file that cannot be benchmarked is skipped with a message and, when
+    `failures` is given, added to it as a row of kind "failed" with its error."""
     from tqdm import tqdm
 
     from mask2face.edge_runtime import tflite_file
@@ -174,11 +227,13 @@ def bench_models(paths: list[Path], test: dict | None, *, threads=(1, 2), warmup
             # One bad file does not sink the table of the others.
             skipped.append(f"{path}: {str(exc).splitlines()[0]}")
             print(f"bench: skipped {skipped[-1]}", file=sys.stderr)
+            if failures is not None:
+                failures.append({**row, "kind": "failed", "error": str(exc).splitlines()[0], **(env or {})})
             continue
         row["quality"] = quality(data, test) if test is not None else None
         row.update(env or {})
         rows.append(row)
-    if not rows and skipped:
+    if not rows and skipped and failures is None:
         raise ModelFileError("no model could be benchmarked: " + "; ".join(skipped))
     return rows
 
@@ -233,6 +288,15 @@ def hand_over(what: str, args) -> int:
     return int(detect_bench.main(argv) or 0)
 
 
+def _print_table(table: list[dict], env: dict, pairs_dir: Path | None, as_json: bool) -> None:
+    """stdout holds the document alone (JSON or CSV), for `| jq` and scripts; messages go to stderr."""
+    if as_json:
+        print(json.dumps({"rows": table, "environment": env, "pairs": None if pairs_dir is None else str(pairs_dir)},
+                         indent=2, default=str))
+    else:
+        print(table_csv(table), end="")
+
+
 def cli_main(cfg, args) -> int:
     from mask2face.edge_runtime.errors import Mask2FaceError
 
@@ -242,8 +306,10 @@ def cli_main(cfg, args) -> int:
     if what != "models":
         raise Mask2FaceError(f"--what {what!r}: choose models, runtime or detect")
 
-    from . import pairs, report
+    from mask2face.train import pairs
+    from . import report
 
+    args_json, args_csv = bool(getattr(args, "json", False)), bool(getattr(args, "csv", False))
     run_dir = Path(getattr(args, "run", None) or Path("runs") / cfg.preset)
     out_dir = Path(getattr(args, "out", None) or run_dir / "bench")
     data_dir = Path(getattr(args, "data", None) or run_dir / "data")
@@ -256,17 +322,28 @@ def cli_main(cfg, args) -> int:
     except FileNotFoundError:
         test = None
         print(f"bench: no test pairs in {data_dir / 'test'}: latency only", file=sys.stderr)
-    rows = bench_models(models, test, threads=bc.threads, warmup=bc.warmup, runs=bc.runs, env=environment())
-    for r in rows:
+    env = environment()
+    failed: list[dict] = []
+    rows = bench_models(models, test, threads=bc.threads, warmup=bc.warmup, runs=bc.runs, env=env, failures=failed)
+    extra = failed + ([{**b, **env} for b in baselines(test)] if test is not None and (args_json or args_csv) else [])
+    for r in rows + extra:
         r["preset"] = cfg.preset
-    append_rows(out_dir / "rows.jsonl", rows)
+    append_rows(out_dir / "rows.jsonl", rows + extra)
+    if not rows:
+        if args_json or args_csv:
+            _print_table(machine_table(extra), env, data_dir if test is not None else None, args_json)
+        raise Mask2FaceError("no model could be benchmarked: " + "; ".join(f"{r['path']}: {r['error']}" for r in failed))
     paths = report.render(rows, out_dir)
     from mask2face import config as config_mod
     from mask2face.runs import write_manifest   # light (stdlib only): the bench stays TensorFlow-free
     write_manifest(out_dir, stage="bench", config=config_mod.to_dict(cfg), inputs=models,
                    outputs=[out_dir / "rows.jsonl"] + [Path(p) for p in paths.values() if p],
                    parents=[str(m) for m in models] + ([str(data_dir)] if test is not None else []))
-    print(report.markdown_table(rows))
+    if args_json or args_csv:
+        _print_table(machine_table(rows + extra), env, data_dir if test is not None else None, args_json)
+    else:
+        print(report.markdown_table(rows))
     plot = f", plot {paths['png']}" if paths["png"] else " (no quality figures without test pairs: no plot)"
-    print(f"bench: {len(rows)} rows appended to {out_dir / 'rows.jsonl'}; table {paths['md']}{plot}")
+    print(f"bench: {len(rows)} rows appended to {out_dir / 'rows.jsonl'}; table {paths['md']}{plot}",
+          file=sys.stderr if args_json or args_csv else sys.stdout)
     return 0

@@ -11,7 +11,7 @@ Each stage runs on every photo (so stages can be compared and cascades computed 
 the cascade (a stage runs only where the previous ones found nothing) is evaluated from those detections.
 Rows go to benchmarks/results/detect.jsonl (one JSON object each, with the environment). No TensorFlow.
 
---generated DATA_DIR: the synthetic pairs of a split (benchmarks/pairs.py format) put back into their full-size
+--generated DATA_DIR: the synthetic pairs of a split (train/pairs.py format) put back into their full-size
 source photos (masked crop pasted through the inverse of the pair's `matrix`, its mask as alpha), then the runtime's
 FaceDetector on each. A photo counts as *processed* when a detected face's corrected eyes (Face.eyes(), what the
 Inpainter aligns with), mapped through `matrix`, land within --tolerance (0.15) of the crop side of the canonical
@@ -403,7 +403,7 @@ def canonical_eyes(size: int) -> np.ndarray:
 
 def iter_pairs(data_dir: Path, split: str, limit: int = 0):
     """(masked crop, mask, meta) for every pair of a split, shard by shard (one shard in memory at a time)."""
-    from mask2face.benchmarks import pairs
+    from mask2face.train import pairs
     shards = pairs.shard_paths(data_dir, split)
     if not shards:
         raise SystemExit(f"no pairs in {Path(data_dir) / split}: run `mask2face data` first or pass the run's data dir")
@@ -423,7 +423,7 @@ def generated_records(data_dir: Path, split: str, photos_root: Path, detector: d
     records = []
     pairs_iter = iter_pairs(data_dir, split, limit)
     try:
-        from mask2face.benchmarks import pairs
+        from mask2face.train import pairs
         total = pairs.dataset_info(data_dir)["counts"][split]
         total = min(total, limit) if limit else total
     except (OSError, KeyError, ValueError):

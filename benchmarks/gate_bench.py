@@ -29,10 +29,10 @@ from tqdm import tqdm
 
 from mask2face.edge_runtime import detect
 from mask2face.edge_runtime.errors import ImageError
-from mask2face.edge_runtime.inpaint import BlendConfig, Inpainter
+from mask2face.edge_runtime.inpaint import Inpainter, model_blend
 from mask2face.edge_runtime.safeio import load_image
 
-from . import pairs
+from mask2face.train import pairs
 from .detect_bench import DATA, environment, read_boxes, report_row
 
 SWEEP = (0.0, 0.02, 0.04, 0.06, 0.08, 0.10, 0.12, 0.15)
@@ -239,11 +239,11 @@ def main(argv=None) -> int:
         raise SystemExit(f"need bare photos (sources of each --bare pairs folder's {args.split} split under {DATA}) "
                          f"and masked photos ({args.masked}); found {[len(v) for v in bare.values()]} and "
                          f"{len(masked)}")
-    default = BlendConfig()
     classifier = None if args.classifier == "none" else args.classifier
+    # the model file's own paste settings, with the gates this bench sweeps opened
     inpainter = Inpainter.from_file(args.model, threads=args.threads, classifier=classifier,
-                                    blend=dataclasses.replace(default, min_change=0.0, min_eye_distance_px=0.0,
-                                                              min_mask_probability=0.0))
+                                    blend={"min_change": 0.0, "min_eye_distance_px": 0.0, "min_mask_probability": 0.0})
+    default = model_blend(inpainter.model)
     probability = inpainter.classifier.threshold if inpainter.classifier else 0.0
     min_change = default.min_change if args.min_change is None else args.min_change
     t0 = time.time()

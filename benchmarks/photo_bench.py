@@ -30,9 +30,9 @@ from mask2face.edge_runtime.errors import ImageError, Mask2FaceError
 from mask2face.edge_runtime.inpaint import Inpainter
 from mask2face.edge_runtime.safeio import load_image
 
-from . import metrics
+from mask2face.train import metrics
 from .detect_bench import DATA, environment, iter_pairs, rebuild_photo, report_row, stages_arg
-from .runtime_bench import blend_config, onto_canvas
+from .runtime_bench import blend_overrides, onto_canvas
 
 
 def mask_in_photo(mask: np.ndarray, matrix: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -145,9 +145,9 @@ def main(argv=None) -> int:
     p.add_argument("--results", type=Path, default=None, help="folder photo_quality.jsonl is appended to")
     args = p.parse_args(argv)
     canvas = tuple(int(v) for v in args.canvas.lower().split("x")) if args.canvas else None
-    blend = blend_config(args.blend)
     inpainter = Inpainter.from_file(args.model, threads=args.threads, detector_stages=args.detector_stages,
-                                    blend=blend)
+                                    blend=blend_overrides(args.blend))   # over the model file's own settings
+    blend = inpainter.blend
     row = {"bench": "photo_quality", "variant": args.variant, "align": args.align,
            "detector_stages": list(args.detector_stages),
            "model": str(args.model or "default"), "model_info": inpainter.describe(),

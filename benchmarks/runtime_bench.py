@@ -142,11 +142,6 @@ def blend_overrides(items: list[str]) -> dict:
     return values
 
 
-def blend_config(items: list[str]) -> BlendConfig:
-    """The runtime's BlendConfig with FIELD=VALUE overrides (`--blend`)."""
-    return BlendConfig(**blend_overrides(items))
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", type=Path, default=None,
@@ -179,8 +174,9 @@ def main(argv=None) -> int:
         photos = [load_image(x) for x in make_photos(args.photos, args.scratch)]
     inp = Inpainter.from_file(args.model, threads=args.threads, detector_threads=args.detector_threads,
                               detector_stages=args.detector_stages,
-                              blend=dataclasses.replace(ACCEPT_ALL if args.accept_all else BlendConfig(),
-                                                        **blend_overrides(args.blend)))
+                              # the model file's own paste settings, with --blend's fields replaced
+                              blend=(dataclasses.replace(ACCEPT_ALL, **blend_overrides(args.blend))
+                                     if args.accept_all else blend_overrides(args.blend)))
     for img in photos[:3]:  # warm-up (allocations, XNNPACK packing)
         inp.remove_detailed(img)
     split = {"detection": [], "model": [], "model_invoke": [], "blending": []}

@@ -37,7 +37,7 @@ def parse_design(text: str) -> dict:
 
 def measure(design: dict, size: int, runs: int, repeats: int) -> dict:
     from mask2face.compress import delegates, export
-    from mask2face.compress.upsample_bench import build_student, p50_latency_ms, random_representative
+    from mask2face.benchmarks.upsample_bench import build_student, p50_latency_ms, random_representative
     from mask2face.train.models import count_macs
 
     model = build_student(design["upsample"], size, design["filters"], design["stem_stride"])

@@ -40,7 +40,7 @@ class ExportError(Mask2FaceError):
 
 def representative_images(data_dir: Path, samples: int) -> np.ndarray:
     """Up to `samples` masked training inputs, uint8 (N,S,S,3); the representative dataset of int8 calibration."""
-    from mask2face.benchmarks import pairs
+    from mask2face.train import pairs
 
     try:
         return pairs.load_split(Path(data_dir), "train", limit=samples)["masked"]
@@ -104,23 +104,18 @@ def run_once(model_bytes: bytes, x01: np.ndarray) -> np.ndarray:
     it = Interpreter(model_content=model_bytes, num_threads=1)
     it.allocate_tensors()
     inp, out = it.get_input_details()[0], it.get_output_details()[0]
+    from mask2face.edge_runtime.model import from_tensor, to_tensor
+
     x = x01[None].astype(np.float32) if x01.ndim == 3 else x01.astype(np.float32)
-    if inp["dtype"] in (np.int8, np.uint8):
-        scale, zp = inp["quantization"]
-        info = np.iinfo(inp["dtype"])
-        x = np.clip(np.rint(x / scale + zp), info.min, info.max).astype(inp["dtype"])
-    it.set_tensor(inp["index"], x)
+    it.set_tensor(inp["index"], to_tensor(inp, x))
     it.invoke()
-    y = it.get_tensor(out["index"])
-    if out["dtype"] in (np.int8, np.uint8):
-        scale, zp = out["quantization"]
-        y = (y.astype(np.float32) - zp) * scale
-    return y[0]
+    return from_tensor(out, it.get_tensor(out["index"]))[0]
 
 
 def export_one(model, precision: str, out_path: Path, *, name: str, rep_images=None, int8_io=False,
                config_hash=None, parent_sha256=None) -> dict:
     from mask2face.compress import delegates, tflite_metadata
+    from mask2face.edge_runtime.inpaint import runtime_settings
 
     data = convert(model, precision, rep_images, int8_io and precision in ("int8", "qat-int8"))
     in_q, out_q = io_quantization(data)
@@ -131,7 +126,9 @@ def export_one(model, precision: str, out_path: Path, *, name: str, rep_images=N
         output_channels=("r", "g", "b", "mask")[:channels] if channels <= 4 else [str(i) for i in range(channels)],
         input_quantization=in_q, output_quantization=out_q, config_hash=config_hash, parent_sha256=parent_sha256,
         # model.blend_input: the RGB channels already hold the input outside the model's own mask
-        rgb_blended_by_mask=any(l.name in ("blend_add", "quant_blend_add") for l in model.layers))
+        rgb_blended_by_mask=any(l.name in ("blend_add", "quant_blend_add") for l in model.layers),
+        # the paste gates and blend the runtime uses with this file unless told otherwise (this version's)
+        runtime=runtime_settings())
     data = tflite_metadata.embed(data, meta)
     try:  # every artifact must load and run before it is kept
         y = run_once(data, np.full((size[0], size[1], 3), 0.5, np.float32))

@@ -10,7 +10,10 @@ Every file written by `embed` carries `weights_sha256` (tflite_file.weights_dige
 64 hex digits read as "0"s), which the runtime checks on load. A file exported before the digest existed gets one,
 with its weights, graph and other metadata unchanged, by
 
-    python -m mask2face.compress.tflite_metadata --stamp FILE.tflite [FILE.tflite ...]
+    python -m mask2face.compress.tflite_metadata --stamp FILE.tflite [FILE.tflite ...] [--runtime]
+
+(`--runtime` also writes the runtime settings `mask2face export` writes: the paste gates and blend the file is used
+with, `edge_runtime.inpaint.runtime_settings`.)
 """
 
 from __future__ import annotations
@@ -101,15 +104,17 @@ def weight_buffers(model_bytes: bytes) -> list[bytes]:
     return [data[i] for i in sorted(set(used))]
 
 
-def stamp(model_bytes: bytes) -> bytes:
-    """A file from an older export with a weights digest added to its mask2face entry (every other field, every
-    weight and the graph unchanged: checked). A file with a matching digest comes back as it is; one whose digest
-    does not match is refused (ModelFileError)."""
+def stamp(model_bytes: bytes, runtime: dict | None = None) -> bytes:
+    """A file from an older export with a weights digest added to its mask2face entry and, when `runtime` is
+    given, its `runtime` field set to it (every other field, every weight and the graph unchanged: checked). A file
+    that already has both comes back as it is; one whose digest does not match is refused (ModelFileError)."""
     info = tflite_file.parse(model_bytes)
     meta = info.mask2face_metadata()
     if meta is None:
         raise ValueError("the file has no mask2face metadata entry; export it with `mask2face export`")
-    if tflite_file.verify_digest(model_bytes, info):
+    if runtime is not None:
+        meta = {**meta, "runtime": runtime}
+    if tflite_file.verify_digest(model_bytes, info) and meta == info.mask2face_metadata():
         return model_bytes   # already stamped: stamping again changes nothing
     stamped = embed(model_bytes, embed_placeholder(meta))
     if weight_buffers(stamped) != weight_buffers(model_bytes):
@@ -189,13 +194,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mask2face.compress.tflite_metadata",
                                      description="Add the weights digest to .tflite files exported without one.")
     parser.add_argument("--stamp", nargs="+", type=Path, required=True, metavar="FILE")
+    parser.add_argument("--runtime", action="store_true",
+                        help="also write this version's runtime settings (paste gates and blend: "
+                             "edge_runtime.inpaint.runtime_settings) into each file, as `mask2face export` does")
     args = parser.parse_args(argv)
     from mask2face import runs
+
+    runtime = None
+    if args.runtime:
+        from mask2face.edge_runtime.inpaint import runtime_settings
+        runtime = runtime_settings()
 
     for path in args.stamp:
         try:
             before = path.read_bytes()
-            after = stamp(before)
+            after = stamp(before, runtime)
         except (OSError, ValueError, tflite_file.ModelFileError) as exc:
             print(f"{path}: not stamped: {exc}", file=sys.stderr)
             return 2

@@ -4,14 +4,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 import time
 from pathlib import Path
 
 from .errors import DiskFullError, Mask2FaceError
-from .inpaint import BlendConfig, Inpainter
+from .inpaint import Inpainter
 from .ledger import FINISHED, OutputLedger, earlier_summary_records, merge_summary
 from .media import CHUNK, BatchStopped, collect, process_camera, run_batch, summarize
 from .safeio import MAX_FILE_BYTES
@@ -68,11 +67,11 @@ def report_stop(stop: BatchStopped, records: list[dict], inpainter, out: Path, s
     return 130
 
 
-def blend_of(args) -> BlendConfig:
-    """The paste settings the flags ask for (--mask-threshold, --min-change); the rest as shipped."""
+def blend_of(args) -> dict:
+    """The paste settings the flags ask for (--mask-threshold, --min-change); the rest as the model file says."""
     given = {"min_change": getattr(args, "min_change", None),
              "min_mask_probability": getattr(args, "mask_threshold", None)}
-    return dataclasses.replace(BlendConfig(), **{k: v for k, v in given.items() if v is not None})
+    return {k: v for k, v in given.items() if v is not None}
 
 
 def classifier_of(args) -> str | Path | None:

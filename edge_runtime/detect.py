@@ -47,6 +47,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from . import native_log
 from .centerface import CenterFace
 from .model import _litert
 
@@ -276,8 +277,9 @@ class BlazeFace:
 
     def __init__(self, path: Path, opts: SsdOptions, threads: int = 2, name: str = "full"):
         Interpreter, _ = _litert()
-        self.interpreter = Interpreter(model_path=str(path), num_threads=max(1, int(threads)))
-        self.interpreter.allocate_tensors()
+        with native_log.filtered_stderr():
+            self.interpreter = Interpreter(model_path=str(path), num_threads=max(1, int(threads)))
+            self.interpreter.allocate_tensors()
         self.input_index = self.interpreter.get_input_details()[0]["index"]
         outs = sorted(self.interpreter.get_output_details(), key=lambda d: -int(d["shape"][-1]))
         self.box_index, self.score_index = outs[0]["index"], outs[1]["index"]

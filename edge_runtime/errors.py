@@ -22,5 +22,6 @@ class NoFacesError(Mask2FaceError):
     """A folder or input that holds no usable face images."""
 
 
-class DiskFullError(Mask2FaceError):
-    """No space left where an output goes: a batch stops here, since every later file would fail the same way."""
+class DiskFullError(Mask2FaceError, OSError):
+    """No space left where an output goes: a batch stops here, since every later file would fail the same way.
+    The one such error of every package (mask2face.runs raises it too); an OSError, for code that catches those."""

@@ -14,6 +14,8 @@ reported, so a false detection comes back unchanged rather than smudged.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,8 +59,8 @@ class BlendConfig:
     mask_threshold: float = 0.5      # mask probability that counts as "mask"
     # The paste weight: the thresholded mask grown by `dilate`, then blurred with sigma `feather` (shares of the crop
     # side). Grown enough that the weight is ~1 on the predicted mask's own edge, where a mask's rim sits: 0.02/0.04
-    # (sessions 1-6) left ~25% of the input there, a visible line at the rim, and cost the shipped model 0.55 dB of
-    # masked PSNR on the LFW val pairs (19.68 raw -> 19.13 pasted). Chosen on the val split from a grid of
+    # (the first blend of 0.1.0) left ~25% of the input there, a visible line at the rim, and cost the shipped model
+    # 0.55 dB of masked PSNR on the LFW val pairs (19.68 raw -> 19.13 pasted). Chosen on the val split from a grid of
     # dilate 0.02-0.06 x feather 0.02-0.04, best for the shipped student (19.40 dB) and the teacher (20.01 dB);
     # pixels more than 8 px from the true mask changed by > 2 levels: 0.01-0.02%, as before. Dilating 0.06 raised
     # that to 0.4-0.7% for the teacher, whose RGB is not the input outside its mask.
@@ -92,6 +94,43 @@ class BlendConfig:
     # 1.19x, 18.36 dB, SSIM 0.9685.
     rim_fill: float = 0.02
     tone_spread: float = 0.05
+
+    @classmethod
+    def from_metadata(cls, settings, source: str = "the model") -> "BlendConfig":
+        """The settings a model file carries (metadata `runtime.blend`, written by `mask2face export`) over this
+        version's defaults: a field the file does not name keeps its default, a field this version does not know is
+        ignored (a newer file), a value that is not a number is refused."""
+        if settings is None:
+            return cls()
+        if not isinstance(settings, dict):
+            raise ModelFileError(f"{source}: metadata runtime.blend is not an object; export the model again")
+        values = {}
+        for f in dataclasses.fields(cls):
+            if f.name not in settings:
+                continue
+            v = settings[f.name]
+            if v is None and f.name == "min_mask_probability":
+                values[f.name] = None
+            elif isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+                values[f.name] = float(v)
+            else:
+                raise ModelFileError(f"{source}: metadata runtime.blend.{f.name} = {v!r} is not a number; export "
+                                     "the model again")
+        return cls(**values)
+
+
+def runtime_settings(blend: "BlendConfig" = BlendConfig()) -> dict:
+    """What a model file carries for the runtime (metadata `runtime`): the paste gates and blend it was tuned with.
+    `Inpainter` uses them unless told otherwise, so another model brings its own."""
+    return {"blend": dataclasses.asdict(blend)}
+
+
+def model_blend(model: Model) -> "BlendConfig":
+    """The model's own paste settings (metadata `runtime.blend`), this version's defaults where it has none."""
+    runtime = model.metadata.get("runtime") or {}
+    if not isinstance(runtime, dict):
+        raise ModelFileError(f"{model.source}: metadata runtime is not an object; export the model again")
+    return BlendConfig.from_metadata(runtime.get("blend"), str(model.source))
 
 
 @dataclass
@@ -144,8 +183,10 @@ def check_image(image: np.ndarray) -> np.ndarray:
 
 
 class Inpainter:
-    def __init__(self, model: Model, detector: FaceDetector | None = None, blend: BlendConfig = BlendConfig(),
-                 classifier: MaskClassifier | None = None):
+    def __init__(self, model: Model, detector: FaceDetector | None = None,
+                 blend: BlendConfig | dict | None = None, classifier: MaskClassifier | None = None):
+        """`blend`: None = the paste settings the model file carries (`model_blend`); a dict = those with some fields
+        replaced (`{"min_change": 0.08}`); a BlendConfig = exactly these."""
         h, w = model.input_size
         if h != w:
             raise ModelFileError(f"{model.source}: the face crop is square, but the model takes {h}x{w}")
@@ -153,6 +194,11 @@ class Inpainter:
         self.model = model
         self.size = h
         self.detector = detector or FaceDetector(threads=model.threads)
+        if not isinstance(blend, BlendConfig):
+            unknown = set(blend or {}) - {f.name for f in dataclasses.fields(BlendConfig)}
+            if unknown:
+                raise ValueError(f"unknown paste setting(s) {sorted(unknown)}: choose from the fields of BlendConfig")
+            blend = dataclasses.replace(model_blend(model), **(blend or {}))
         self.blend = blend
         self.classifier = classifier
         self.mask_threshold = (blend.min_mask_probability if blend.min_mask_probability is not None
@@ -163,13 +209,14 @@ class Inpainter:
 
     @classmethod
     def from_file(cls, path: str | Path | None = None, delegate: str = "cpu", threads: int = 2,
-                  blend: BlendConfig = BlendConfig(), detector_threads: int | None = None,
+                  blend: BlendConfig | dict | None = None, detector_threads: int | None = None,
                   detector_stages: tuple[str, ...] = DEFAULT_STAGES,
                   classifier: str | Path | None = "default") -> "Inpainter":
         """Load a .tflite with a delegate (cpu | gpu | nnapi). `path` may name the shipped model instead: None or
         "default" ("mixed", its former second model, is an alias). `classifier` is the mask classifier that decides
         which faces are restored: "default" (the shipped one), a .tflite made by `mask2face classifier`, or None
-        (no decision: every face whose predicted mask passes the blend gates is restored).
+        (no decision: every face whose predicted mask passes the blend gates is restored). `blend` as in
+        `Inpainter()`: by default the paste settings stored in the model file.
 
         `threads` is the model's thread count; the face detector uses `detector_threads` (default: the same) and
         `detector_stages` (detect.STAGES; without "centerface": the BlazeFace-only cascade).

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import tflite_file
+from . import native_log, tflite_file
 from .errors import ModelFileError
 
 DELEGATES = ("cpu", "gpu", "nnapi")
@@ -70,6 +70,21 @@ def quantize(x: np.ndarray, scale: float, zero_point: int, dtype) -> np.ndarray:
 
 def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
     return (np.asarray(q, np.float32) - np.float32(zero_point)) * np.float32(scale)
+
+
+def to_tensor(detail: dict, x: np.ndarray) -> np.ndarray:
+    """Floats -> the tensor an interpreter input takes (`detail`: one of get_input_details()): quantised for an
+    int8/uint8 input, else cast. The one quantisation of inputs that export checks, eval and bench use."""
+    if detail["dtype"] in (np.int8, np.uint8):
+        return quantize(x, *detail["quantization"], detail["dtype"])
+    return np.asarray(x, detail["dtype"])
+
+
+def from_tensor(detail: dict, y: np.ndarray) -> np.ndarray:
+    """An interpreter output (`detail`: one of get_output_details()) -> float32, dequantised when it is integer."""
+    if detail["dtype"] in (np.int8, np.uint8):
+        return dequantize(y, *detail["quantization"])
+    return np.asarray(y, np.float32)
 
 
 def _u8_shortcut(dtype, quant: tuple[float, int] | None) -> str | None:
@@ -205,9 +220,10 @@ class Model:
     def _interpreter(self, Interpreter, delegates):
         try:
             # XNNPACK is LiteRT's default CPU path; threads are passed explicitly (its default is 1 on some builds).
-            it = Interpreter(model_content=self._content, num_threads=self.threads,
-                             experimental_delegates=delegates)
-            it.allocate_tensors()
+            with native_log.filtered_stderr():
+                it = Interpreter(model_content=self._content, num_threads=self.threads,
+                                 experimental_delegates=delegates)
+                it.allocate_tensors()
             return it
         except Exception as exc:   # ValueError, RuntimeError, and whatever a future LiteRT raises
             if delegates:

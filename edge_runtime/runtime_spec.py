@@ -5,8 +5,9 @@
 
 A second implementation (the browser page in web/, a native app) reads these values instead of copying numbers out
 of prose: `mask2face web` serves this dict as /runtime.json, and the page takes every threshold, crop and blend
-setting from it. What belongs to one model file (its input size, output channels, the mask classifier's threshold)
-is in that file's own metadata (docs/ARCHITECTURE.md), not here.
+setting from it. What belongs to one model file (its input size, output channels, the mask classifier's threshold,
+the paste settings it was tuned with: metadata `runtime.blend`) is in that file's own metadata (docs/ARCHITECTURE.md);
+`blend` here is this version's defaults, for a file that carries none.
 """
 
 from __future__ import annotations

@@ -445,10 +445,37 @@ def _check_dataflow(g: Subgraph, names: tuple[str, ...], buffer_sizes: tuple[int
         raise _bad(source, f"subgraph {k} output tensor {missing[0]} is never written")
 
 
+# Operators that requantise: (input slot, weights slot). Their output scale over input x weight scale must lie where
+# the int8 kernels can represent it: XNNPACK's range [2^-32, 256). A finite but absurd weight scale (1e35) outside
+# it made LiteRT abort the process ("double free or corruption") instead of refusing the file.
+REQUANTIZING_OPS = {"CONV_2D": (0, 1), "DEPTHWISE_CONV_2D": (0, 1), "FULLY_CONNECTED": (0, 1), "TRANSPOSE_CONV": (2, 1)}
+REQUANTIZATION_RANGE = (2.0 ** -32, 256.0)
+INTEGER_TYPES = {3, 7, 9, 17}   # uint8, int16, int8, int4
+
+
+def _check_requantization(g: Subgraph, names: tuple[str, ...], k: int, source: str) -> None:
+    lo, hi = REQUANTIZATION_RANGE
+    for n, op in enumerate(g.operators):
+        slots = REQUANTIZING_OPS.get(names[op.opcode])
+        if slots is None or max(slots) >= len(op.inputs) or not op.outputs:
+            continue
+        tensors = [op.inputs[slots[0]], op.inputs[slots[1]], op.outputs[0]]
+        if -1 in tensors:
+            continue
+        x, w, y = (g.tensors[i] for i in tensors)
+        if not all(t.type in INTEGER_TYPES and t.quantization is not None and t.quantization.scales for t in (x, w, y)):
+            continue
+        ratio = x.quantization.scales[0] / y.quantization.scales[0]
+        if not all(lo <= ratio * s < hi for s in w.quantization.scales):
+            raise _bad(source, f"subgraph {k} operator {n} ({names[op.opcode]}) has a requantisation scale (input x "
+                               f"weight / output) outside [2^-32, 256): its quantisation is damaged")
+
+
 def validate(info: TfliteInfo, source: str = "model") -> None:
     """Refuse (ModelFileError, one line) a graph LiteRT would crash on or fail to run: unknown types, negative or
-    huge shapes, constant data of the wrong size, quantisation that is not finite / positive / in range,
-    operator and subgraph tensor indices out of range, and operators reading tensors that hold no data."""
+    huge shapes, constant data of the wrong size, quantisation that is not finite / positive / in range (and
+    requantisation scales the int8 kernels cannot represent), operator and subgraph tensor indices out of range, and
+    operators reading tensors that hold no data."""
     if not info.subgraphs:
         raise _bad(source, "no subgraph")
     for k, g in enumerate(info.subgraphs):
@@ -465,6 +492,7 @@ def validate(info: TfliteInfo, source: str = "model") -> None:
             _check_indices(op.intermediates, count, f"subgraph {k} operator {n} intermediates", source)
         if len(info.subgraphs) == 1:   # control flow (WHILE, IF) feeds tensors across subgraphs: not followed
             _check_dataflow(g, info.ops, info.buffer_sizes, k, source)
+        _check_requantization(g, info.ops, k, source)
 
 
 def _is_number(v) -> bool:

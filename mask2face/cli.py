@@ -16,7 +16,7 @@ VERBS = {
     "train": ("mask2face.train.fit", "train the teacher U-Net on the pairs"),
     "eval": ("mask2face.train.evaluate", "PSNR/SSIM/L1 (whole + masked region), identity distance, baselines"),
     "distill": ("mask2face.compress.distill", "distill the teacher into the slim student"),
-    "classifier": ("mask2face.train.mask_classifier",
+    "classifier": ("mask2face.compress.classifier_export",
                    "train the per-face mask / no-mask classifier on the pairs and export it (int8 .tflite)"),
     "qat": ("mask2face.compress.qat", "quantization-aware fine-tuning of the student"),
     "export": ("mask2face.compress.export", "write fp32/fp16/dynamic/int8/qat-int8 .tflite files + delegate report"),
@@ -192,6 +192,12 @@ def _bench_args(p):
     p.add_argument("--what", default="models",
                    help="models (size, latency, quality of .tflite files) | runtime (photos/s end to end; --models "
                         "FILE, --data PAIRS for masked photos) | detect (face finding on real-masked-dev)")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true",
+                     help="print one JSON document to stdout: a row per artifact and thread count (p50/p90/p99 ms, "
+                          "bytes, PSNR/SSIM whole and masked, sharpness, blockiness, seam), baseline rows (masked "
+                          "input, cv2.inpaint TELEA and NS), failed files as rows with their error, the environment")
+    fmt.add_argument("--csv", action="store_true", help="the same rows as CSV on stdout")
 
 
 def _pipeline_args(p):
@@ -222,6 +228,17 @@ _VERB_ARGS = {"web": _web_args, "data": _data_args, "train": _train_args, "class
               "pipeline": _pipeline_args, "demo": _demo_args}
 
 
+def _import_verb(verb: str):
+    """The verb's module, imported with TensorFlow's native start-up lines (CUDA probing on a machine without a GPU,
+    the oneDNN notice) filtered out of stderr; TensorFlow probes its devices here too, inside the filter."""
+    from mask2face.edge_runtime.native_log import filtered_stderr
+
+    with filtered_stderr():
+        if "tensorflow" in NEEDS.get(verb, ()):   # verbs that import it lazily would print the lines later
+            importlib.import_module("tensorflow").config.list_physical_devices()
+        return importlib.import_module(VERBS[verb][0])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     # key=value overrides may come after options too (`--model M export.int8_io=true`): argparse fills a
@@ -241,7 +258,6 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     from mask2face.edge_runtime.errors import Mask2FaceError
-    from mask2face.runs import DiskFullError
     if args.verb == "remove":
         # `timeout`, `docker stop` and systemd send SIGTERM: end like Ctrl-C (finished outputs kept, temp files
         # removed, one line) instead of dying mid-write. Not for verbs with worker pools, whose children get
@@ -261,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
             # Before TensorFlow loads: tfmot needs tf_keras models, and C++ INFO/WARNING lines bury our progress.
             os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
             os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        module = importlib.import_module(VERBS[args.verb][0])
+        module = _import_verb(args.verb)
         return int(module.cli_main(cfg, args) or 0)
     except ModuleNotFoundError as exc:   # a package an option needs (e.g. scikit-image for a benchmark's extra rows)
         print(f"mask2face {args.verb}: error: {install_hint(args.verb, [exc.name or str(exc)])}", file=sys.stderr)
@@ -269,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("mask2face: interrupted; finished parts are kept. Run the same command again to resume.", file=sys.stderr)
         return 130
-    except (Mask2FaceError, DiskFullError, ValueError) as exc:  # ConfigError is a ValueError
+    except (Mask2FaceError, ValueError) as exc:  # ConfigError is a ValueError; DiskFullError a Mask2FaceError
         print(f"mask2face {args.verb}: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # a path that cannot be read or written: permissions, a read-only disk, /proc, ...

@@ -55,7 +55,7 @@ def before_after(models: tuple[tuple[str, str], ...] = BEFORE_AFTER_MODELS, type
     with the masked PSNR of the input and of each model's output, each model's mask probability for the face and
     whether it pasted one. Type "none" is the bare photo: the mask decision should leave it as it is. `compare`
     models (label, path) come first and are pasted back as 0.2.0 did (no rim fill, no tone match)."""
-    from mask2face.benchmarks.metrics import psnr   # over the mask's pixels when given one
+    from mask2face.train.metrics import psnr   # over the mask's pixels when given one
     from mask2face.edge_runtime import align
     from mask2face.edge_runtime.inpaint import BlendConfig, Inpainter
     from mask2face.train import masks

@@ -20,13 +20,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterator
 
+from mask2face.edge_runtime.errors import DiskFullError  # noqa: F401  (one class for every package)
+
 STAGES = ("data", "teacher", "student", "qat", "export", "bench", "eval")
 TRACKED_PACKAGES = ("mask2face", "numpy", "opencv-python-headless", "ai-edge-litert", "tensorflow", "tf-keras",
                     "tensorflow-model-optimization", "dlib-bin", "face-recognition-models", "scikit-image")
-
-
-class DiskFullError(OSError):
-    """Raised instead of a bare ENOSPC so the CLI can say what to do."""
 
 
 @contextlib.contextmanager
@@ -48,7 +46,7 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         os.replace(tmp_path, path)
     except OSError as exc:
         if exc.errno == 28:  # ENOSPC
-            raise DiskFullError(28, f"disk full while writing {path}: free some space and run the same command again "
+            raise DiskFullError(f"disk full while writing {path}: free some space and run the same command again "
                                     "(finished parts are kept)") from exc
         raise
     finally:

@@ -48,7 +48,8 @@ def test_bench_cli_rows(tmp_path):
     # composited SSIM (what the runtime pastes) against scikit-image on the model's own outputs
     from skimage.metrics import structural_similarity
 
-    from mask2face.benchmarks import bench, metrics, pairs
+    from mask2face.benchmarks import bench
+    from mask2face.train import metrics, pairs
     row = next(r for r in rows if r["file"] == "student-fp32.tflite")
     test = pairs.load_split(run / "data", "test", limit=8)
     pred = bench.predict((run / "export" / "student-fp32.tflite").read_bytes(), test["masked"])
@@ -143,3 +144,39 @@ def test_bench_on_a_copied_export_folder_without_a_run_gives_latency_rows(tmp_pa
     assert "no test pairs" in r.stderr and "Traceback" not in r.stderr
     rows = [json.loads(l) for l in (tmp_path / "runs" / "cpu" / "bench" / "rows.jsonl").read_text().splitlines()]
     assert [row["file"] for row in rows] == ["student-qat-int8.tflite"] and rows[0]["latency"]["2"]["p50_ms"] > 0
+
+
+def test_bench_json_gives_a_row_per_artifact_and_thread_count_with_baselines_and_failures(tmp_path):
+    import subprocess
+
+    from skimage.metrics import peak_signal_noise_ratio
+
+    from mask2face.benchmarks.bench import TABLE_FIELDS
+    from mask2face.train import pairs
+    from test_distill import smoke_run
+    run = smoke_run()
+    broken = tmp_path / "broken-int8.tflite"
+    broken.write_bytes((run / "export" / "student-fp32.tflite").read_bytes()[:400])
+    base = ["mask2face", "bench", "--preset", "smoke", "--run", str(run), "bench.threads=1,2", "bench.runs=3",
+            "--models", str(run / "export" / "student-fp32.tflite"), str(broken)]
+    r = subprocess.run(base + ["--out", str(tmp_path / "a"), "--json"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    doc = json.loads(r.stdout)            # stdout is the document alone
+    assert doc["environment"]["machine"]["cores"] and doc["environment"]["versions"]
+    rows = doc["rows"]
+    assert all(tuple(row) == TABLE_FIELDS for row in rows)
+    model = [row for row in rows if row["kind"] == "model"]
+    assert [(row["artifact"], row["threads"]) for row in model] == [("student-fp32.tflite", 1), ("student-fp32.tflite", 2)]
+    assert all(row["p50_ms"] <= row["p90_ms"] <= row["p99_ms"] and row["size_bytes"] > 0 for row in model)
+    assert all(np.isfinite(row[k]) for row in model for k in ("masked_psnr", "masked_ssim", "psnr", "ssim"))
+    failed = [row for row in rows if row["kind"] == "failed"]
+    assert [row["artifact"] for row in failed] == [broken.name] and "not a valid .tflite" in failed[0]["error"]
+    baselines = {row["artifact"]: row for row in rows if row["kind"] == "baseline"}
+    assert set(baselines) == {"masked input", "cv2.inpaint TELEA", "cv2.inpaint NS"}
+    assert baselines["cv2.inpaint TELEA"]["p50_ms"] > 0 and baselines["masked input"]["p50_ms"] is None
+    test = pairs.load_split(run / "data", "test", limit=8)
+    ref = np.mean([peak_signal_noise_ratio(c, x, data_range=255) for x, c in zip(test["masked"], test["clean"])])
+    assert abs(baselines["masked input"]["psnr"] - ref) < 1e-3
+    r = subprocess.run(base + ["--out", str(tmp_path / "b"), "--csv"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and r.stdout.splitlines()[0] == ",".join(TABLE_FIELDS)
+    assert len(r.stdout.splitlines()) == 1 + len(rows)

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
-from mask2face.benchmarks import pairs
+from mask2face.train import pairs
 from mask2face.config import DataConfig
 from mask2face.edge_runtime import safeio
 from mask2face.edge_runtime.errors import NoFacesError

@@ -14,7 +14,7 @@ from mask2face import demo  # noqa: E402
 
 def test_the_masked_psnr_it_prints_matches_scikit_image_on_the_masked_pixels():
     """The demo scores tiles with metrics.psnr over the drawn mask (uint8 images, a 0/255 mask)."""
-    from mask2face.benchmarks.metrics import psnr
+    from mask2face.train.metrics import psnr
     rng = np.random.default_rng(0)
     a = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)
     b = np.clip(a.astype(int) + rng.integers(-30, 31, a.shape), 0, 255).astype(np.uint8)

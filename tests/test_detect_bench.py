@@ -10,7 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
-from mask2face.benchmarks import detect_bench, pairs
+from mask2face.benchmarks import detect_bench
+from mask2face.train import pairs
 from mask2face.edge_runtime import align, detect
 from mask2face.edge_runtime.safeio import load_image, save_image
 
@@ -145,7 +146,8 @@ def test_photo_bench_scores_whole_photos_against_the_bare_source(pair_dir):
     """Input scores are the masked photo against its bare source over the drawn mask's region (checked here by
     hand); aligned by the pair's own crop, every masked crop (even the one pasted into the coffee picture) is
     restored and beats the input by a wide margin; the detector finds the two astronauts, not the pasted crop."""
-    from mask2face.benchmarks import metrics, photo_bench
+    from mask2face.benchmarks import photo_bench
+    from mask2face.train import metrics
     from mask2face.edge_runtime.inpaint import Inpainter
     inpainter = Inpainter.from_file(None, threads=1)
     by_pair = photo_bench.measure(inpainter, pair_dir / "data", 0, photos_root=pair_dir, align_by="pair")

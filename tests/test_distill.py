@@ -12,7 +12,7 @@ import pytest
 
 def synth_pairs(data_dir: Path, size=32, counts=(("train", 32), ("val", 8), ("test", 8)), seed=0):
     """Smooth synthetic faces-like images with a rectangular 'mask': no shared data needed, nothing copied."""
-    from mask2face.benchmarks import pairs
+    from mask2face.train import pairs
     from mask2face.runs import write_json
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:size, 0:size] / size

@@ -13,7 +13,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from mask2face.benchmarks import metrics, pairs  # noqa: E402
+from mask2face.train import metrics, pairs  # noqa: E402
 from mask2face.config import ModelConfig  # noqa: E402
 from mask2face.train import evaluate  # noqa: E402
 

@@ -59,7 +59,7 @@ def test_every_variant_runs_with_metadata_and_reports():
 @pytest.mark.slow
 def test_fp32_matches_keras_and_qat_int8_matches_qat_model():
     from test_distill import smoke_run
-    from mask2face.benchmarks import metrics, pairs
+    from mask2face.train import metrics, pairs
     from mask2face.compress.export import run_once
     from mask2face.compress.qat import load_qat_model
     from mask2face.train.models import load_model
@@ -111,7 +111,7 @@ def test_half_resolution_student_exports_with_the_same_guarantees(tmp_path):
     import json
 
     from test_distill import cli, smoke_run
-    from mask2face.benchmarks import metrics, pairs
+    from mask2face.train import metrics, pairs
     from mask2face.compress.export import run_once
     from mask2face.compress.qat import load_qat_model
     from mask2face.train.models import load_model

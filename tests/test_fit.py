@@ -16,7 +16,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from mask2face.benchmarks.pairs import write_shard  # noqa: E402
+from mask2face.train.pairs import write_shard  # noqa: E402
 from mask2face.config import ModelConfig, TrainConfig  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

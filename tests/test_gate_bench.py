@@ -3,7 +3,8 @@ import json
 
 import numpy as np
 
-from mask2face.benchmarks import gate_bench, pairs
+from mask2face.benchmarks import gate_bench
+from mask2face.train import pairs
 
 
 def _rec(*faces):

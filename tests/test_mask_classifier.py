@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from mask2face import config
-from mask2face.benchmarks import pairs
+from mask2face.train import pairs
+from mask2face.compress import classifier_export
 from mask2face.train import mask_classifier as mc
 
 
@@ -70,7 +71,7 @@ def test_a_smoke_classifier_trains_exports_and_matches_its_keras_model(tmp_path)
     report = json.loads((out / "train_report.json").read_text())
     assert report["examples"] == {"train": 32, "val": 32} and report["temperature"] > 0
     from mask2face.edge_runtime.mask_decision import MaskClassifier
-    clf = MaskClassifier.from_file(out / mc.TFLITE_NAME, threads=1)
+    clf = MaskClassifier.from_file(out / classifier_export.TFLITE_NAME, threads=1)
     assert clf.threshold == 0.4 and clf.size == 16
     assert clf.model.metadata["config_hash"] == config.config_hash(
         config.load("smoke", ["classifier.threshold=0.4"]).classifier)

@@ -1,4 +1,4 @@
-"""benchmarks.metrics: the numpy definitions every report uses, checked against skimage and hand values."""
+"""train.metrics: the numpy definitions every report uses, checked against skimage and hand values."""
 
 import math
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from skimage.metrics import structural_similarity
 
-from mask2face.benchmarks import metrics
+from mask2face.train import metrics
 
 
 def _pair(seed=0, shape=(40, 52, 3), noise=0.1):
@@ -73,7 +73,7 @@ def test_all_metrics_and_summary_keys():
 def test_metrics_import_no_tensorflow(tmp_path):
     import subprocess
     import sys
-    code = "import sys; import mask2face.benchmarks.metrics; print('tensorflow' in sys.modules)"
+    code = "import sys; import mask2face.train.metrics; print('tensorflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert out.stdout.strip() == "False"
 

@@ -56,7 +56,7 @@ def test_the_shipped_mask_classifier_is_one_run_of_the_cpu_preset():
 
 @pytest.mark.slow
 def test_shipped_keras_checkpoints_match_their_tflite_files():
-    from mask2face.benchmarks import metrics
+    from mask2face.train import metrics
     from mask2face.compress.export import run_once
     from mask2face.compress.qat import load_qat_model
     from mask2face.train.models import load_model
@@ -71,3 +71,34 @@ def test_shipped_keras_checkpoints_match_their_tflite_files():
     q8 = (CPU / "export" / "student-qat-int8.tflite").read_bytes()
     # the bound of test_export: the int8 file reproduces the fake-quant model within 30 dB PSNR
     assert metrics.psnr(run_once(q8, x)[..., :3], qat(x[None]).numpy()[0][..., :3]) > 30
+
+
+def test_models_cpu_adversarial_is_one_run_of_its_preset():
+    """The adversarial student (not the default) is what `--preset cpu-adversarial` makes, and its files agree."""
+    from mask2face.edge_runtime.model import Model
+    folder = REPO / "models" / "cpu-adversarial"
+    shipped = config.without_later_defaults(json.loads((folder / "config.json").read_text()))
+    today = config.without_later_defaults(json.loads(json.dumps(config.to_dict(config.preset("cpu-adversarial")))))
+    assert shipped == today, "models/cpu-adversarial/config.json differs from preset('cpu-adversarial')"
+    manifest = json.loads((folder / "export" / "manifest.json").read_text())
+    listed = {Path(o["path"]).name: o["sha256"] for o in manifest["outputs"]}
+    for f in sorted((folder / "export").glob("*.tflite")):
+        assert listed[f.name] == sha256_file(f), f"{f.name} is not the file its manifest lists"
+        meta = Model.from_file(f).metadata
+        assert meta["config_hash"] == config.config_hash(config.preset("cpu-adversarial")), f.name
+        assert meta["runtime"] == inpaint.runtime_settings(), f.name
+    assert sha256_file(inpaint.SHIPPED_MODELS["default"]) != sha256_file(folder / "export" / "student-qat-int8.tflite")
+
+
+@pytest.mark.slow
+def test_the_adversarial_students_keras_checkpoint_matches_its_fp32_file():
+    from mask2face.compress.export import run_once
+    from mask2face.train.models import load_model
+    skimage_data = pytest.importorskip("skimage.data")
+    import cv2
+    folder = REPO / "models" / "cpu-adversarial"
+    face = cv2.resize(skimage_data.astronaut()[30:250, 120:340], (128, 128), interpolation=cv2.INTER_AREA)
+    x = face.astype(np.float32) / 255
+    student = load_model(folder / "student.keras")
+    fp32 = (folder / "export" / "student-fp32.tflite").read_bytes()
+    assert np.abs(run_once(fp32, x) - student(x[None]).numpy()[0]).max() < 1e-4

@@ -1,4 +1,4 @@
-"""compress/upsample_bench.py: the choice rule on fixed numbers (fast) and a real tiny run as a subprocess (slow)."""
+"""benchmarks/upsample_bench.py: the choice rule on fixed numbers (fast) and a real tiny run as a subprocess (slow)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from mask2face.compress import upsample_bench as ub
+from mask2face.benchmarks import upsample_bench as ub
 from mask2face.compress.export import ExportError
 
 MODES = ("depth_to_space", "bilinear", "nearest", "transpose")
@@ -43,7 +43,7 @@ def test_choice_fails_with_a_message_when_nothing_is_eligible():
 @pytest.mark.slow  # ~25 s: TF import plus 8 TFLite conversions even at 32x32
 def test_tiny_real_run_writes_all_modes(tmp_path):
     out = tmp_path / "choice.json"
-    proc = subprocess.run([sys.executable, "-m", "mask2face.compress.upsample_bench", "--size", "32",
+    proc = subprocess.run([sys.executable, "-m", "mask2face.benchmarks.upsample_bench", "--size", "32",
                            "--filters", "4,8", "--runs", "3", "--out", str(out)],
                           cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]

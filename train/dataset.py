@@ -6,7 +6,7 @@ Steps: list JPEG/PNG files recursively (sorted), identity = parent folder (LFW `
 file stem for files at a folder's top level; split identities into train/val/test with a fixed seed; cut each
 split into shards of `data.shard_size` source files. A shard is one unit of work: detect (or read cached)
 landmarks, align the eyes-only crop (edge_runtime/align.py, with `data.crop_jitter`), draw a mask, write
-`SPLIT/shard-NNNNN.npz/.json` (benchmarks/pairs.py). Everything random is derived from (data.seed, file path),
+`SPLIT/shard-NNNNN.npz/.json` (train/pairs.py). Everything random is derived from (data.seed, file path),
 so the output does not depend on worker count or on which machine ran a shard, and a re-run skips every shard
 whose .npz exists (resume).
 """
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mask2face.benchmarks import pairs
+from mask2face.train import pairs
 from mask2face.edge_runtime import align, safeio
 from mask2face.edge_runtime.errors import ImageError, Mask2FaceError, NoFacesError
 

@@ -3,7 +3,7 @@
     mask2face eval --preset cpu                                   # RUN/teacher/best.keras on RUN/data test
     mask2face eval --preset cpu --model runs/cpu/export/student-int8.tflite
 
-For every test pair it measures (with `mask2face.benchmarks.metrics`, the one definition everyone uses)
+For every test pair it measures (with `mask2face.train.metrics`, the one definition everyone uses)
 PSNR / SSIM / L1 over the whole image and over the true mask region, for
 - `raw`: the model's RGB output as is,
 - `composited`: model RGB where its predicted mask > 0.5, the input elsewhere,
@@ -28,7 +28,7 @@ from typing import Callable
 import numpy as np
 
 from mask2face import runs
-from mask2face.benchmarks import metrics, pairs
+from mask2face.train import metrics, pairs
 from mask2face.edge_runtime.errors import Mask2FaceError, ModelFileError
 
 SAME_PERSON = 0.6           # dlib's documented threshold for the face-recognition ResNet
@@ -56,36 +56,10 @@ def keras_predictor(path: Path, batch_size: int = 16) -> tuple[Callable, dict]:
 
 
 def tflite_predictor(path: Path, threads: int = 2) -> tuple[Callable, dict]:
-    try:
-        from mask2face.edge_runtime.model import Model
-    except ImportError:
-        Model = None
-    if Model is not None:
-        m = Model.from_file(path, threads=threads)
-        return m.run, {"kind": "tflite", "input_size": list(m.input_size), **m.describe()}
-    from ai_edge_litert.interpreter import Interpreter  # fallback without the runtime wrapper
+    from mask2face.edge_runtime.model import Model
 
-    it = Interpreter(model_path=str(path), num_threads=threads)
-    it.allocate_tensors()
-    inp, out = it.get_input_details()[0], it.get_output_details()[0]
-
-    def run(batch: np.ndarray) -> np.ndarray:
-        res = []
-        for img in batch:
-            x = img[None].astype(np.float32)
-            if inp["dtype"] != np.float32:
-                scale, zp = inp["quantization"]
-                x = np.clip(np.round(x / scale + zp), np.iinfo(inp["dtype"]).min,
-                            np.iinfo(inp["dtype"]).max).astype(inp["dtype"])
-            it.set_tensor(inp["index"], x)
-            it.invoke()
-            y = it.get_tensor(out["index"])
-            if out["dtype"] != np.float32:
-                scale, zp = out["quantization"]
-                y = (y.astype(np.float32) - zp) * scale
-            res.append(y[0])
-        return np.stack(res)
-    return run, {"kind": "tflite", "input_size": list(inp["shape"][1:3])}
+    m = Model.from_file(path, threads=threads)
+    return m.run, {"kind": "tflite", "input_size": list(m.input_size), **m.describe()}
 
 
 def load_predictor(path: Path) -> tuple[Callable, dict]:
@@ -228,7 +202,7 @@ def evaluate(model_path: Path, data_dir: Path, split: str = "test", limit: int |
         "model": str(model_path), "model_info": {k: v for k, v in info.items() if k != "source"},
         "data": str(data_dir), "split": split, "pairs": n, "image_size": size,
         "metrics": {v: metrics.summarize(rows[v]) for v in VARIANTS},
-        "metric_definitions": "mask2face.benchmarks.metrics: PSNR/L1 over all pixels or mask pixels; SSIM 11x11 "
+        "metric_definitions": "mask2face.train.metrics: PSNR/L1 over all pixels or mask pixels; SSIM 11x11 "
                               "Gaussian sigma 1.5 (valid region), masked SSIM = mean SSIM map over mask pixels",
         "look_metrics": "sharpness = mean |Laplacian| inside the mask over the truth's (1 = as sharp); blockiness = "
                         "share of pixel steps on a 2 px grid (1 = none, 2 = nearest-upsampled 2x); seam = gradient "
@@ -248,7 +222,7 @@ def evaluate(model_path: Path, data_dir: Path, split: str = "test", limit: int |
         report["identity_note"] = ("dlib_face_recognition_resnet_model_v1 distance to the truth's embedding (same "
                                    "5 landmarks from the truth for every variant); < 0.6 = same person by dlib; "
                                    "frechet = Fréchet distance of the variant's descriptors to the truths' "
-                                   "(benchmarks.metrics.frechet_distance; 0 = alike as populations)")
+                                   "(train.metrics.frechet_distance; 0 = alike as populations)")
     labels = ["input", "output", "truth", "TELEA", "NS"]
     grid = make_grid(grid_rows, labels) if grid_rows else np.zeros((1, 1, 3), np.uint8)
     return report, grid

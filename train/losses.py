@@ -9,7 +9,7 @@ then mixes `(1-w) * task + w * match(student, teacher)`.
 SSIM is Wang et al. 2004 with an 11x11 Gaussian window (sigma 1.5), K1=0.01, K2=0.03, data range 1, computed over
 the 'valid' part of the image (no padding) per channel and averaged over channels — identical to
 `tf.image.ssim(..., max_val=1)` and to skimage `structural_similarity(gaussian_weights=True, sigma=1.5,
-use_sample_covariance=False, data_range=1)`. `mask2face.benchmarks.metrics.ssim` is the numpy twin.
+use_sample_covariance=False, data_range=1)`. `mask2face.train.metrics.ssim` is the numpy twin.
 """
 
 from __future__ import annotations

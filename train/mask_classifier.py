@@ -1,7 +1,9 @@
 """`mask2face classifier`: the per-face mask decision, a small int8 CNN that says whether a face wears a mask.
 
     mask2face classifier --preset cpu --data runs/cpu/data --data runs/celeba/data --data runs/aaf/data \
-        --data runs/facesdev/data            # -> RUN/classifier/mask_classifier-int8.tflite (+ best.keras)
+        --data runs/facesdev/data            # -> RUN/classifier/mask_classifier-int8.tflite (+ calibrated.keras)
+
+This module trains and calibrates the Keras model; compress/classifier_export.py exports it and runs the verb.
 
 The inpainting models were trained on masked faces, so their mask channel fires on bare faces too (beards, open
 mouths, shadows). This model answers the question first, on the same eye-aligned crop the inpainting model gets
@@ -36,11 +38,9 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from mask2face.benchmarks import pairs  # noqa: E402
+from mask2face.train import pairs  # noqa: E402
 from mask2face.edge_runtime.errors import Mask2FaceError  # noqa: E402
 
-TFLITE_NAME = "mask_classifier-int8.tflite"
-METADATA_TASK = "mask_probability"
 SPLITS = ("train", "val", "test")
 
 
@@ -346,63 +346,3 @@ def _write_json(path: Path, obj) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(obj, indent=2))
     os.replace(tmp, path)
-
-
-# -- export -------------------------------------------------------------------------------------------------------
-def export(model, rep_images: np.ndarray, out_path: Path, cfg, **extra) -> bytes:
-    """Full-integer int8 .tflite (float32 in and out, like the inpainting exports) with `mask2face` metadata that
-    the runtime reads: task, input size, threshold."""
-    import tensorflow as tf
-
-    from mask2face.compress import tflite_metadata
-
-    c = cfg.classifier
-    concrete = tf.function(lambda x: model(x, training=False)).get_concrete_function(
-        tf.TensorSpec((1, c.input_size, c.input_size, 3), tf.float32))
-    conv = tf.lite.TFLiteConverter.from_concrete_functions([concrete], model)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
-
-    def rep():
-        for img in rep_images:
-            yield [img[None].astype(np.float32) / 255.0]
-
-    conv.representative_dataset = rep
-    content = conv.convert()
-    meta = tflite_metadata.build_metadata(
-        name="mask_classifier", precision="int8", input_size=(c.input_size, c.input_size),
-        output_channels=("mask_probability",), task=METADATA_TASK, threshold=float(c.threshold),
-        crop="the inpainting model's eye-aligned face crop, area-downscaled to input_size", **extra)
-    content = tflite_metadata.embed(content, meta)
-    tmp = out_path.with_name(f".{out_path.name}.tmp")
-    tmp.write_bytes(content)
-    os.replace(tmp, out_path)
-    return content
-
-
-def cli_main(cfg, args) -> int:
-    from mask2face import config as config_mod
-    from mask2face import runs
-
-    run_dir = Path(args.run)
-    data_dirs = [Path(d) for d in (args.data or [run_dir / "data"])]
-    out_dir = Path(args.out or run_dir / "classifier")
-    if args.export_only:
-        import tf_keras as keras
-        model = keras.models.load_model(out_dir / "calibrated.keras")
-        report = json.loads((out_dir / "train_report.json").read_text())
-    else:
-        report = train(cfg, data_dirs, out_dir, limit=args.limit)
-        import tf_keras as keras
-        model = keras.models.load_model(out_dir / "calibrated.keras")
-    rep, _ = load_examples(data_dirs, "train", cfg.classifier, limit=200)
-    rep = rep[np.random.default_rng(0).permutation(len(rep))[:200]]
-    target = out_dir / TFLITE_NAME
-    export(model, rep, target, cfg, config_hash=config_mod.config_hash(cfg.classifier),
-           temperature=report["temperature"],
-           trained_on=[str(d) for d in data_dirs])
-    runs.write_manifest(out_dir, stage="classifier", config=config_mod.to_dict(cfg), inputs=[str(d) for d in data_dirs],
-                        outputs=[target, out_dir / "calibrated.keras"], extra={"report": report})
-    print(f"classifier: {target} ({target.stat().st_size} bytes), val AUC {report['val_auc']:.4f}, "
-          f"temperature {report['temperature']:.2f}, threshold {cfg.classifier.threshold}")
-    return 0

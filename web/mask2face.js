@@ -195,6 +195,9 @@ export class Remover {
     r.channels = r.inpainter.metadata.output_channels;
     r.maskChannel = r.channels.indexOf('mask');
     r.maskThreshold = r.classifier.metadata.threshold;
+    // The paste gates and blend the model file carries (inpaint.model_blend), this version's defaults where it
+    // names none.
+    r.blend = {...r.spec.blend, ...((r.inpainter.metadata.runtime || {}).blend || {})};
     r.anchors = ssdAnchors(r.spec.refine.input_size, r.spec.refine.strides);
     r.loadMs = now() - t0;
     return r;
@@ -307,7 +310,7 @@ export class Remover {
     let t = now();
     const faces = await this.detect(img);
     timings.detection = now() - t;
-    const blend = this.spec.blend, size = this.size, reports = [];
+    const blend = this.blend, size = this.size, reports = [];
     let out = null;
     for (const face of faces) {
       const report = {box: face.box.map((v) => Math.round(v * 10) / 10), score: face.score, stage: face.stage, pasted: false, reason: null,
@@ -343,7 +346,7 @@ export class Remover {
 
   // inpaint.Inpainter._alpha: the gates on the predicted mask, then the feathered paste weight.
   alpha(pred, report, crop) {
-    const s = this.size, c = this.channels.length, cfg = this.spec.blend, m = this.maskChannel;
+    const s = this.size, c = this.channels.length, cfg = this.blend, m = this.maskChannel;
     const binary = new Uint8Array(s * s);
     let count = 0, probSum = 0, ySum = 0, change = 0;
     for (let i = 0; i < s * s; i++) {
@@ -380,7 +383,7 @@ export class Remover {
 
   // inpaint.harmonized: the model's RGB with its tone matched to the skin around it and the rim band filled, uint8.
   harmonized(pred, crop, binary) {
-    const s = this.size, c = this.channels.length, cfg = this.spec.blend;
+    const s = this.size, c = this.channels.length, cfg = this.blend;
     let rgb = ops.image(s, s, 3);
     for (let i = 0; i < s * s; i++) for (let k = 0; k < 3; k++) rgb.data[i * 3 + k] = pred[i * c + k];
     if (cfg.tone_spread) rgb = matchTone(rgb, ops.toFloat(crop, 1 / 255), binary, cfg.tone_spread * s);

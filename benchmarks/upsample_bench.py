@@ -1,6 +1,6 @@
 """Which upsampling op should the student use? Measure every `student_arch.UPSAMPLE_CHOICES` mode and pick one.
 
-    python -m mask2face.compress.upsample_bench [--size 128] [--filters 8,16,32,48,64] [--runs 50]
+    python -m mask2face.benchmarks.upsample_bench [--size 128] [--filters 8,16,32,48,64] [--runs 50]
                                                 [--out benchmarks/results/upsample_choice.json]
 
 For each mode: build the student (`unet_mobile`, random weights, seed 0), convert it to fp32 and full-integer
@@ -164,7 +164,7 @@ def run(size: int, filters: tuple[int, ...], runs: int, out: Path, load: str = "
     choice, why = choose(results, modes)
     doc = {
         "choice": choice,
-        "command": "python -m mask2face.compress.upsample_bench " + " ".join(
+        "command": "python -m mask2face.benchmarks.upsample_bench " + " ".join(
             [f"--size {size}", f"--filters {','.join(map(str, filters))}", f"--runs {runs}", f"--out {out}"]),
         "load": load,
         "machine": runs_mod.machine_info(),
@@ -182,7 +182,7 @@ def run(size: int, filters: tuple[int, ...], runs: int, out: Path, load: str = "
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m mask2face.compress.upsample_bench", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m mask2face.benchmarks.upsample_bench", description=__doc__.split("\n")[0])
     ap.add_argument("--size", type=int, default=128, help="square input size (divisible by 2**(levels-1))")
     ap.add_argument("--filters", type=_parse_filters, default=(8, 16, 32, 48, 64), help="widths per level, e.g. 8,16,32")
     ap.add_argument("--runs", type=int, default=50, help="timed invokes per model (p50 is reported)")

@@ -1,0 +1,79 @@
+"""`mask2face classifier`: train the per-face mask classifier (train/mask_classifier.py), then export it as the
+full-integer int8 .tflite the runtime loads (edge_runtime/mask_decision.py), with its metadata.
+
+    mask2face classifier --preset cpu --data runs/cpu/data --data runs/celeba/data   # -> RUN/classifier/
+    mask2face classifier --preset cpu --export-only classifier.threshold=0.6         # the same model, new threshold
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import numpy as np  # noqa: E402
+
+from mask2face.compress import tflite_metadata  # noqa: E402
+from mask2face.edge_runtime.mask_decision import TASK  # noqa: E402
+from mask2face.train import mask_classifier as mc  # noqa: E402
+
+TFLITE_NAME = "mask_classifier-int8.tflite"
+
+
+def export(model, rep_images: np.ndarray, out_path: Path, cfg, **extra) -> bytes:
+    """Full-integer int8 .tflite (float32 in and out, like the inpainting exports) with `mask2face` metadata that
+    the runtime reads: task, input size, threshold."""
+    import tensorflow as tf
+
+    c = cfg.classifier
+    concrete = tf.function(lambda x: model(x, training=False)).get_concrete_function(
+        tf.TensorSpec((1, c.input_size, c.input_size, 3), tf.float32))
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([concrete], model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
+
+    def rep():
+        for img in rep_images:
+            yield [img[None].astype(np.float32) / 255.0]
+
+    conv.representative_dataset = rep
+    content = conv.convert()
+    meta = tflite_metadata.build_metadata(
+        name="mask_classifier", precision="int8", input_size=(c.input_size, c.input_size),
+        output_channels=("mask_probability",), task=TASK, threshold=float(c.threshold),
+        crop="the inpainting model's eye-aligned face crop, area-downscaled to input_size", **extra)
+    content = tflite_metadata.embed(content, meta)
+    tmp = out_path.with_name(f".{out_path.name}.tmp")
+    tmp.write_bytes(content)
+    os.replace(tmp, out_path)
+    return content
+
+
+def cli_main(cfg, args) -> int:
+    from mask2face import config as config_mod
+    from mask2face import runs
+
+    run_dir = Path(args.run)
+    data_dirs = [Path(d) for d in (args.data or [run_dir / "data"])]
+    out_dir = Path(args.out or run_dir / "classifier")
+    if args.export_only:
+        import tf_keras as keras
+        model = keras.models.load_model(out_dir / "calibrated.keras")
+        report = json.loads((out_dir / "train_report.json").read_text())
+    else:
+        report = mc.train(cfg, data_dirs, out_dir, limit=args.limit)
+        import tf_keras as keras
+        model = keras.models.load_model(out_dir / "calibrated.keras")
+    rep, _ = mc.load_examples(data_dirs, "train", cfg.classifier, limit=200)
+    rep = rep[np.random.default_rng(0).permutation(len(rep))[:200]]
+    target = out_dir / TFLITE_NAME
+    export(model, rep, target, cfg, config_hash=config_mod.config_hash(cfg.classifier),
+           temperature=report["temperature"],
+           trained_on=[str(d) for d in data_dirs])
+    runs.write_manifest(out_dir, stage="classifier", config=config_mod.to_dict(cfg), inputs=[str(d) for d in data_dirs],
+                        outputs=[target, out_dir / "calibrated.keras"], extra={"report": report})
+    print(f"classifier: {target} ({target.stat().st_size} bytes), val AUC {report['val_auc']:.4f}, "
+          f"temperature {report['temperature']:.2f}, threshold {cfg.classifier.threshold}")
+    return 0
