@@ -205,7 +205,7 @@ def test_kill_9_mid_epoch_then_resume(tmp_path):
 
 
 @pytest.mark.slow
-def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
+def test_mirrored_strategy_on_two_logical_cpus_with_the_adversarial_term(tmp_path):
     data = make_fake_pairs(tmp_path / "data")
     script = textwrap.dedent(f"""
         import os, json
@@ -213,7 +213,7 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
         import tensorflow as tf
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-        from mask2face.config import ModelConfig, TrainConfig
+        from mask2face.config import AdversarialConfig, ModelConfig, TrainConfig
         from mask2face.train.fit import PairsInput, fit_model, make_strategy
         from mask2face.train.losses import build_loss
         from mask2face.train.models import build_model
@@ -224,13 +224,15 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
         train = PairsInput({str(data)!r}, "train", 4, flip=True)
         val = PairsInput({str(data)!r}, "val", 4, shuffle=False)
         r = fit_model(model, train, val, build_loss(TrainConfig()), {str(tmp_path / 'out')!r}, epochs=3,
-                      learning_rate=3e-3, schedule="constant", strategy=strategy, verbose=False)
+                      learning_rate=3e-3, schedule="constant", strategy=strategy, verbose=False,
+                      adversarial=AdversarialConfig(weight=0.05, filters=(8, 8)))
         print(json.dumps(r.as_dict()))
     """)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     report = json.loads((tmp_path / "out" / "train_report.json").read_text())
     assert report["replicas"] == 2 and report["strategy"] == "MirroredStrategy"
+    assert (tmp_path / "out" / "discriminator.keras").is_file()   # the adversarial loop ran on both replicas
     hist = report["history"]
     assert hist["3"]["train_loss"] < hist["1"]["train_loss"]
 

@@ -31,6 +31,7 @@ import io  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 import sys  # noqa: E402
+import tempfile  # noqa: E402
 import time  # noqa: E402
 from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
@@ -357,6 +358,17 @@ def _save_model(model: keras.Model, path: Path) -> None:
         model.save(tmp)
 
 
+def _save_on_every_worker(chief: bool, save: Callable[[Path], None], path: Path) -> None:
+    """Call `save(path)` on the chief and `save(<scratch copy>)` on every other worker. Under
+    MultiWorkerMirroredStrategy reading the variables to save them runs collective ops, so all workers must save at
+    the same step or the next all-reduce pairs mismatched ops (and fails); only the chief's file is kept."""
+    if chief:
+        save(path)
+        return
+    with tempfile.TemporaryDirectory(prefix="mask2face-worker-") as scratch:
+        save(Path(scratch) / path.name)
+
+
 def _write_csv(path: Path, history: dict) -> None:
     rows = [history[k] for k in sorted(history, key=int)]
     if not rows:
@@ -461,10 +473,9 @@ def fit_model(model: keras.Model, train: PairsInput | tf.data.Dataset, val: Pair
         runs.write_json(state_path, st)
 
     def save_last():
-        if chief:
-            if adversary is not None:   # first: a kill between the two files leaves it one save ahead, no worse
-                adversary.save(disc_path)
-            _save_model(model, last_path)
+        if adversary is not None:   # first: a kill between the two files leaves it one save ahead, no worse
+            _save_on_every_worker(chief, adversary.save, disc_path)
+        _save_on_every_worker(chief, lambda path: _save_model(model, path), last_path)
 
     # ---- compiled steps ----
     def replica_step(x, y):
@@ -562,10 +573,11 @@ def fit_model(model: keras.Model, train: PairsInput | tf.data.Dataset, val: Pair
             if running_n % 5 == 0 or running_n == 1:
                 bar.set_postfix(loss=f"{running / running_n:.4f}",
                                 img_s=f"{session_images / session_time:.1f}" if session_time else "-")
-            if chief and global_step % log_every == 0:
-                with writer.as_default():
+            if global_step % log_every == 0:
+                lr_now = _current_lr(optimizer)   # on every worker: reading the step counter is a collective
+                with writer.as_default():          # a no-op writer on the other workers
                     _scalar("train/loss", value, global_step)
-                    _scalar("train/learning_rate", _current_lr(optimizer), global_step)
+                    _scalar("train/learning_rate", lr_now, global_step)
                     if adversary is not None:
                         for k, v in step_terms.items():
                             _scalar(f"train/{k}", v, global_step)
@@ -590,8 +602,7 @@ def fit_model(model: keras.Model, train: PairsInput | tf.data.Dataset, val: Pair
         improved = adversary is not None or last_val is None or best is None or last_val < best
         if improved:
             best = last_val
-            if chief:
-                _save_model(model, best_path)
+            _save_on_every_worker(chief, lambda path: _save_model(model, path), best_path)
         history[str(epoch + 1)] = {
             "epoch": epoch + 1, "global_step": global_step,
             "train_loss": round(running / max(running_n, 1), 6) if running_n else None,
