@@ -64,10 +64,18 @@ def astronaut_with_drawn_mask(detector=None) -> tuple[np.ndarray, np.ndarray, np
 
 
 def bench_photos(folder: Path) -> dict[str, np.ndarray]:
-    """The astronaut wearing a drawn mask, and a photo of two faces: that one beside its bare mirror image (1024 px
-    wide, so CenterFace's tiles run too). Written to `folder` as PNG."""
-    bare, masked, _ = astronaut_with_drawn_mask()
-    photos = {"astronaut-masked": masked, "two-faces": np.hstack([masked, cv2.flip(bare, 1)])}
+    """The astronaut wearing a drawn mask; a photo of two faces: that one beside its bare mirror image (1024 px
+    wide, so CenterFace's tiles run too); and a close-up: the masked face cut at its box and enlarged to 320 px, a
+    face CenterFace misses, so the BlazeFace-only cascade finds it. Written to `folder` as PNG."""
+    from mask2face.edge_runtime.detect import FaceDetector
+
+    detector = FaceDetector(threads=1)
+    bare, masked, _ = astronaut_with_drawn_mask(detector)
+    x0, y0, x1, y1 = (int(v) for v in detector.detect(masked)[0].box)
+    face = masked[y0:y1, x0:x1]
+    close_up = cv2.resize(face, (320 * face.shape[1] // face.shape[0], 320), interpolation=cv2.INTER_LINEAR)
+    photos = {"astronaut-masked": masked, "two-faces": np.hstack([masked, cv2.flip(bare, 1)]),
+              "close-up": np.ascontiguousarray(close_up)}
     folder.mkdir(parents=True, exist_ok=True)
     for name, rgb in photos.items():
         cv2.imwrite(str(folder / f"{name}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))

@@ -17,7 +17,12 @@ from dataclasses import asdict
 from . import align, centerface, detect
 from .inpaint import BlendConfig
 
-SPEC_VERSION = 1
+SPEC_VERSION = 2   # 2: the BlazeFace-only cascade ("blazeface")
+
+
+def _ssd(model: str, opts: "detect.SsdOptions") -> dict:
+    return {"model": model, "input_size": opts.input_size, "strides": list(opts.strides),
+            "interpolated_scale_aspect_ratio": opts.interpolated_scale_aspect_ratio}
 
 
 def runtime_spec(blend: BlendConfig = BlendConfig()) -> dict:
@@ -51,6 +56,30 @@ def runtime_spec(blend: BlendConfig = BlendConfig()) -> dict:
             "min_score": detect.REFINE_MIN_SCORE,
             "nms_iou": detect.NMS_IOU,
             "border": "replicate",
+        },
+        # The BlazeFace-only cascade (detect.FaceDetector._blazeface_cascade): where CenterFace finds no face.
+        "blazeface": {
+            "stages": [st for st in detect.DEFAULT_STAGES if st not in detect.CENTERFACE_STAGES],
+            "full": _ssd("face_detection_full_range.tflite", detect.FULL_OPTIONS),
+            "short": _ssd("face_detection_short_range.tflite", detect.SHORT_OPTIONS),
+            "union_thresholds": {st: list(v) for st, v in detect.UNION_THRESHOLDS.items()},
+            "cross_thresholds": dict(detect.CROSS_THRESHOLDS),
+            "confirm_iou": detect.CONFIRM_IOU,
+            "fallback_threshold": detect.FALLBACK_THRESHOLD,
+            "fallback_reuse": list(detect.FALLBACK_REUSE),
+            "confirming_stages": list(detect.CONFIRMING_STAGES),
+            "tiled_stages": list(detect.TILED_STAGES),
+            "model_family": dict(detect.MODEL_FAMILY),
+            # every union stage runs down to the lowest threshold any rule uses; the rules decide afterwards
+            "min_score": min([lo for _, lo in detect.UNION_THRESHOLDS.values()]
+                             + list(detect.CROSS_THRESHOLDS.values()) + [detect.FALLBACK_THRESHOLD]),
+            "merge_iou": detect.NMS_IOU,
+            "tile_overlap": detect.TILE_OVERLAP,
+            "tile_skip_fraction": detect.TILE_SKIP_FRACTION,
+            "pad_fraction": detect.PAD_FRACTION,
+            "padded_max_side": detect.PADDED_MAX_SIDE,
+            "refine_min_zoom": detect.REFINE_MIN_ZOOM,
+            "letterbox": "centred, black; area-resized when shrinking, bilinear when growing; input [-1, 1]",
         },
         "eye_corrections": {name: {side: list(v) for side, v in table.items()}
                             for name, table in detect.EYE_CORRECTIONS.items()},

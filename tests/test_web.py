@@ -114,9 +114,9 @@ RESTORED_MAE = 2.0
 
 @pytest.mark.slow
 def test_page_gives_what_mask2face_remove_gives(tmp_path, server):
-    """The astronaut wearing a drawn mask, and beside its bare mirror image: the same faces (IoU >= 0.9), the same
-    decisions, restored pixels within RESTORED_MAE, and every pixel Python left alone (3 px from its changes)
-    identical."""
+    """The astronaut wearing a drawn mask, beside its bare mirror image, and as a close-up only BlazeFace's cascade
+    finds: the same faces (IoU >= 0.9) from the same stage, the same decisions, restored pixels within RESTORED_MAE,
+    and every pixel Python left alone (3 px from its changes) identical."""
     photos = web_bench.bench_photos(tmp_path / "in")
     py = web_bench.python_outputs(tmp_path / "in", tmp_path / "py")
     try:
@@ -136,3 +136,5 @@ def test_page_gives_what_mask2face_remove_gives(tmp_path, server):
         assert sum(f["python_restored"] for f in c["faces"]) == 1, c   # the masked face; the bare mirror stays
         assert c["page_changed_outside_python_region"] == 0, c
         assert c["restored_mae"] <= RESTORED_MAE, c
+        assert sorted(f["stage"] for f in page[name]["faces"]) == sorted(f["stage"] for f in py[name]["faces"])
+    assert [f["stage"] for f in py["close-up"]["faces"]] != ["centerface"], "the close-up no longer needs the cascade"

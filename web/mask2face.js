@@ -6,10 +6,10 @@
 //   const {image, faces, timings} = await remover.remove(rgb);   // rgb: {width, height, channels: 3, data: Uint8Array}
 //
 // Every setting comes from the server's /runtime.json (edge_runtime/runtime_spec.py) and from the models' own
-// metadata; nothing here is a tuned number. Faces are found by CenterFace (whole photo, and 2x2 tiles for big
-// photos) and their eyes refined by BlazeFace's closer look, as the Python runtime does for every photo where
-// CenterFace finds a face; the BlazeFace-only cascade that Python runs where CenterFace finds none (close-ups that
-// fill the photo) is not part of the page: such a photo comes back unchanged with "no face found".
+// metadata; nothing here is a tuned number. Faces are found as detect.FaceDetector finds them: CenterFace (whole
+// photo, and 2x2 tiles for big photos) with each face's eyes refined by BlazeFace's closer look; where CenterFace
+// finds none (close-ups that fill the photo), the BlazeFace-only cascade of views (whole photo, mirror, tiles,
+// padded copy, the short-range model) with its confirmation rules.
 
 import {loadLiteRt, loadAndCompile, Tensor} from '@litertjs/core';
 import * as ops from './imageops.js';
@@ -137,13 +137,65 @@ function cropImage(img, x0, y0, w, h) {
   return out;
 }
 
-// --- BlazeFace (full range), for the closer look that places the eyes -----------------------------------------
+// detect.letterbox: resized keeping the aspect ratio into a size x size black square, centred.
+function letterboxCentred(img, size) {
+  const scale = size / Math.max(img.width, img.height);
+  const nw = Math.max(1, pyRound(img.width * scale)), nh = Math.max(1, pyRound(img.height * scale));
+  const resized = scale < 1 ? ops.resizeArea(img, nw, nh) : ops.resizeLinear(img, nw, nh);
+  const px = Math.floor((size - nw) / 2), py = Math.floor((size - nh) / 2);
+  const square = ops.image(size, size, 3, Uint8Array);
+  for (let y = 0; y < nh; y++) square.data.set(resized.data.subarray(y * nw * 3, (y + 1) * nw * 3), ((py + y) * size + px) * 3);
+  return [square, scale, px, py];
+}
 
-function ssdAnchors(inputSize, strides) {   // detect.ssd_anchors with one anchor per cell (interpolated ratio 0)
+function shifted(faces, dx, dy) {   // detect._shift
+  return faces.map((f) => ({...f, box: [f.box[0] + dx, f.box[1] + dy, f.box[2] + dx, f.box[3] + dy],
+                            keypoints: f.keypoints.map(([x, y]) => [x + dx, y + dy])}));
+}
+
+// detect._unflip: faces found on the mirrored image back to the image; the eyes (and ears) swap, so keypoint 0
+// stays the image-left eye.
+function unflip(faces, width, stage) {
+  return faces.map((f) => {
+    const kp = f.keypoints.map(([x, y]) => [width - x, y]);
+    return {...f, stage, keypointModel: 'full_range', box: [width - f.box[2], f.box[1], width - f.box[0], f.box[3]],
+            keypoints: [kp[1], kp[0], kp[2], kp[3], kp[5], kp[4]]};
+  });
+}
+
+// detect.confirmed: faces at their stage's accept threshold, or at its confirmed threshold where another stage's
+// face agrees (IoU >= iou), or at the cross threshold where the other model's views agree.
+function confirmed(found, thresholds, iou, cross, family) {
+  const agrees = (box, others) => others.some((o) => boxIou(box, o) >= iou);
+  const keep = [];
+  for (const [stage, faces] of found) {
+    const [accept, low] = thresholds[stage];
+    const others = [], otherModel = [];
+    for (const [s, fs] of found) {
+      for (const f of fs) {
+        if (s !== stage && f.score >= thresholds[s][1]) others.push(f.box);
+        if (s in cross && stage in cross && family[s] !== family[stage] && f.score >= cross[s]) otherModel.push(f.box);
+      }
+    }
+    for (const f of faces)
+      if (f.score >= accept || (f.score >= low && agrees(f.box, others))
+          || (stage in cross && f.score >= cross[stage] && agrees(f.box, otherModel))) keep.push(f);
+  }
+  return keep;
+}
+
+// --- BlazeFace: the closer look that places the eyes, and the cascade where CenterFace finds no face ----------
+
+function ssdAnchors(inputSize, strides, interpolated = 0) {   // detect.ssd_anchors (MediaPipe's, anchor size 1)
   const anchors = [];
-  for (const stride of strides) {
-    const n = inputSize / stride;
-    for (let y = 0; y < n; y++) for (let x = 0; x < n; x++) anchors.push([(x + 0.5) / n, (y + 0.5) / n]);
+  for (let layer = 0; layer < strides.length;) {
+    let last = layer, repeats = 0;
+    while (last < strides.length && strides[last] === strides[layer]) { last++; repeats += interpolated === 1 ? 2 : 1; }
+    const n = Math.floor(inputSize / strides[layer]);
+    for (let y = 0; y < n; y++)
+      for (let x = 0; x < n; x++)
+        for (let r = 0; r < repeats; r++) anchors.push([(x + 0.5) / n, (y + 0.5) / n]);
+    layer = last;
   }
   return anchors;
 }
@@ -188,7 +240,8 @@ export class Remover {
     // The detectors stay on WASM: their decoding reads every output on the CPU anyway, and the inpainting model is
     // the one a GPU is for.
     r.centerface = await load('centerface.tflite', 'wasm');
-    r.blazeface = await load('face_detection_full_range.tflite', 'wasm');
+    r.blazeface = await load(r.spec.blazeface.full.model, 'wasm');
+    r.shortRange = await load(r.spec.blazeface.short.model, 'wasm');
     r.classifier = await load('mask2face_mask_classifier.tflite', 'wasm');
     r.inpainter = await load('mask2face_default.tflite', accelerator);
     r.size = r.inpainter.metadata.input_size[0];
@@ -198,7 +251,9 @@ export class Remover {
     // The paste gates and blend the model file carries (inpaint.model_blend), this version's defaults where it
     // names none.
     r.blend = {...r.spec.blend, ...((r.inpainter.metadata.runtime || {}).blend || {})};
-    r.anchors = ssdAnchors(r.spec.refine.input_size, r.spec.refine.strides);
+    const ssd = (o) => ssdAnchors(o.input_size, o.strides, o.interpolated_scale_aspect_ratio);
+    r.anchors = ssd(r.spec.blazeface.full);
+    r.shortAnchors = ssd(r.spec.blazeface.short);
     r.loadMs = now() - t0;
     return r;
   }
@@ -235,28 +290,48 @@ export class Remover {
     return found;
   }
 
-  // detect.merge: the best-scoring of overlapping faces; a face whose centre lies in a kept one gives way.
-  merge(faces) {
-    const kept = [];
-    for (const f of faces.slice().sort((a, b) => b.score - a.score)) {
+  // detect.merge: the best-scoring of overlapping faces; a face whose centre lies in a kept one gives way; faces of
+  // the `last` stages only where no other stage's face overlaps them; `fuse`: detect.fused_face.
+  merge(faces, {last = [], fuse = false} = {}) {
+    const iou = this.spec.centerface.merge_iou, kept = [];
+    const order = faces.slice().sort((a, b) => (last.includes(a.stage) - last.includes(b.stage)) || b.score - a.score);
+    for (const f of order) {
       const cx = (f.box[0] + f.box[2]) / 2, cy = (f.box[1] + f.box[3]) / 2;
-      if (kept.every((k) => boxIou(f.box, k.box) <= this.spec.centerface.merge_iou
+      if (kept.every((k) => boxIou(f.box, k.box) <= iou
                             && !(k.box[0] <= cx && cx <= k.box[2] && k.box[1] <= cy && cy <= k.box[3]))) kept.push(f);
     }
-    return kept;
+    return fuse ? kept.map((k) => this.fused(k, faces, iou)) : kept;
   }
 
-  async blazefaceFaces(cut, minScore) {
-    const size = this.spec.refine.input_size, limit = this.spec.refine.raw_score_limit;
-    const x = new Float32Array(cut.data.length);
-    for (let i = 0; i < x.length; i++) x[i] = cut.data[i] / 127.5 - 1;
-    const outs = await this.blazeface.run(x);
-    const [reg, logits] = this.blazeface.outputs[0].shape[2] > this.blazeface.outputs[1].shape[2] ? outs : [outs[1], outs[0]];
+  // detect.fused_face: the score-weighted mean box and keypoints of the same model family's overlapping faces.
+  fused(kept, faces, iou) {
+    const family = this.spec.blazeface.model_family;
+    const group = faces.filter((f) => family[f.stage] === family[kept.stage] && family[f.stage] !== undefined
+                                      && boxIou(f.box, kept.box) > iou);
+    if (group.length < 2) return kept;
+    const total = group.reduce((a, f) => a + f.score, 0);
+    const mean = (get) => get(group[0]).map((_, j) => Array.isArray(get(group[0])[j])
+      ? [0, 1].map((k) => group.reduce((a, f) => a + get(f)[j][k] * f.score, 0) / total)
+      : group.reduce((a, f) => a + get(f)[j] * f.score, 0) / total);
+    return {...kept, box: mean((f) => f.box), keypoints: mean((f) => f.keypoints), keypointModel: 'full_range'};
+  }
+
+  async blazefaceFaces(cut, minScore) {   // the full-range model on a cut of its input size
+    return this.ssdFaces(this.blazeface, this.anchors, cut, minScore);
+  }
+
+  // detect.BlazeFace.raw + weighted_nms on a square of the model's input size, in that square's pixels.
+  async ssdFaces(net, anchors, square, minScore) {
+    const size = net.input[1], limit = this.spec.refine.raw_score_limit;
+    const x = new Float32Array(square.data.length);
+    for (let i = 0; i < x.length; i++) x[i] = square.data[i] / 127.5 - 1;
+    const outs = await net.run(x);
+    const [reg, logits] = net.outputs[0].shape[2] > net.outputs[1].shape[2] ? outs : [outs[1], outs[0]];
     const found = [];
-    for (let i = 0; i < this.anchors.length; i++) {
+    for (let i = 0; i < anchors.length; i++) {
       const score = 1 / (1 + Math.exp(-Math.min(limit, Math.max(-limit, logits[i]))));
       if (!(score >= minScore)) continue;
-      const [ax, ay] = this.anchors[i], p = (k) => reg[16 * i + k] / size;
+      const [ax, ay] = anchors[i], p = (k) => reg[16 * i + k] / size;
       const cx = p(0) + ax, cy = p(1) + ay, hw = p(2) / 2, hh = p(3) / 2;
       const box = [(cx - hw) * size, (cy - hh) * size, (cx + hw) * size, (cy + hh) * size];
       if (!(box[2] > box[0] && box[3] > box[1])) continue;
@@ -274,12 +349,8 @@ export class Remover {
     const [x0, y0, x1, y1] = face.box, s = side / (spec.scale * Math.max(x1 - x0, y1 - y0, 1e-3));
     const toCut = [s, 0, side / 2 - s * (x0 + x1) / 2, 0, s, side / 2 - s * (y0 + y1) / 2];
     const cut = ops.warpAffine(img, toCut, side, side, spec.border);
-    const views = await this.blazefaceFaces(cut, spec.min_score);
-    for (const f of await this.blazefaceFaces(ops.flipHorizontal(cut), spec.min_score)) {
-      const kp = f.keypoints.map(([x, y]) => [side - x, y]);
-      views.push({box: [side - f.box[2], f.box[1], side - f.box[0], f.box[3]], score: f.score,
-                  keypoints: [kp[1], kp[0], kp[2], kp[3], kp[5], kp[4]]});
-    }
+    const views = (await this.blazefaceFaces(cut, spec.min_score))
+      .concat(unflip(await this.blazefaceFaces(ops.flipHorizontal(cut), spec.min_score), side, 'flip'));
     const back = ([x, y]) => [(x - toCut[2]) / s, (y - toCut[5]) / s];
     const mapped = views.map((f) => ({score: f.score, box: [...back(f.box.slice(0, 2)), ...back(f.box.slice(2))], keypoints: f.keypoints.map(back)}))
       .filter((f) => boxIou(f.box, face.box) > spec.nms_iou);
@@ -296,8 +367,84 @@ export class Remover {
     if (longer >= spec.tile_min_side && !faces.some((f) => f.box[2] - f.box[0] >= spec.tile_skip_fraction * longer))
       faces = this.merge(faces.concat(this.merge(await this.centerfaceTiles(img, spec.threshold))));
     const refined = [];
-    for (const f of faces) refined.push(await this.refined(img, f));
+    if (faces.length) for (const f of faces) refined.push(await this.refined(img, f));
+    else refined.push(...await this.blazefaceCascade(img));
     return refined.sort((a, b) => b.score - a.score);
+  }
+
+  // detect.BlazeFace.detect: the model on the whole photo, letterboxed into its input (centred), in photo pixels.
+  async whole(net, anchors, img, minScore, stage) {
+    const [square, scale, px, py] = letterboxCentred(img, net.input[1]);
+    const back = ([x, y]) => [(x - px) / scale, (y - py) / scale];
+    return (await this.ssdFaces(net, anchors, square, minScore)).map((f) => ({
+      score: f.score, stage, keypointModel: 'full_range', box: [...back(f.box.slice(0, 2)), ...back(f.box.slice(2))],
+      keypoints: f.keypoints.map(back)}));
+  }
+
+  // detect.FaceDetector._tiles for BlazeFace: grid x grid overlapping tiles, each letterboxed into the model.
+  async tiles(img, grid, net, anchors, stage, minScore) {
+    const t = 1 / (grid - (grid - 1) * this.spec.blazeface.tile_overlap);
+    const th = Math.max(1, pyRound(img.height * t)), tw = Math.max(1, pyRound(img.width * t));
+    let found = [];
+    for (let gy = 0; gy < grid; gy++)
+      for (let gx = 0; gx < grid; gx++) {
+        const y0 = pyRound(gy * (img.height - th) / (grid - 1)), x0 = pyRound(gx * (img.width - tw) / (grid - 1));
+        found = found.concat(shifted(await this.whole(net, anchors, cropImage(img, x0, y0, tw, th), minScore, stage), x0, y0));
+      }
+    return this.merge(found);
+  }
+
+  // detect.FaceDetector.run_stage for the BlazeFace stages.
+  async runStage(stage, img) {
+    const b = this.spec.blazeface, min = b.min_score, full = [this.blazeface, this.anchors];
+    const short = [this.shortRange, this.shortAnchors], longer = Math.max(img.width, img.height);
+    if (stage === 'full') return this.whole(...full, img, min, 'full');
+    if (stage === 'flip') return unflip(await this.whole(...full, ops.flipHorizontal(img), min, 'flip'), img.width, 'flip');
+    if (stage === 'tiles') return longer < 2 * b.full.input_size ? [] : this.tiles(img, 2, ...full, 'tiles', min);
+    if (stage === 'short') return this.whole(...short, img, min, 'short');
+    if (stage === 'short_tiles') return this.tiles(img, 3, ...short, 'short_tiles', min);
+    if (stage === 'padded') {
+      // a copy no bigger than padded_max_side: the model sees it at its input size anyway
+      const scale = Math.min(1, b.padded_max_side / ((1 + 2 * b.pad_fraction) * longer));
+      const small = scale === 1 ? img : ops.resizeArea(img, Math.max(1, pyRound(img.width * scale)),
+                                                        Math.max(1, pyRound(img.height * scale)));
+      const p = pyRound(b.pad_fraction * Math.max(small.width, small.height));
+      const padded = ops.image(small.width + 2 * p, small.height + 2 * p, 3, Uint8Array);
+      for (let y = 0; y < small.height; y++)
+        padded.data.set(small.data.subarray(y * small.width * 3, (y + 1) * small.width * 3), ((y + p) * padded.width + p) * 3);
+      const faces = shifted(await this.whole(...full, padded, min, 'padded'), -p, -p);
+      return scale === 1 ? faces : faces.map((f) => ({...f, box: f.box.map((v) => v / scale),
+                                                       keypoints: f.keypoints.map(([x, y]) => [x / scale, y / scale])}));
+    }
+    return [];
+  }
+
+  // detect.FaceDetector._blazeface_cascade: the union of views with their confirmation rules, then the fallbacks,
+  // then the closer look where it magnifies the face enough.
+  async blazefaceCascade(img) {
+    const b = this.spec.blazeface, thresholds = b.union_thresholds, longer = Math.max(img.width, img.height);
+    const found = new Map();
+    for (const stage of b.stages) {
+      if (!(stage in thresholds)) continue;
+      if (b.tiled_stages.includes(stage)) {   // tiles look for small faces: not once a big one is found
+        const soFar = [...found.values()].flat().filter((f) => f.score >= thresholds[f.stage][0]);
+        if (soFar.length && Math.max(...soFar.map((f) => f.box[2] - f.box[0])) >= b.tile_skip_fraction * longer) continue;
+      }
+      found.set(stage, await this.runStage(stage, img));
+    }
+    let faces = this.merge(confirmed(found, thresholds, b.confirm_iou, b.cross_thresholds, b.model_family),
+                           {last: b.confirming_stages, fuse: true});
+    for (const stage of b.stages) {
+      if (faces.length || (stage in thresholds && !b.fallback_reuse.includes(stage))) continue;
+      const dets = found.has(stage) ? found.get(stage) : await this.runStage(stage, img);
+      faces = this.merge(dets.filter((f) => f.score >= b.fallback_threshold));
+    }
+    const side = b.full.input_size, out = [];
+    for (const f of faces) {   // detect.needs_refining: only where the cut shows the face min_zoom times bigger
+      const firstPass = Math.max(f.box[2] - f.box[0], f.box[3] - f.box[1]) * side / longer;
+      out.push(side / this.spec.refine.scale >= b.refine_min_zoom * firstPass ? await this.refined(img, f) : f);
+    }
+    return out;
   }
 
   eyes(face) {

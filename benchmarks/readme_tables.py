@@ -1,0 +1,122 @@
+"""README tables made from result rows, never typed by hand.
+
+    python -m mask2face.benchmarks.readme_tables            # rewrite every table in README.md from its rows
+    python -m mask2face.benchmarks.readme_tables --check    # exit 1, naming the table, if one is stale
+
+A table sits between `<!-- table:NAME -->` and `<!-- /table:NAME -->`; NAME picks its renderer in TABLES, which
+reads the rows file named there (benchmarks/results/) and takes the newest row per file or accelerator.
+`tests/test_readme_tables.py` runs the check, so a figure in those tables always is what its rows say.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+
+# What each precision of the shipped model is for (the one column that is advice, not a measurement).
+PRECISION_USE = {
+    "student-qat-int8.tflite": "**the shipped model**: CPU (XNNPACK), NNAPI",
+    "student-int8.tflite": "post-training int8, same ops",
+    "student-fp16.tflite": "GPU delegates, Core ML",
+    "student-fp32.tflite": "CPUs without fast int8",
+    "student-dynamic.tflite": "smallest file",
+    "teacher-fp32.tflite": "the teacher (U-Net with ResNet blocks, 1.25 M parameters), for reference",
+}
+
+
+def read_rows(name: str, results: Path | None = None) -> list[dict]:
+    path = (results or RESULTS) / name
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def newest(rows: list[dict], key) -> dict:
+    """The last row for each value of key(row), in the order those values first appear."""
+    out: dict = {}
+    for r in rows:
+        out[key(r)] = r
+    return out
+
+
+def precisions_table(rows: list[dict]) -> str:
+    """README "Pick a precision": the shipped model's files on the LFW test pairs (shipped_model_precisions)."""
+    by_file = newest(rows, lambda r: r["file"])
+    lines = ["| file in `models/cpu/export/` | size (KB) | invoke p50, 1 / 2 threads (ms) | masked PSNR / SSIM | "
+             "sharpness / blockiness / seam | for |", "|---|---|---|---|---|---|"]
+    for name, use in PRECISION_USE.items():
+        r = by_file[name]
+        q, lat = r["quality"], r["latency"]
+        lines.append(f"| `{name}` | {r['bytes'] / 1024:.1f} | {lat['1']['p50_ms']:.2f} / {lat['2']['p50_ms']:.2f} | "
+                     f"{q['psnr_masked']:.2f} dB / {q['ssim']:.3f} | {q['sharpness']:.2f} / {q['blockiness']:.2f} / "
+                     f"{q['seam']:.2f} | {use} |")
+    return "\n".join(lines)
+
+
+def _ms(v: float) -> str:
+    return f"{v:.1f} ms" if v < 10 else f"{v:.0f} ms"
+
+
+def web_table(rows: list[dict]) -> str:
+    """README "In the browser": the page's times per accelerator on the masked astronaut (web.jsonl)."""
+    label = {"wasm": "WASM, {threads} threads", "webgpu": "WebGPU (SwiftShader, a CPU)"}
+    lines = ["| inpainting on | models ready | first result | detection | mask decision | model | blending | photo |",
+             "|---|---|---|---|---|---|---|---|"]
+    for accelerator, r in newest(rows, lambda r: r["accelerator"]).items():
+        ms = r["photos"]["astronaut-masked"]["page_ms"]
+        lines.append(f"| {label.get(accelerator, accelerator).format(threads=r['threads'])} | "
+                     f"{r['page_ready_ms'] / 1000:.1f} s | {r['first_result_ms'] / 1000:.1f} s | "
+                     f"{_ms(ms['detection'])} | {_ms(ms['mask_decision'])} | {_ms(ms['model'])} | "
+                     f"{_ms(ms['blending'])} | {_ms(ms['total'])} (512x512) |")
+    return "\n".join(lines)
+
+
+TABLES = {"precisions": (precisions_table, "shipped_model_precisions.jsonl"), "web": (web_table, "web.jsonl")}
+BLOCK = re.compile(r"(<!-- table:(?P<name>[a-z_]+) -->\n)(?P<body>.*?)(\n<!-- /table:(?P=name) -->)", re.S)
+
+
+def render(text: str, results: Path | None = None) -> tuple[str, list[str]]:
+    """`text` with every table block rendered from its rows (in `results`, default the source tree's
+    benchmarks/results), and the names of the blocks that changed."""
+    changed = []
+
+    def one(m: re.Match) -> str:
+        name = m.group("name")
+        if name not in TABLES:
+            raise SystemExit(f"README table {name!r} has no renderer: choose from {', '.join(TABLES)}")
+        fn, rows = TABLES[name]
+        body = fn(read_rows(rows, results))
+        if body != m.group("body"):
+            changed.append(name)
+        return m.group(1) + body + m.group(4)
+
+    return BLOCK.sub(one, text), changed
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--readme", type=Path, default=REPO / "README.md")
+    p.add_argument("--results", type=Path, default=RESULTS, help="folder of the rows files")
+    p.add_argument("--check", action="store_true", help="change nothing; exit 1 if a table is not what its rows say")
+    args = p.parse_args(argv)
+    text = args.readme.read_text()
+    new, changed = render(text, args.results)
+    if args.check:
+        if changed:
+            print(f"{args.readme}: stale table(s) {', '.join(changed)}: run python -m "
+                  "mask2face.benchmarks.readme_tables", file=sys.stderr)
+            return 1
+        return 0
+    if changed:
+        from mask2face.runs import write_bytes
+        write_bytes(args.readme, new.encode())
+    print(f"{args.readme}: {len(changed)} table(s) rewritten" + (f" ({', '.join(changed)})" if changed else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,35 @@
+"""README tables are what their result rows say (benchmarks/readme_tables.py), read from this clone."""
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from mask2face.benchmarks import readme_tables
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+
+
+def test_every_readme_table_is_what_its_rows_say():
+    r = subprocess.run([sys.executable, "-m", "mask2face.benchmarks.readme_tables", "--check", "--readme",
+                        str(REPO / "README.md"), "--results", str(RESULTS)], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+
+
+def test_a_changed_row_changes_its_table_and_the_check_says_so(tmp_path):
+    results = tmp_path / "results"
+    shutil.copytree(RESULTS, results)
+    rows = readme_tables.read_rows("shipped_model_precisions.jsonl", results)
+    last = next(r for r in reversed(rows) if r["file"] == "student-qat-int8.tflite")
+    last = {**last, "quality": {**last["quality"], "psnr_masked": 12.3456}}
+    with open(results / "shipped_model_precisions.jsonl", "a") as f:
+        f.write(json.dumps(last) + "\n")
+    readme = tmp_path / "README.md"
+    shutil.copy(REPO / "README.md", readme)
+    args = ["--readme", str(readme), "--results", str(results)]
+    assert readme_tables.main(args + ["--check"]) == 1
+    assert readme_tables.main(args) == 0
+    assert "| `student-qat-int8.tflite` | 159.8 | 2.20 / 1.51 | 12.35 dB / 0.838 |" in readme.read_text()
+    assert readme_tables.main(args + ["--check"]) == 0
