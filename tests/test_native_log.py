@@ -1,4 +1,5 @@
-"""edge_runtime.native_log: the native libraries' start-up lines are dropped from stderr, everything else is kept."""
+"""edge_runtime.native_log: the native libraries' start-up lines are dropped from stderr, everything else is kept.
+Subprocesses run in tmp_path: `python -c` in the clone's root would import its mask2face/ folder, not the package."""
 
 import subprocess
 import sys
@@ -17,7 +18,7 @@ def test_only_the_known_lines_are_dropped():
     assert native_log.kept_lines(data) == b"ERROR: a real problem\nmask2face: warning: something"
 
 
-def test_a_block_writing_to_fd2_keeps_its_own_lines_in_order():
+def test_a_block_writing_to_fd2_keeps_its_own_lines_in_order(tmp_path):
     code = ("import os, sys\n"
             "from mask2face.edge_runtime.native_log import filtered_stderr\n"
             "with filtered_stderr():\n"
@@ -27,18 +28,18 @@ def test_a_block_writing_to_fd2_keeps_its_own_lines_in_order():
             "    with filtered_stderr():\n"
             "        os.write(2, b'nested\\n')\n"
             "print('after', file=sys.stderr)\n")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert r.returncode == 0
     assert r.stderr == "native error\npython line\nnested\nafter\n"
 
 
-def test_an_exception_in_the_block_still_restores_stderr_and_keeps_the_traceback():
+def test_an_exception_in_the_block_still_restores_stderr_and_keeps_the_traceback(tmp_path):
     code = ("import os\n"
             "from mask2face.edge_runtime.native_log import filtered_stderr\n"
             "with filtered_stderr():\n"
             "    os.write(2, b'before the error\\n')\n"
             "    raise SystemExit('stopped')\n")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert r.returncode == 1 and r.stderr == "before the error\nstopped\n"
 
 
