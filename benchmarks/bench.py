@@ -29,6 +29,8 @@ import numpy as np
 from mask2face.edge_runtime.model import from_tensor, to_tensor
 from mask2face.train import metrics
 
+from .common import append_rows, environment, time_invokes
+
 
 def _interpreter(model_bytes: bytes, threads: int):
     from ai_edge_litert.interpreter import Interpreter
@@ -54,32 +56,6 @@ def latency(model_bytes: bytes, threads: int, warmup: int, runs: int, seed: int 
 
 def percentiles_ms(times_ms) -> dict:
     return {f"p{q}_ms": round(float(np.percentile(times_ms, q)), 4) for q in (50, 90, 99)}
-
-
-def time_invokes(interpreter, warmup: int, runs: int, before=None) -> np.ndarray:
-    """Milliseconds of `runs` invoke() calls after `warmup` untimed ones. The input must already be set: every
-    latency figure in the project times the model alone, not the copies around it. `before()`, if given, runs
-    untimed before each timed invoke (to put the machine in a given state)."""
-    for _ in range(max(warmup, 0)):
-        interpreter.invoke()
-    times = np.empty(max(runs, 1))
-    for i in range(len(times)):
-        if before is not None:
-            before()
-        t0 = time.perf_counter()
-        interpreter.invoke()
-        times[i] = (time.perf_counter() - t0) * 1e3
-    return times
-
-
-def invoke_sequences_ms(interpreter, before, sequences: int, length: int) -> np.ndarray:
-    """p50 milliseconds of the 1st, 2nd, ... `length`th invoke() right after `before()`, over `sequences` sequences:
-    how much slower a model's first invoke after other work is, and how soon it is warm again."""
-    times = np.empty((max(sequences, 1), length))
-    for row in times:
-        before()
-        row[:] = time_invokes(interpreter, warmup=0, runs=length)
-    return np.median(times, axis=0)
 
 
 def predict(model_bytes: bytes, images_u8: np.ndarray, threads: int = 1) -> np.ndarray:
@@ -248,21 +224,6 @@ def find_models(items: list[Path]) -> list[Path]:
         from mask2face.edge_runtime.errors import ModelFileError
         raise ModelFileError(f"not found: {', '.join(missing)}; pass existing .tflite files or folders")
     return out
-
-
-def environment() -> dict:
-    from mask2face.runs import machine_info, package_versions
-
-    return {"machine": machine_info(), "versions": package_versions()}
-
-
-def append_rows(path: Path, rows: list[dict]) -> None:
-    """Append JSON lines atomically (read, extend, replace): a crash never leaves half a row."""
-    from mask2face.runs import write_bytes
-
-    old = path.read_bytes() if path.exists() else b""
-    new = b"".join((json.dumps(r, sort_keys=True, default=str) + "\n").encode() for r in rows)
-    write_bytes(path, old + new)
 
 
 def hand_over(what: str, args) -> int:

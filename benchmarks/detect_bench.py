@@ -25,87 +25,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 from mask2face.edge_runtime import align, detect
-
-from . import bench
-from mask2face.edge_runtime.safeio import load_image
 from mask2face.edge_runtime.errors import ImageError, Mask2FaceError
+from mask2face.edge_runtime.safeio import load_image
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def shared_data_dir() -> Path:
-    """The shared face photos: $MASK2FACE_SHARED_DATA, else ../shared/data beside the source tree, else beside the
-    working directory (a non-editable install puts this file in site-packages, far from the clone)."""
-    if os.environ.get("MASK2FACE_SHARED_DATA"):
-        return Path(os.environ["MASK2FACE_SHARED_DATA"])
-    candidates = [REPO.parent / "shared" / "data", Path.cwd().parent / "shared" / "data", Path.cwd() / "shared" / "data"]
-    return next((c for c in candidates if c.is_dir()), candidates[0])
-
-
-def default_results_dir() -> Path:
-    """Where benchmark rows are appended: the source tree's benchmarks/results/ when run from a clone (the
-    project's measured figures live there), else ./mask2face-results (an installed package is no place to write)."""
-    if (REPO / "pyproject.toml").is_file():
-        return REPO / "benchmarks" / "results"
-    return Path.cwd() / "mask2face-results"
-
-
-DATA = shared_data_dir()
-RESULTS = default_results_dir()
-WITH_MASK = "con_mascarilla"
-
-
-def environment() -> dict:
-    """The benchmarks' shared environment block, plus when the row was made and which face detector asset ran."""
-    from mask2face.edge_runtime import centerface
-    from mask2face.runs import sha256_file
-
-    asset = {"file": centerface.ASSET.name, "bytes": centerface.ASSET.stat().st_size,
-             "sha256": sha256_file(centerface.ASSET)[:16]} if centerface.ASSET.is_file() else None
-    return {**bench.environment(), "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "centerface_asset": asset}
-
-
-def stages_arg(text: str) -> tuple[str, ...]:
-    """argparse type for --stages / --detector-stages: comma-separated names from detect.STAGES."""
-    stages = tuple(s.strip() for s in text.split(",") if s.strip())
-    unknown = [s for s in stages if s not in detect.STAGES]
-    if not stages or unknown:
-        raise argparse.ArgumentTypeError(f"unknown detector stage(s) {unknown}; choose from {','.join(detect.STAGES)}")
-    return stages
-
-
-def append_row(path: Path, row: dict) -> None:
-    bench.append_rows(path, [row])
-
-
-def report_row(row: dict, keys: tuple[str, ...], file_name: str, save: bool = True,
-               results: Path | None = None) -> None:
-    """Print the row's headline `keys` as JSON and (if `save`) append the whole row to RESULTS/file_name."""
-    print(json.dumps({k: row[k] for k in keys if k in row}, indent=1))
-    if save:
-        path = Path(results or RESULTS) / file_name
-        append_row(path, row)
-        print(f"wrote a row to {path}")
-
-
-def read_boxes(xml_path: Path) -> list[tuple[str, list[float]]]:
-    root = ET.parse(xml_path).getroot()
-    out = []
-    for obj in root.iter("object"):
-        bb = obj.find("bndbox")
-        box = [float(bb.find(k).text) for k in ("xmin", "ymin", "xmax", "ymax")]
-        out.append((obj.findtext("name"), box))
-    return out
+from .common import DATA, REPO, RESULTS, append_row, environment, report_row, stages_arg  # noqa: F401
+from .photos import WITH_MASK, annotated_photos, iter_pairs, read_boxes, rebuild_photo, score_photo  # noqa: F401
 
 
 def collect(photos: list[Path], threads: int, stages: tuple[str, ...], floor: float) -> list[dict]:
@@ -189,22 +121,6 @@ def face_free_images():
         if im.ndim == 2:
             im = np.repeat(im[..., None], 3, 2)
         yield name, np.ascontiguousarray(im[..., :3])
-
-
-def annotated_photos(folder: Path) -> list[Path]:
-    """The photos of `folder` that have PASCAL-VOC boxes in `folder`/annotations, sorted."""
-    return sorted(p for p in folder.iterdir() if (folder / "annotations" / (p.stem + ".xml")).exists())
-
-
-def score_photo(boxes: list, annotated: list[tuple[str, list[float]]]) -> tuple[int, int, int]:
-    """One photo's (hits, boxes, false): its with-mask boxes >= 40 px that a detection matches at IoU >= 0.4, how
-    many such boxes there are, and the detections that match no annotated box of any class at IoU >= 0.4."""
-    found = np.array(boxes, np.float64).reshape(-1, 4)
-    truth = [box for label, box in annotated if label == WITH_MASK and box[2] - box[0] >= 40]
-    hits = sum(len(found) > 0 and detect.box_iou(np.array(box), found).max() >= 0.4 for box in truth)
-    every = np.array([box for _, box in annotated])
-    false = sum(detect.box_iou(box, every).max() < 0.4 for box in found)
-    return int(hits), len(truth), int(false)
 
 
 def runtime_row(photos: list[Path], folder: Path, threads: int, env: dict, variant: str = "runtime",
@@ -385,11 +301,6 @@ def run_calibrate(args) -> dict:
     return row
 
 
-def rebuild_photo(photo: np.ndarray, masked_crop: np.ndarray, mask: np.ndarray, matrix: np.ndarray) -> np.ndarray:
-    """The full-size masked photo: the pair's masked crop blended back where its mask is (alpha = mask / 255)."""
-    return align.paste_back(photo, masked_crop, mask.astype(np.float32) / 255.0, np.asarray(matrix, np.float64))
-
-
 def eye_offsets(face: detect.Face, matrix: np.ndarray, size: int, reference: np.ndarray) -> np.ndarray:
     """Distance (in crop sides) of the face's corrected eyes, mapped into the pair's crop, from `reference`
     (2, 2) crop-pixel positions (image-left eye first). Returns (2,) one per eye."""
@@ -399,22 +310,6 @@ def eye_offsets(face: detect.Face, matrix: np.ndarray, size: int, reference: np.
 
 def canonical_eyes(size: int) -> np.ndarray:
     return np.array([align.CANONICAL_LEFT_EYE, align.CANONICAL_RIGHT_EYE], np.float64) * size
-
-
-def iter_pairs(data_dir: Path, split: str, limit: int = 0):
-    """(masked crop, mask, meta) for every pair of a split, shard by shard (one shard in memory at a time)."""
-    from mask2face.train import pairs
-    shards = pairs.shard_paths(data_dir, split)
-    if not shards:
-        raise SystemExit(f"no pairs in {Path(data_dir) / split}: run `mask2face data` first or pass the run's data dir")
-    n = 0
-    for path in shards:
-        arrays, meta = pairs.read_shard(path), pairs.read_meta(path)
-        for i, m in enumerate(meta):
-            yield arrays["masked"][i], arrays["mask"][i], m
-            n += 1
-            if limit and n >= limit:
-                return
 
 
 def generated_records(data_dir: Path, split: str, photos_root: Path, detector: detect.FaceDetector,

@@ -24,8 +24,7 @@ from mask2face.edge_runtime.centerface import CenterFace
 from mask2face.edge_runtime.inpaint import shipped_model
 from mask2face.edge_runtime.model import Model
 
-from .bench import invoke_sequences_ms, time_invokes
-from .detect_bench import environment, report_row
+from .common import environment, invoke_sequences_ms, report_row, time_invokes
 from .runtime_bench import _prepared
 
 

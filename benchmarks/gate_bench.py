@@ -33,7 +33,8 @@ from mask2face.edge_runtime.inpaint import Inpainter, model_blend
 from mask2face.edge_runtime.safeio import load_image
 
 from mask2face.train import pairs
-from .detect_bench import DATA, environment, read_boxes, report_row
+from .common import DATA, environment, report_row
+from .photos import read_boxes
 
 SWEEP = (0.0, 0.02, 0.04, 0.06, 0.08, 0.10, 0.12, 0.15)
 EYE_SWEEP = (0.0, 4.0, 6.0, 8.0, 10.0, 12.0, 14.0, 16.0)   # min_eye_distance_px, photo pixels

@@ -31,7 +31,8 @@ from mask2face.edge_runtime.inpaint import Inpainter
 from mask2face.edge_runtime.safeio import load_image
 
 from mask2face.train import metrics
-from .detect_bench import DATA, environment, iter_pairs, rebuild_photo, report_row, stages_arg
+from .common import DATA, environment, report_row, stages_arg
+from .photos import iter_pairs, rebuild_photo
 from .runtime_bench import blend_overrides, onto_canvas
 
 

@@ -34,8 +34,8 @@ from mask2face.edge_runtime.inpaint import BlendConfig, Inpainter
 from mask2face.edge_runtime.media import CHUNK
 from mask2face.edge_runtime.safeio import load_image, save_image
 
-from .bench import invoke_sequences_ms, time_invokes
-from .detect_bench import DATA, environment, iter_pairs, rebuild_photo, report_row, stages_arg
+from .common import DATA, environment, invoke_sequences_ms, report_row, stages_arg, time_invokes
+from .photos import iter_pairs, rebuild_photo
 
 ACCEPT_ALL = BlendConfig(min_confidence=0.0, min_area=0.0, max_area=1.0, min_centroid_y=0.0, mask_threshold=-1.0,
                          min_change=0.0, min_mask_probability=0.0)

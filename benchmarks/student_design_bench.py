@@ -50,8 +50,7 @@ def measure(design: dict, size: int, runs: int, repeats: int) -> dict:
 
 
 def main(argv=None) -> int:
-    from mask2face.benchmarks.bench import append_rows
-    from mask2face.benchmarks.detect_bench import environment
+    from mask2face.benchmarks.common import append_rows, environment
 
     ap = argparse.ArgumentParser(prog="python -m mask2face.benchmarks.student_design_bench",
                                  description=__doc__.split("\n")[0])

@@ -33,7 +33,8 @@ from mask2face.edge_runtime.media import CHUNK
 from mask2face.edge_runtime.safeio import load_image
 from mask2face.edge_runtime.track import REDETECT_EVERY, FaceTracker
 
-from .detect_bench import DATA, WITH_MASK, annotated_photos, environment, read_boxes, report_row, score_photo
+from .common import DATA, environment, report_row
+from .photos import WITH_MASK, annotated_photos, read_boxes, score_photo
 
 FRAME = (640, 480)
 

@@ -65,10 +65,16 @@ def measure_throughput(model_cfg, train_cfg, image_size: int, batch_size: int, s
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    import argparse
 
-    out = Path(argv[0]) if argv else Path("benchmarks/results/train_throughput.json")
-    specs = argv[1:] or ["cpu:16:10", "paper:2:3"]
+    p = argparse.ArgumentParser(prog="python -m mask2face.benchmarks.train_throughput",
+                                description="Training images/s of the presets' teachers (random data).")
+    p.add_argument("out", nargs="?", type=Path, default=Path("benchmarks/results/train_throughput.json"),
+                   help="JSON file the rows are added to")
+    p.add_argument("specs", nargs="*", default=["cpu:16:10", "paper:2:3"],
+                   help="PRESET:BATCH:STEPS[:OVERRIDES] (default: cpu:16:10 paper:2:3)")
+    args = p.parse_args(argv)
+    out, specs = args.out, args.specs
     rows = []
     for spec in specs:
         parts = spec.split(":")

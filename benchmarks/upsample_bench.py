@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mask2face.benchmarks.bench import time_invokes
+from mask2face.benchmarks.common import time_invokes
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 

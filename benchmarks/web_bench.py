@@ -27,7 +27,7 @@ import numpy as np
 
 from mask2face.edge_runtime import detect
 
-from .detect_bench import environment, report_row
+from .common import environment, report_row
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 # The console script beside this Python, not `python -m mask2face.cli`: run from a clone's root, -m would import the

@@ -268,3 +268,16 @@ def test_centerface_tiles_find_small_faces_in_a_big_photo():
     assert tiled.last_stage == "centerface_tiles" and len(faces) == 9
     centres = sorted((round((f.box[1] + f.box[3]) / 2 / 360), round((f.box[0] + f.box[2]) / 2 / 480)) for f in faces)
     assert len(set(centres)) == 9                                    # one face per astronaut
+
+
+def test_the_stage_table_gives_the_measured_per_stage_rules():
+    """detectors/stages.py is one table; the per-stage settings the cascade was measured with derive from it."""
+    assert detect.UNION_THRESHOLDS == {"full": (0.5, 0.35), "flip": (0.5, 0.35), "tiles": (0.6, 0.6),
+                                       "short_tiles": (1.01, 0.5), "short": (1.01, 1.01)}
+    assert detect.CROSS_THRESHOLDS == {"full": 0.4, "flip": 0.4, "tiles": 0.4, "short_tiles": 0.5, "short": 0.5}
+    assert detect.TILED_STAGES == ("tiles", "tiles2", "tiles3", "short_tiles")
+    assert detect.FALLBACK_REUSE == detect.CONFIRMING_STAGES == ("short",)
+    assert detect.CENTERFACE_STAGES == ("centerface", "centerface_tiles")
+    assert detect.MODEL_FAMILY == {**dict.fromkeys(("full", "flip", "tiles", "tiles2", "tiles3", "padded"), "full_range"),
+                                   "short": "short_range", "short_tiles": "short_range"}
+    assert set(detect.STAGES) == set(detect.STAGE_TABLE) and set(detect.DEFAULT_STAGES) <= set(detect.STAGES)
