@@ -10,7 +10,7 @@ Loss per example = (1 - w) * task + w * teacher_match (+ feature_weight * featur
   resolution (distill.feature_weight > 0 only; the teacher then runs online, frozen, inside the training graph).
 The teacher's outputs are computed once and cached as uint8 in OUT/teacher_cache.npz (keyed by the teacher file's
 sha256 and the data), then appended to the packed targets y = concat(clean, mask, teacher_out). Training itself is
-`mask2face.train.fit.fit_model`: atomic checkpoints, resume by re-running, NaN guard.
+`mask2face.train.loop.fit_model`: atomic checkpoints, resume by re-running, NaN guard.
 Each component (task_ssim, task_l1, task_mask_bce, teacher_match, feature_match, total) is measured on the
 validation split before and after training, printed, and written to OUT/distill_report.json.
 """
@@ -189,7 +189,9 @@ def _paths(cfg, args):
 def cli_main(cfg, args) -> int:
     from mask2face import config as config_mod
     from mask2face.train import student_arch  # noqa: F401  (registers DepthToSpace for loading)
-    from mask2face.train.fit import DataError, PairsInput, _data_fingerprint, copy_weights, fit_model
+    from mask2face.train.checkpoints import copy_weights, data_fingerprint
+    from mask2face.train.input_pipeline import DataError, PairsInput
+    from mask2face.train.loop import fit_model
     from mask2face.train.losses import build_loss
     from mask2face.train.models import build_model, load_model
 
@@ -245,7 +247,7 @@ def cli_main(cfg, args) -> int:
     print(f"distill: student {student.count_params():,} parameters vs teacher {teacher.count_params():,}; "
           f"before: " + ", ".join(f"{k} {v:.4f}" for k, v in before.items()), file=sys.stderr)
     settings = {"student": config_mod.to_dict(dc), "train_loss": config_mod.to_dict(tc), "image_size": size,
-                "teacher_sha256": teacher_sha, "data": _data_fingerprint(data_dir), "train_pairs": train_in.size}
+                "teacher_sha256": teacher_sha, "data": data_fingerprint(data_dir), "train_pairs": train_in.size}
     result = fit_model(train_model, train_in, val_in, loss, out_dir / ("wrapper" if train_model is not student
                                                                        else ""),
                        epochs=dc.epochs, learning_rate=dc.learning_rate, schedule=tc.lr_schedule,

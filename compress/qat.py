@@ -125,7 +125,9 @@ def has_quantize_wrappers(model: keras.Model) -> bool:
 def cli_main(cfg, args) -> int:
     from mask2face import config as config_mod
     from mask2face.compress.distill import U8Targets, teacher_cache, evaluate_components, loss_components
-    from mask2face.train.fit import DataError, PairsInput, _data_fingerprint, fit_model
+    from mask2face.train.checkpoints import data_fingerprint
+    from mask2face.train.input_pipeline import DataError, PairsInput
+    from mask2face.train.loop import fit_model
     from mask2face.train import student_arch  # noqa: F401  (registers DepthToSpace for loading)
     from mask2face.train.losses import build_loss
     from mask2face.train.models import load_model
@@ -171,7 +173,7 @@ def cli_main(cfg, args) -> int:
     loss = build_loss(tc, dc.student.predict_mask, teacher_weight=teacher_weight, teacher_channels=t_channels,
                       composite_teacher=dc.composite_teacher)
     settings = {"qat": config_mod.to_dict(qc), "student_sha256": runs.sha256_file(student_path),
-                "teacher_weight": teacher_weight, "data": _data_fingerprint(data_dir)}
+                "teacher_weight": teacher_weight, "data": data_fingerprint(data_dir)}
     if qc.calibrate_samples:
         calib = train_in.arrays["masked"][:qc.calibrate_samples].astype("float32") / 255.0
         changed = calibrate_ranges(qmodel, student, calib, qc.batch_size)

@@ -402,7 +402,7 @@ def from_dict(data: dict) -> Config:
 
 
 # Fields added after runs, checkpoints and exports already existed, with the value that means "as before". At that
-# value they are left out of config hashes and training run keys (train.fit.run_key), so upgrading mask2face neither
+# value they are left out of config hashes and training run keys (train.checkpoints.run_key), so upgrading mask2face neither
 # refuses to resume an older run nor changes the hash its exported files carry.
 FIELDS_ADDED_LATER = {"mask_grow": 0.0, "start_from": "",
                       "adversarial": json.loads(json.dumps(dataclasses.asdict(AdversarialConfig()))),
