@@ -301,6 +301,24 @@ def run_calibrate(args) -> dict:
     return row
 
 
+def write_eye_correction(model: str, row: dict, path: Path | None = None) -> Path:
+    """Put a calibration row's correction for keypoint model `model` into eye_corrections.json (the runtime's; other
+    models' entries kept), with how it was measured, atomically."""
+    from mask2face.edge_runtime.detectors import face
+    from mask2face.runs import write_bytes
+
+    path = Path(path or face.CORRECTIONS_FILE)
+    table = json.loads(path.read_text()) if path.is_file() else {}
+    table[model] = {"left": [float(v) for v in row["correction"]["left"]],
+                    "right": [float(v) for v in row["correction"]["right"]],
+                    "measured": {"command": "python -m mask2face.benchmarks.detect_bench --calibrate "
+                                           f"--stages {','.join(row['stages'])}" + ("" if row["refined"] else " --no-refine"),
+                                 "pairs": row["pairs_used"], "mean_error_before": round(row["mean_error_before"], 4),
+                                 "mean_error_after": round(row["mean_error_after"], 4), "created": row.get("created")}}
+    write_bytes(path, (json.dumps(table, indent=2) + "\n").encode())
+    return path
+
+
 def eye_offsets(face: detect.Face, matrix: np.ndarray, size: int, reference: np.ndarray) -> np.ndarray:
     """Distance (in crop sides) of the face's corrected eyes, mapped into the pair's crop, from `reference`
     (2, 2) crop-pixel positions (image-left eye first). Returns (2,) one per eye."""
@@ -419,6 +437,9 @@ def main(argv=None) -> int:
                    help="--calibrate, --mosaic, --runtime-only: detector stages, comma-separated (e.g. centerface)")
     p.add_argument("--no-refine", action="store_true",
                    help="--calibrate: the detector's own keypoints, without the refining BlazeFace look")
+    p.add_argument("--write-corrections", action="store_true",
+                   help="--calibrate: also write the measured correction into the runtime's eye_corrections.json "
+                        "(full_range, or centerface with --stages centerface --no-refine)")
     p.add_argument("--no-save", action="store_true")
     p.add_argument("--variant", default="confirm-v1", help="name of the runtime cascade, stored in the row")
     p.add_argument("--runtime-only", action="store_true", help="only the shipped cascade (skip per-stage rows)")
@@ -443,6 +464,10 @@ def main(argv=None) -> int:
     elif args.calibrate:
         rows = [run_calibrate(args)]
         out = results / "detect_calibration.jsonl"
+        if args.write_corrections:
+            model = "centerface" if args.no_refine and set(args.stages) <= set(detect.CENTERFACE_STAGES) else "full_range"
+            path = write_eye_correction(model, rows[0])
+            print(f"wrote the {model} eye correction to {path}")
     else:
         rows = run_detect(args)
         out = results / "detect.jsonl"

@@ -173,3 +173,19 @@ def test_stage_lists_are_checked_by_argparse():
     for bad in ("full,bogus", "", ","):
         with pytest.raises(argparse.ArgumentTypeError, match="unknown detector stage"):
             stages_arg(bad)
+
+
+def test_a_calibration_writes_its_correction_where_the_runtime_reads_it(tmp_path):
+    import shutil
+
+    from mask2face.benchmarks.detect_bench import write_eye_correction
+    from mask2face.edge_runtime.detectors import face
+    table = tmp_path / "eye_corrections.json"
+    shutil.copy(face.CORRECTIONS_FILE, table)
+    row = {"correction": {"left": (0.01, -0.002), "right": (-0.04, -0.008)}, "stages": ["full"], "refined": True,
+           "pairs_used": 12, "mean_error_before": 0.05, "mean_error_after": 0.04, "created": "2026-12-04T00:00:00"}
+    write_eye_correction("full_range", row, table)
+    loaded = face.load_eye_corrections(table)
+    assert loaded["full_range"] == {"left": (0.01, -0.002), "right": (-0.04, -0.008)}
+    assert loaded["centerface"] == face.CENTERFACE_EYE_CORRECTION          # the other model's entry is kept
+    assert face.load_eye_corrections() == face.EYE_CORRECTIONS == detect.EYE_CORRECTIONS   # what the runtime uses

@@ -3,7 +3,9 @@ the dlib eye centres the training crop is defined by (detect.py has the map of f
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -11,25 +13,21 @@ import numpy as np
 # that appears on the image's LEFT in an unmirrored photo, i.e. the person's right eye (checked on LFW photos
 # against dlib's 68 landmarks, see benchmarks/detect_bench.py --calibrate).
 KP_IMAGE_LEFT_EYE, KP_IMAGE_RIGHT_EYE, KP_NOSE, KP_MOUTH, KP_LEFT_EAR, KP_RIGHT_EAR = range(6)
-# Systematic offset of BlazeFace's eye keypoints from dlib's 68-landmark eye centres (mean of points 36-41 /
-# 42-47), which define the training crop. In eye-distance units, in the face frame: u along the eye line
-# (image-left eye -> image-right eye), v perpendicular (downwards). Adding it makes the runtime crop match the
-# training crop. Measured by `python -m mask2face.benchmarks.detect_bench --calibrate` on LFW photos with the
-# runtime's own cascade, every face refined (FaceDetector.refined); see benchmarks/results/detect_calibration.jsonl
-# for the runs (n, spread, before/after error).
-# Result (200 LFW photos, 200 pairs): left (+0.0084, -0.0028), right (-0.0382, -0.0076), spread (std) 0.032-0.043
-# per axis; mean eye error 0.048 -> 0.042 eye distances after correction. Unrefined keypoints fused over the photo
-# and its mirror (fused_face): (+0.0121, -0.0002) / (-0.0366, -0.0074), 0.047 -> 0.041; full-range
-# keypoints alone: (+0.0144, +0.0069) / (-0.0365, -0.0130), 0.052 -> 0.047. dlib's eye centres sit slightly
-# closer together than BlazeFace's: without this the runtime crop would be ~5% smaller in scale than training.
-EYE_CORRECTION = {"left": (0.0084, -0.0028), "right": (-0.0382, -0.0076)}
-# The same for CenterFace's eye landmarks (faces whose keypoints no BlazeFace view refined), measured the same way
-# (`detect_bench --calibrate --stages centerface --no-refine`, 199 pairs, the int8 asset): mean eye error 0.082 ->
-# 0.069 eye distances after correction, spread 0.053-0.061 per axis (float16 weights: 0.074 -> 0.065). Coarser than
-# refined BlazeFace keypoints (0.041), so CenterFace's faces are refined (FaceDetector.detect) and these serve where
-# no BlazeFace view finds the face.
-CENTERFACE_EYE_CORRECTION = {"left": (0.0099, -0.0083), "right": (-0.0712, -0.0084)}
-EYE_CORRECTIONS = {"full_range": EYE_CORRECTION, "centerface": CENTERFACE_EYE_CORRECTION}
+CORRECTIONS_FILE = Path(__file__).resolve().parent / "eye_corrections.json"
+
+
+def load_eye_corrections(path: Path = CORRECTIONS_FILE) -> dict[str, dict[str, tuple[float, float]]]:
+    """Keypoint model -> {"left": (u, v), "right": (u, v)}: the systematic offset of that detector's eye keypoints
+    from dlib's eye centres, which define the training crop, measured by `detect_bench --calibrate` and written
+    into eye_corrections.json with how it was measured."""
+    table = json.loads(path.read_text())
+    return {model: {side: (float(entry[side][0]), float(entry[side][1])) for side in ("left", "right")}
+            for model, entry in table.items() if isinstance(entry, dict)}
+
+
+EYE_CORRECTIONS = load_eye_corrections()
+EYE_CORRECTION = EYE_CORRECTIONS["full_range"]               # BlazeFace's (refined) eye keypoints
+CENTERFACE_EYE_CORRECTION = EYE_CORRECTIONS["centerface"]    # CenterFace's own, where no BlazeFace view refined them
 
 
 @dataclass(frozen=True)
