@@ -57,7 +57,8 @@ def runtime_spec(blend: BlendConfig = BlendConfig()) -> dict:
             "nms_iou": detect.NMS_IOU,
             "border": "replicate",
         },
-        # The BlazeFace-only cascade (detect.FaceDetector._blazeface_cascade): where CenterFace finds no face.
+        # The BlazeFace-only cascade (detect.FaceDetector._blazeface_cascade): where CenterFace finds no face. Merging,
+        # tiling and the tile skip are the detector's, in "centerface".
         "blazeface": {
             "stages": [st for st in detect.DEFAULT_STAGES if st not in detect.CENTERFACE_STAGES],
             "full": _ssd("face_detection_full_range.tflite", detect.FULL_OPTIONS),
@@ -73,9 +74,6 @@ def runtime_spec(blend: BlendConfig = BlendConfig()) -> dict:
             # every union stage runs down to the lowest threshold any rule uses; the rules decide afterwards
             "min_score": min([lo for _, lo in detect.UNION_THRESHOLDS.values()]
                              + list(detect.CROSS_THRESHOLDS.values()) + [detect.FALLBACK_THRESHOLD]),
-            "merge_iou": detect.NMS_IOU,
-            "tile_overlap": detect.TILE_OVERLAP,
-            "tile_skip_fraction": detect.TILE_SKIP_FRACTION,
             "pad_fraction": detect.PAD_FRACTION,
             "padded_max_side": detect.PADDED_MAX_SIDE,
             "refine_min_zoom": detect.REFINE_MIN_ZOOM,

@@ -148,8 +148,8 @@ function letterboxCentred(img, size) {
   return [square, scale, px, py];
 }
 
-function shifted(faces, dx, dy) {   // detect._shift
-  return faces.map((f) => ({...f, box: [f.box[0] + dx, f.box[1] + dy, f.box[2] + dx, f.box[3] + dy],
+function shifted(faces, dx, dy, stage) {   // detect._shift (labelled `stage` when given)
+  return faces.map((f) => ({...f, stage: stage ?? f.stage, box: [f.box[0] + dx, f.box[1] + dy, f.box[2] + dx, f.box[3] + dy],
                             keypoints: f.keypoints.map(([x, y]) => [x + dx, y + dy])}));
 }
 
@@ -276,20 +276,6 @@ export class Remover {
     }));
   }
 
-  async centerfaceTiles(img, threshold) {   // detect.FaceDetector._tiles with a 2x2 grid
-    const grid = 2, t = 1 / (grid - (grid - 1) * this.spec.centerface.tile_overlap);
-    const th = Math.max(1, Math.round(img.height * t)), tw = Math.max(1, Math.round(img.width * t));
-    let found = [];
-    for (let gy = 0; gy < grid; gy++)
-      for (let gx = 0; gx < grid; gx++) {
-        const y0 = Math.round(gy * (img.height - th) / (grid - 1)), x0 = Math.round(gx * (img.width - tw) / (grid - 1));
-        const faces = await this.centerfaceFaces(cropImage(img, x0, y0, tw, th), threshold);
-        found = found.concat(faces.map((f) => ({...f, stage: 'centerface_tiles', box: [f.box[0] + x0, f.box[1] + y0, f.box[2] + x0, f.box[3] + y0],
-                                                 keypoints: f.keypoints.map(([x, y]) => [x + x0, y + y0])})));
-      }
-    return found;
-  }
-
   // detect.merge: the best-scoring of overlapping faces; a face whose centre lies in a kept one gives way; faces of
   // the `last` stages only where no other stage's face overlaps them; `fuse`: detect.fused_face.
   merge(faces, {last = [], fuse = false} = {}) {
@@ -365,7 +351,7 @@ export class Remover {
     let faces = await this.centerfaceFaces(img, spec.threshold);
     const longer = Math.max(img.width, img.height);
     if (longer >= spec.tile_min_side && !faces.some((f) => f.box[2] - f.box[0] >= spec.tile_skip_fraction * longer))
-      faces = this.merge(faces.concat(this.merge(await this.centerfaceTiles(img, spec.threshold))));
+      faces = this.merge(faces.concat(await this.tiles(img, 2, 'centerface_tiles', (t) => this.centerfaceFaces(t, spec.threshold))));
     const refined = [];
     if (faces.length) for (const f of faces) refined.push(await this.refined(img, f));
     else refined.push(...await this.blazefaceCascade(img));
@@ -381,15 +367,16 @@ export class Remover {
       keypoints: f.keypoints.map(back)}));
   }
 
-  // detect.FaceDetector._tiles for BlazeFace: grid x grid overlapping tiles, each letterboxed into the model.
-  async tiles(img, grid, net, anchors, stage, minScore) {
-    const t = 1 / (grid - (grid - 1) * this.spec.blazeface.tile_overlap);
+  // detect.FaceDetector._tiles: grid x grid tiles overlapping by tile_overlap of a tile (a face cut by one tile
+  // border is whole in a neighbour), each seen by `find` (which letterboxes it into its model), merged.
+  async tiles(img, grid, stage, find) {
+    const t = 1 / (grid - (grid - 1) * this.spec.centerface.tile_overlap);
     const th = Math.max(1, pyRound(img.height * t)), tw = Math.max(1, pyRound(img.width * t));
     let found = [];
     for (let gy = 0; gy < grid; gy++)
       for (let gx = 0; gx < grid; gx++) {
         const y0 = pyRound(gy * (img.height - th) / (grid - 1)), x0 = pyRound(gx * (img.width - tw) / (grid - 1));
-        found = found.concat(shifted(await this.whole(net, anchors, cropImage(img, x0, y0, tw, th), minScore, stage), x0, y0));
+        found = found.concat(shifted(await find(cropImage(img, x0, y0, tw, th)), x0, y0, stage));
       }
     return this.merge(found);
   }
@@ -400,9 +387,9 @@ export class Remover {
     const short = [this.shortRange, this.shortAnchors], longer = Math.max(img.width, img.height);
     if (stage === 'full') return this.whole(...full, img, min, 'full');
     if (stage === 'flip') return unflip(await this.whole(...full, ops.flipHorizontal(img), min, 'flip'), img.width, 'flip');
-    if (stage === 'tiles') return longer < 2 * b.full.input_size ? [] : this.tiles(img, 2, ...full, 'tiles', min);
+    if (stage === 'tiles') return longer < 2 * b.full.input_size ? [] : this.tiles(img, 2, 'tiles', (t) => this.whole(...full, t, min, 'tiles'));
     if (stage === 'short') return this.whole(...short, img, min, 'short');
-    if (stage === 'short_tiles') return this.tiles(img, 3, ...short, 'short_tiles', min);
+    if (stage === 'short_tiles') return this.tiles(img, 3, 'short_tiles', (t) => this.whole(...short, t, min, 'short_tiles'));
     if (stage === 'padded') {
       // a copy no bigger than padded_max_side: the model sees it at its input size anyway
       const scale = Math.min(1, b.padded_max_side / ((1 + 2 * b.pad_fraction) * longer));
@@ -428,7 +415,7 @@ export class Remover {
       if (!(stage in thresholds)) continue;
       if (b.tiled_stages.includes(stage)) {   // tiles look for small faces: not once a big one is found
         const soFar = [...found.values()].flat().filter((f) => f.score >= thresholds[f.stage][0]);
-        if (soFar.length && Math.max(...soFar.map((f) => f.box[2] - f.box[0])) >= b.tile_skip_fraction * longer) continue;
+        if (soFar.length && Math.max(...soFar.map((f) => f.box[2] - f.box[0])) >= this.spec.centerface.tile_skip_fraction * longer) continue;
       }
       found.set(stage, await this.runStage(stage, img));
     }
