@@ -32,6 +32,7 @@ def default_results_dir() -> Path:
         return REPO / "benchmarks" / "results"
     return Path.cwd() / "mask2face-results"
 
+
 DATA = shared_data_dir()
 RESULTS = default_results_dir()
 

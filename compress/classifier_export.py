@@ -15,6 +15,7 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import numpy as np  # noqa: E402
 
+from mask2face import runs  # noqa: E402
 from mask2face.compress import tflite_metadata  # noqa: E402
 from mask2face.edge_runtime.mask_decision import TASK  # noqa: E402
 from mask2face.train import mask_classifier as mc  # noqa: E402
@@ -45,15 +46,12 @@ def export(model, rep_images: np.ndarray, out_path: Path, cfg, **extra) -> bytes
         output_channels=("mask_probability",), task=TASK, threshold=float(c.threshold),
         crop="the inpainting model's eye-aligned face crop, area-downscaled to input_size", **extra)
     content = tflite_metadata.embed(content, meta)
-    tmp = out_path.with_name(f".{out_path.name}.tmp")
-    tmp.write_bytes(content)
-    os.replace(tmp, out_path)
+    runs.write_bytes(out_path, content)
     return content
 
 
 def cli_main(cfg, args) -> int:
     from mask2face import config as config_mod
-    from mask2face import runs
 
     run_dir = Path(args.run)
     data_dirs = [Path(d) for d in (args.data or [run_dir / "data"])]

@@ -38,7 +38,9 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
+from mask2face import runs  # noqa: E402
 from mask2face.train import pairs  # noqa: E402
+from mask2face.train.checkpoints import save_model  # noqa: E402
 from mask2face.edge_runtime.errors import Mask2FaceError  # noqa: E402
 
 SPLITS = ("train", "val", "test")
@@ -319,30 +321,18 @@ def train(cfg, data_dirs: list[Path], out_dir: Path, limit: int = 0) -> dict:
               f"auc {row['val_auc']:.4f} ({row['seconds']} s)", file=sys.stderr)
         if state["best_val_loss"] is None or row["val_loss"] < state["best_val_loss"]:
             state["best_val_loss"] = row["val_loss"]
-            _save(model, best_path)
+            save_model(model, best_path)
         state["epoch"] = epoch + 1
-        _save(model, last_path)
-        _write_json(state_path, state)
+        save_model(model, last_path)
+        runs.write_json(state_path, state)
     best = keras.models.load_model(best_path)
     logits = logits_of(best, x_val_aug)
     t = fit_temperature(logits, y_val)
     apply_temperature(best, t)
-    calibrated = _save(best, out_dir / "calibrated.keras")
+    calibrated = out_dir / "calibrated.keras"
+    save_model(best, calibrated)
     report = {"examples": {"train": int(len(x_train)), "val": int(len(x_val))}, "temperature": t,
               "val_auc": roc_auc(logits, y_val), "history": state["history"], "model": str(calibrated),
               "parameters": int(best.count_params())}
-    _write_json(out_dir / "train_report.json", report)
+    runs.write_json(out_dir / "train_report.json", report)
     return report
-
-
-def _save(model, path: Path) -> Path:
-    tmp = path.with_name(f".{path.stem}.tmp.keras")
-    model.save(tmp)
-    os.replace(tmp, path)
-    return path
-
-
-def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    os.replace(tmp, path)
