@@ -15,7 +15,7 @@ from .dlib_fallback import dlib_detector
 from .face import Face, box_iou
 from .stages import (CENTERFACE_STAGES, CONFIRMING_STAGES, CROSS_THRESHOLDS, FALLBACK_REUSE, STAGE_TABLE, STAGES,
                      TILED_STAGES, UNION_THRESHOLDS)
-from .views import _map_faces, _score_weighted, _shift, _unflip, confirmed, merge
+from .views import confirmed, map_faces, merge, score_weighted, shift, unflip
 
 PAD_FRACTION = 0.30
 PADDED_MAX_SIDE = 1024        # the padded copy's longer side at most (640x480 photos pad to exactly 1024)
@@ -113,7 +113,7 @@ class FaceDetector:
         if spec.view == "tiles":
             return self._tiles(image, spec.grid, model, stage, floor)
         if spec.view == "mirror":
-            return _unflip(model.detect(cv2.flip(image, 1), floor), w, stage)
+            return unflip(model.detect(cv2.flip(image, 1), floor), w, stage)
         if spec.view == "padded":
             # The model sees the padded photo at its input size anyway: pad a copy no bigger than PADDED_MAX_SIDE,
             # so a 60000x8 PNG (a few KB, within the pixel limit) cannot ask for gigabytes here.
@@ -122,8 +122,8 @@ class FaceDetector:
                 image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
             p = int(round(PAD_FRACTION * max(small.shape[:2])))
             padded = cv2.copyMakeBorder(small, p, p, p, p, cv2.BORDER_CONSTANT, value=(0, 0, 0))
-            faces = _shift(model.detect(padded, floor), -p, -p, stage)
-            return faces if scale == 1.0 else _map_faces(faces, np.array([[1 / scale, 0, 0], [0, 1 / scale, 0]]))
+            faces = shift(model.detect(padded, floor), -p, -p, stage)
+            return faces if scale == 1.0 else map_faces(faces, np.array([[1 / scale, 0, 0], [0, 1 / scale, 0]]))
         return model.detect(image, floor)
 
     def _tiles(self, image: np.ndarray, grid: int, model: "BlazeFace | CenterFaceFaces", stage: str,
@@ -136,7 +136,7 @@ class FaceDetector:
         found, floor = [], self.min_score if min_score is None else min_score
         for y0 in np.linspace(0, h - th, grid).round().astype(int):
             for x0 in np.linspace(0, w - tw, grid).round().astype(int):
-                found += _shift(model.detect(image[y0:y0 + th, x0:x0 + tw], floor), x0, y0, stage)
+                found += shift(model.detect(image[y0:y0 + th, x0:x0 + tw], floor), x0, y0, stage)
         return merge(found)
 
     def closer_look(self, image: np.ndarray, face: Face) -> list[Face]:
@@ -146,8 +146,8 @@ class FaceDetector:
         to_cut = refine_cut(face.box, side)
         cut = cv2.warpAffine(image, to_cut, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         views = self.full.detect(cut, REFINE_MIN_SCORE)
-        views += _unflip(self.full.detect(cv2.flip(cut, 1), REFINE_MIN_SCORE), side, "flip")
-        return [f for f in _map_faces(views, cv2.invertAffineTransform(to_cut))
+        views += unflip(self.full.detect(cv2.flip(cut, 1), REFINE_MIN_SCORE), side, "flip")
+        return [f for f in map_faces(views, cv2.invertAffineTransform(to_cut))
                 if box_iou(np.array(f.box), np.array([face.box]))[0] > NMS_IOU]
 
     def refined(self, image: np.ndarray, face: Face) -> Face:
@@ -156,7 +156,7 @@ class FaceDetector:
         views = self.closer_look(image, face)
         if not views:
             return face
-        keypoints = _score_weighted(views, [f.keypoints for f in views])
+        keypoints = score_weighted(views, [f.keypoints for f in views])
         return Face(face.box, face.score, keypoints.astype(face.keypoints.dtype), face.stage)
 
     def followed(self, image: np.ndarray, face: Face) -> Face | None:
@@ -169,7 +169,7 @@ class FaceDetector:
         views = self.closer_look(image, face)
         if not views:
             return None
-        keypoints = _score_weighted(views, [f.keypoints for f in views]).astype(face.keypoints.dtype)
+        keypoints = score_weighted(views, [f.keypoints for f in views]).astype(face.keypoints.dtype)
         score = max(float(f.score) for f in views)
         new_eyes = Face(face.box, score, keypoints).eyes()   # full-range keypoints, corrected as the crop uses them
         return Face(moved_box(face.box, face.eyes(), new_eyes), score, keypoints, "tracked")

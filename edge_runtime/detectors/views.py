@@ -12,12 +12,12 @@ from .face import KP_IMAGE_LEFT_EYE, KP_IMAGE_RIGHT_EYE, KP_LEFT_EAR, KP_MOUTH, 
 CONFIRM_IOU = 0.4
 
 
-def _shift(faces: list[Face], dx: float, dy: float, stage: str) -> list[Face]:
+def shift(faces: list[Face], dx: float, dy: float, stage: str) -> list[Face]:
     return [Face((f.box[0] + dx, f.box[1] + dy, f.box[2] + dx, f.box[3] + dy), f.score,
                  f.keypoints + [dx, dy], stage, f.keypoint_model) for f in faces]
 
 
-def _unflip(faces: list[Face], width: int, stage: str) -> list[Face]:
+def unflip(faces: list[Face], width: int, stage: str) -> list[Face]:
     """Detections on the mirrored photo back to the photo: x -> width - x; the eye keypoints swap so keypoint 0
     stays the image-left eye (ears too)."""
     out = []
@@ -29,7 +29,7 @@ def _unflip(faces: list[Face], width: int, stage: str) -> list[Face]:
     return out
 
 
-def _map_faces(faces: list[Face], matrix: np.ndarray) -> list[Face]:
+def map_faces(faces: list[Face], matrix: np.ndarray) -> list[Face]:
     """Faces through a 2x3 affine map (scale and shift: boxes stay axis-aligned)."""
     out = []
     for f in faces:
@@ -64,12 +64,12 @@ def fused_face(kept: Face, faces: list[Face], iou: float = NMS_IOU) -> Face:
              and box_iou(np.array(f.box), np.array([kept.box]))[0] > iou]
     if len(group) < 2:
         return kept
-    box = _score_weighted(group, [f.box for f in group])
-    keypoints = _score_weighted(group, [f.keypoints for f in group])
+    box = score_weighted(group, [f.box for f in group])
+    keypoints = score_weighted(group, [f.keypoints for f in group])
     return Face(tuple(float(v) for v in box), kept.score, keypoints.astype(kept.keypoints.dtype), kept.stage)
 
 
-def _score_weighted(faces: list[Face], values: list) -> np.ndarray:
+def score_weighted(faces: list[Face], values: list) -> np.ndarray:
     """The mean of `values` (one array per face) weighted by the faces' scores, in float64."""
     return np.average(np.stack([np.asarray(v, np.float64) for v in values]), axis=0,
                       weights=[f.score for f in faces])
