@@ -52,7 +52,8 @@ def install_hint(verb: str, missing: list[str]) -> str:
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", default="cpu", help="smoke | cpu | cpu-adversarial | paper (default: cpu)")
+    from mask2face.config import PRESETS    # standard library only: --help stays instant
+    p.add_argument("--preset", default="cpu", help=f"{' | '.join(PRESETS)} (default: cpu)")
     p.add_argument("--run", type=Path, default=None,
                    help="run directory (default: runs/<preset>); each stage writes a sub-folder there")
     p.add_argument("overrides", nargs="*", metavar="key=value",
@@ -60,10 +61,12 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from mask2face.config import PRESETS
     parser = argparse.ArgumentParser(
         prog="mask2face", allow_abbrev=False,
         description="Remove face masks from photos with a small, fast TFLite model.",
-        epilog="Run `mask2face VERB --help` for a verb's options. Configs: presets smoke|cpu|paper + key=value.")
+        epilog=f"Run `mask2face VERB --help` for a verb's options. Configs: presets {'|'.join(PRESETS)} + "
+               "key=value.")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     for verb, (_, help_text) in VERBS.items():

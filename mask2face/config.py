@@ -1,10 +1,11 @@
-"""Frozen dataclass configs and the three presets.
+"""Frozen dataclass configs and the presets: one for each model in models/, one for the tests, one for a GPU.
 
-How to run (big_vision style: the preset says what it is for and what it reaches):
+How to run (big_vision style: each preset's docstring says how to run it, how long it takes, what it reaches):
 
     mask2face pipeline --preset smoke                 # seconds; what the tests use
     mask2face pipeline --preset cpu --faces ../shared/data/lfw   # the shipped default model, ~2 h on 2 cores
     mask2face train --preset paper --faces DIR        # the reference configuration, for a GPU
+    # cpu-adversarial, cpu-m, cpu-bare, cpu-mixed: the other models in models/ (not shipped in the package)
 
 Any field can be overridden on the command line as `section.field=value`, e.g.
 `train.epochs=3 data.image_size=96 teacher.filters=16,32,64`. An unknown key is an error that names the
@@ -248,6 +249,78 @@ def _cpu_adversarial() -> Config:
                     adversarial=AdversarialConfig(weight=0.02, learning_rate=1e-4)))
 
 
+def _five_epoch_teacher_student(name: str, student: ModelConfig, distill_epochs: int, qat_epochs: int,
+                                **train: Any) -> Config:
+    """The `cpu` preset as the students of the 5-epoch teacher were made (models/cpu-m, cpu-bare, cpu-mixed): the
+    teacher trained 5 epochs, a student that does not paste its own RGB, distilled against the teacher's whole
+    output, and QAT at lr 2e-4 from tfmot's [-6, 6] ranges. The fields that hold these values came after those
+    runs; their config.json files lack them, which is what each meant then."""
+    base = _cpu()
+    return replace(
+        base, preset=name, train=replace(base.train, **{"epochs": 5, **train}),
+        distill=replace(base.distill, student=student, composite_teacher=False, epochs=distill_epochs),
+        qat=replace(base.qat, epochs=qat_epochs, learning_rate=2e-4, calibrate_samples=0))
+
+
+def _cpu_m() -> Config:
+    """Not shipped in the package (models/cpu-m, kept for comparison: the default is better and faster). The 5-epoch
+    teacher and a full-resolution student with widths 16..96, the quality side of that teacher's students.
+
+        mask2face pipeline --preset cpu-m --faces ../shared/data/lfw
+
+    On 2 cores (AMD EPYC): data ~2 min, teacher 5 epochs 32 min (20 images/s), distillation 8 epochs 21 min,
+    QAT 2 epochs 5 min (the stages' reports). Reaches (benchmarks/results/cpu_student_m.md, LFW test pairs): the
+    teacher 19.9 dB masked PSNR / SSIM 0.839; the student QAT int8 18.7 dB / 0.807, 175 KB, 1.43 ms on one core
+    (the default: 19.74 dB, 0.61 ms)."""
+    return _five_epoch_teacher_student(
+        "cpu-m", ModelConfig(arch="unet_mobile", filters=(16, 32, 48, 64, 96), kernels=(3, 3, 3, 3, 3),
+                             upsample="depth_to_space"), distill_epochs=8, qat_epochs=2)
+
+
+def _cpu_bare() -> Config:
+    """Not shipped in the package (models/cpu-bare): leaves photos of unmasked people alone, but misses more real
+    masks. The 5-epoch teacher trained 12 more epochs at lr 1e-3 with one training pair in ten served without a
+    mask, then a full-resolution 8..64 student distilled and QAT-trained on the same pairs.
+
+        mask2face pipeline --preset cpu-m --faces ../shared/data/lfw --until train   # the 5-epoch teacher it starts from
+        mask2face pipeline --preset cpu-bare --faces ../shared/data/lfw
+        mask2face export --preset cpu-bare --out runs/cpu-bare/export-int8io export.int8_io=true \
+            export.precisions=qat-int8                                                # its int8-I/O file
+
+    (models/cpu-bare started from the 5-epoch teacher models/cpu held before its 15-epoch one: `git show
+    7b66cd2:models/cpu/teacher.keras`, the sha256 its teacher's state.json names.) On 2 cores (AMD EPYC): teacher
+    12 epochs 63 min (24.7 images/s), distillation 12 epochs 17 min, QAT 2 epochs 3 min (the stages' reports).
+    Reaches (benchmarks/results/cpu_bare_models.md, gate.jsonl): the teacher 20.37 dB masked PSNR / SSIM 0.850 on the
+    LFW test pairs, the student QAT int8 18.1 dB / 0.792, 107 KB, 0.92 ms on one core; without the mask classifier
+    it changes 1.0% of the LFW test photos of unmasked people and restores 68.8% of real masked photos."""
+    return _five_epoch_teacher_student(
+        "cpu-bare", ModelConfig(arch="unet_mobile", filters=(8, 16, 32, 48, 64), kernels=(3, 3, 3, 3, 3),
+                                upsample="depth_to_space"), distill_epochs=12, qat_epochs=2,
+        epochs=12, learning_rate=1e-3, bare_share=0.1, init_from="runs/cpu-m/teacher/best.keras")
+
+
+def _cpu_mixed() -> Config:
+    """Not shipped in the package (models/cpu-mixed, the `mixed` model of 0.1.0; since 0.2.0 the mask classifier
+    decides instead). The 5-epoch teacher's student at half resolution, widths 32..80, distilled with 5% of the
+    pairs served without a mask and half of them as low-quality photos (downscaled and JPEG-compressed).
+
+        mask2face pipeline --preset cpu-m --faces ../shared/data/lfw --until train   # the 5-epoch teacher
+        mkdir -p runs/cpu-mixed && cp -r runs/cpu-m/data runs/cpu-m/teacher runs/cpu-mixed/
+        mask2face distill --preset cpu-mixed && mask2face qat --preset cpu-mixed && mask2face export --preset cpu-mixed
+
+    Its teacher is plain: `mask2face pipeline --preset cpu-mixed` would train one on the student's bare and
+    low-quality shares too (train.bare_share and train.degrade serve every stage), a different teacher from the one
+    models/cpu-mixed was distilled from. On 2 cores (AMD EPYC): distillation 14 epochs at 58.5 images/s (~29 min),
+    QAT 3 epochs at 63.7 images/s (~6 min) (the stages' reports). Reaches (benchmarks/results/student_designs.md,
+    gate.jsonl): QAT int8 18.7 dB masked PSNR / SSIM 0.800 on the LFW test pairs, 150.8 KB, 0.63 ms on one core;
+    without the mask classifier it changes 2.5% of the LFW test photos of unmasked people and restores 90.8% of
+    real masked photos (BlazeFace-only detector; with CenterFace 4.75% / 94.16%)."""
+    return _five_epoch_teacher_student(
+        "cpu-mixed", ModelConfig(arch="unet_mobile", filters=(32, 48, 64, 80), kernels=(3, 3, 3, 3),
+                                 upsample="depth_to_space", stem_stride=2), distill_epochs=14, qat_epochs=3,
+        bare_share=0.05, degrade=0.5)
+
+
 def _paper() -> Config:
     """The reference configuration, for users with a GPU: 256x256x3, filters 64,128,128,256,256,512,
     kernels 7,7,7,3,3,3, unet_resnet, SSIM+L1 loss, Adam, 20 epochs, batch 12, 1000 test images.
@@ -263,7 +336,10 @@ def _paper() -> Config:
     )
 
 
-PRESETS = {"smoke": _smoke, "cpu": _cpu, "cpu-adversarial": _cpu_adversarial, "paper": _paper}
+# The students of the 5-epoch teacher (cpu-m, cpu-bare, cpu-mixed) are not shipped in the package; models/ keeps
+# them for comparison, and their presets are the recipes that made them.
+PRESETS = {"smoke": _smoke, "cpu": _cpu, "cpu-adversarial": _cpu_adversarial, "cpu-m": _cpu_m, "cpu-bare": _cpu_bare,
+           "cpu-mixed": _cpu_mixed, "paper": _paper}
 
 
 def preset(name: str) -> Config:

@@ -102,3 +102,62 @@ def test_the_adversarial_students_keras_checkpoint_matches_its_fp32_file():
     student = load_model(folder / "student.keras")
     fp32 = (folder / "export" / "student-fp32.tflite").read_bytes()
     assert np.abs(run_once(fp32, x) - student(x[None]).numpy()[0]).max() < 1e-4
+
+
+# Fields added after the 5-epoch teacher's students were made, with what each meant before it existed: their
+# config.json files and stage manifests lack them.
+BEFORE_THEY_EXISTED = {"composite_teacher": False, "blend_input": False, "stem_stride": 1, "calibrate_samples": 0,
+                       "bare_share": 0.0, "degrade": 0.0, "init_from": ""}
+# The sections each stage reads, by the `stage` its manifest names (distill and qat also serve bare and
+# low-quality pairs by the train section's shares).
+STAGE_SECTIONS = {"teacher": ("data", "teacher", "train"), "student": ("distill", "train.bare_share", "train.degrade"),
+                  "qat": ("qat", "distill.student", "train.bare_share", "train.degrade"), "export": ("export",)}
+
+
+def _as_recorded(tree: dict, like: dict) -> dict:
+    """`tree` with the keys it lacks and `like` has filled in with what they meant before they existed."""
+    out = dict(tree)
+    for key, value in like.items():
+        if key not in out and key in BEFORE_THEY_EXISTED:
+            out[key] = BEFORE_THEY_EXISTED[key]
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _as_recorded(out[key], value)
+    return out
+
+
+def _recipe(name: str) -> dict:
+    return config.without_later_defaults(json.loads(json.dumps(config.to_dict(config.preset(name)))))
+
+
+def _starting_weights_aside(section):
+    """The section with a non-empty train.init_from left out: it is a path, and the file it named then has moved
+    (cpu-bare's teacher started from the 5-epoch teacher, which reports/teacher-state.json names by sha256)."""
+    if isinstance(section, dict) and section.get("init_from"):
+        return {k: v for k, v in section.items() if k != "init_from"}
+    return section
+
+
+def _section(tree: dict, dotted: str):
+    for part in dotted.split("."):
+        tree = tree[part]
+    return tree
+
+
+@pytest.mark.parametrize("name", ["cpu-m", "cpu-bare", "cpu-mixed"])
+def test_each_comparison_model_is_its_preset(name):
+    """models/cpu-m, cpu-bare and cpu-mixed (not shipped in the package) are what their presets make: config.json is
+    the recipe, and each stage ran with its preset's sections (the manifests in reports/ and export/)."""
+    folder = REPO / "models" / name
+    recipe = _recipe(name)
+    recipe.pop("preset")                     # the name: older runs were made as `--preset cpu` with overrides
+    shipped = json.loads((folder / "config.json").read_text())
+    shipped.pop("preset")
+    assert config.without_later_defaults(_as_recorded(shipped, recipe)) == recipe, \
+        f"models/{name}/config.json differs from preset({name!r}): change the preset or say why in its README"
+    manifests = sorted(folder.glob("reports/*manifest.json")) + [folder / "export" / "manifest.json"]
+    for path in manifests:
+        manifest = json.loads(path.read_text())
+        ran = config.without_later_defaults(_as_recorded(manifest["config"], recipe))
+        for section in STAGE_SECTIONS[manifest["stage"]]:
+            assert _starting_weights_aside(_section(ran, section)) == \
+                _starting_weights_aside(_section(recipe, section)), f"{path.name}: {section}"
