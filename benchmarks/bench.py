@@ -26,26 +26,15 @@ from pathlib import Path
 
 import numpy as np
 
-from mask2face.edge_runtime.model import from_tensor, to_tensor
+from mask2face.edge_runtime.model import from_tensor, new_interpreter, to_tensor
 from mask2face.train import metrics
 
 from .common import append_rows, environment, time_invokes
 
 
-def _interpreter(model_bytes: bytes, threads: int):
-    from ai_edge_litert.interpreter import Interpreter
-
-    from mask2face.edge_runtime.native_log import filtered_stderr
-
-    with filtered_stderr():
-        it = Interpreter(model_content=model_bytes, num_threads=int(threads))
-        it.allocate_tensors()
-    return it
-
-
 def latency(model_bytes: bytes, threads: int, warmup: int, runs: int, seed: int = 0) -> dict:
     """p50/p90/mean of invoke() in ms (input set once: we time the model, not the copy)."""
-    it = _interpreter(model_bytes, threads)
+    it = new_interpreter(model_bytes, int(threads))
     inp = it.get_input_details()[0]
     shape = tuple(int(s) for s in inp["shape"])
     x = to_tensor(inp, np.random.default_rng(seed).random(shape, dtype=np.float32))
@@ -60,7 +49,7 @@ def percentiles_ms(times_ms) -> dict:
 
 def predict(model_bytes: bytes, images_u8: np.ndarray, threads: int = 1) -> np.ndarray:
     """Float outputs (N,S,S,C) in [0,1] for uint8 RGB inputs (N,S,S,3), one invoke per image (batch is 1)."""
-    it = _interpreter(model_bytes, threads)
+    it = new_interpreter(model_bytes, int(threads))
     inp, out = it.get_input_details()[0], it.get_output_details()[0]
     size = tuple(int(s) for s in inp["shape"][1:3])
     outs = []

@@ -75,10 +75,9 @@ def random_representative(size: int) -> np.ndarray:
 
 def p50_latency_ms(model_bytes: bytes, runs: int, warmup: int = WARMUP) -> float:
     """Median single-thread invoke time (ms) of a .tflite, after `warmup` untimed invokes."""
-    from ai_edge_litert.interpreter import Interpreter
+    from mask2face.edge_runtime.model import new_interpreter
 
-    it = Interpreter(model_content=bytes(model_bytes), num_threads=1)
-    it.allocate_tensors()
+    it = new_interpreter(bytes(model_bytes), 1)
     inp = it.get_input_details()[0]
     x = np.random.default_rng(0).random(tuple(inp["shape"])).astype(np.float32)
     it.set_tensor(inp["index"], x)

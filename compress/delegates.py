@@ -162,10 +162,9 @@ def nnapi_verdict(op: dict) -> tuple[int | None, str | None]:
 
 def xnnpack_partitions(model_bytes: bytes, num_threads: int = 1) -> dict:
     """Count XNNPACK partitions and the ops left on builtin kernels, from the interpreter's node list."""
-    from ai_edge_litert.interpreter import Interpreter
+    from mask2face.edge_runtime.model import new_interpreter
 
-    it = Interpreter(model_content=bytes(model_bytes), num_threads=num_threads)
-    it.allocate_tensors()
+    it = new_interpreter(bytes(model_bytes), num_threads)
     nodes = it._get_ops_details()
     delegates = [n for n in nodes if n["op_name"] == "DELEGATE"]
     originals = [n for n in nodes if n["op_name"] != "DELEGATE"]

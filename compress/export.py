@@ -84,9 +84,9 @@ def convert(model, precision: str, rep_images: np.ndarray | None = None, int8_io
 
 
 def io_quantization(model_bytes: bytes) -> tuple[dict | None, dict | None]:
-    from ai_edge_litert.interpreter import Interpreter
+    from mask2face.edge_runtime.model import new_interpreter
 
-    it = Interpreter(model_content=model_bytes)
+    it = new_interpreter(model_bytes, allocate=False)
 
     def q(detail):
         if detail["dtype"] in (np.int8, np.uint8):
@@ -99,13 +99,10 @@ def io_quantization(model_bytes: bytes) -> tuple[dict | None, dict | None]:
 
 def run_once(model_bytes: bytes, x01: np.ndarray) -> np.ndarray:
     """Run a .tflite on one float image in [0,1] (quantising int8 I/O), return float output in [0,1]."""
-    from ai_edge_litert.interpreter import Interpreter
+    from mask2face.edge_runtime.model import from_tensor, new_interpreter, to_tensor
 
-    it = Interpreter(model_content=model_bytes, num_threads=1)
-    it.allocate_tensors()
+    it = new_interpreter(model_bytes, 1)
     inp, out = it.get_input_details()[0], it.get_output_details()[0]
-    from mask2face.edge_runtime.model import from_tensor, to_tensor
-
     x = x01[None].astype(np.float32) if x01.ndim == 3 else x01.astype(np.float32)
     it.set_tensor(inp["index"], to_tensor(inp, x))
     it.invoke()

@@ -24,8 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from . import native_log
-from .model import _litert
+from .model import new_interpreter
 
 ASSET = Path(__file__).resolve().parent / "assets" / "centerface.tflite"
 # 416x320: 400x230 FMD photos are seen at their own size; 640x480 photos at 0.65. On real-masked-dev's pick half
@@ -103,20 +102,14 @@ class CenterFace:
         self._interpreters: dict[tuple[int, int], tuple] = {}
         # A model exported with a fixed input (the int8 asset: post-training quantisation needs one) takes every
         # photo in that canvas, portrait photos too, at a smaller scale; a dynamic one gets a canvas per orientation.
-        Interpreter, _ = _litert()
-        with native_log.filtered_stderr():
-            signature = Interpreter(model_content=self.content).get_input_details()[0]["shape_signature"]
+        signature = new_interpreter(self.content, allocate=False).get_input_details()[0]["shape_signature"]
         self.fixed_shape = None if min(signature[1:3]) < 0 else (int(signature[1]), int(signature[2]))
 
     def _interpreter(self, shape: tuple[int, int]):
         if shape not in self._interpreters:
-            Interpreter, _ = _litert()
-            with native_log.filtered_stderr():
-                it = Interpreter(model_content=self.content, num_threads=self.threads)
-                index = it.get_input_details()[0]["index"]
-                if self.fixed_shape is None:
-                    it.resize_tensor_input(index, [1, shape[0], shape[1], 3])
-                it.allocate_tensors()
+            it = new_interpreter(self.content, self.threads,
+                                 input_shape=None if self.fixed_shape else [1, shape[0], shape[1], 3])
+            index = it.get_input_details()[0]["index"]
             # Outputs in the exported order (heatmap, log sizes, offsets, landmarks: 1, 2, 2, 10 channels).
             details = in_export_order(it.get_output_details())
             outputs = [d["index"] for d in details]

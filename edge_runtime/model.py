@@ -42,6 +42,24 @@ def _litert():
     return Interpreter, load_delegate
 
 
+def new_interpreter(model: bytes | str | os.PathLike, threads: int | None = None, delegates: list | None = None,
+                    input_shape: list[int] | None = None, allocate: bool = True):
+    """A LiteRT interpreter for a .tflite given as bytes or a path: the one place this package makes one.
+
+    Made (and allocated, after resizing input 0 to `input_shape` when given) inside native_log.filtered_stderr(),
+    because LiteRT writes "Created TensorFlow Lite XNNPACK delegate" to fd 2 there on every run. `threads` and
+    `delegates` go to LiteRT as they are (None: its defaults); `allocate=False` for reading tensor details only."""
+    Interpreter, _ = _litert()
+    source = {"model_path": str(model)} if isinstance(model, (str, os.PathLike)) else {"model_content": model}
+    with native_log.filtered_stderr():
+        it = Interpreter(**source, num_threads=threads, experimental_delegates=delegates)
+        if input_shape is not None:
+            it.resize_tensor_input(it.get_input_details()[0]["index"], list(input_shape))
+        if allocate:
+            it.allocate_tensors()
+    return it
+
+
 def warn(message: str) -> None:
     """One line on stderr: the run goes on."""
     print(f"mask2face: warning: {message}", file=sys.stderr, flush=True)
@@ -185,7 +203,7 @@ class Model:
 
     # -- delegates -------------------------------------------------------------------------------------------
     def _make_interpreter(self, delegate: str):
-        Interpreter, load_delegate = _litert()
+        _, load_delegate = _litert()
         name, _, lib_path = (delegate or "cpu").partition(":")
         name = name.lower()
         if name not in DELEGATES:
@@ -194,13 +212,13 @@ class Model:
         if name != "cpu":
             try:
                 lib = self._load_accelerator(name, lib_path, load_delegate)
-                return self._interpreter(Interpreter, [lib]), name
+                return self._interpreter([lib]), name
             except ModelFileError:
                 raise
             except Exception as exc:  # delegate libraries fail in many ways; the CPU always works
                 self.fallback_reason = f"{name} delegate unavailable ({_one_line(exc, 600)}); running on cpu"
                 warn(self.fallback_reason)
-        return self._interpreter(Interpreter, None), "cpu"
+        return self._interpreter(None), "cpu"
 
     def _load_accelerator(self, name: str, lib_path: str, load_delegate):
         if name == "nnapi" and not is_android():
@@ -217,14 +235,10 @@ class Model:
                 errors.append(message if message.startswith(lib) else f"{lib}: {message}")
         raise RuntimeError("; ".join(errors) or "no library")
 
-    def _interpreter(self, Interpreter, delegates):
+    def _interpreter(self, delegates):
         try:
             # XNNPACK is LiteRT's default CPU path; threads are passed explicitly (its default is 1 on some builds).
-            with native_log.filtered_stderr():
-                it = Interpreter(model_content=self._content, num_threads=self.threads,
-                                 experimental_delegates=delegates)
-                it.allocate_tensors()
-            return it
+            return new_interpreter(self._content, self.threads, delegates)
         except Exception as exc:   # ValueError, RuntimeError, and whatever a future LiteRT raises
             if delegates:
                 raise  # caught by the caller, which falls back to the CPU

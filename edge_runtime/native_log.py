@@ -2,7 +2,7 @@
 for CPU." on every run, and TensorFlow's CUDA probing and oneDNN notice on a machine without a GPU.
 
     with native_log.filtered_stderr():
-        interpreter = Interpreter(model_content=data)
+        interpreter = Interpreter(model_content=data)     # model.new_interpreter, where every interpreter is made
 
 C++ writes these straight to file descriptor 2, below Python's `sys.stderr` and below any log-level setting the
 libraries read (TF_CPP_MIN_LOG_LEVEL does not reach TF's absl lines), so fd 2 is the one place to catch them.

@@ -181,3 +181,33 @@ def test_metadata_of_the_wrong_type_is_one_line(tmp_path, key, value):
     p.write_bytes(embed(base, meta))
     with pytest.raises(ModelFileError, match=f"metadata field '{key}'"):
         Model.from_file(p)
+
+
+def test_new_interpreter_from_bytes_or_a_path_runs_the_same(tiny_path):
+    x = np.random.default_rng(0).random((1, TINY_SIZE, TINY_SIZE, 3), dtype=np.float32)
+    outputs = []
+    for source in (tiny_path.read_bytes(), tiny_path, str(tiny_path)):
+        it = model_mod.new_interpreter(source, 1)
+        it.set_tensor(it.get_input_details()[0]["index"], x)
+        it.invoke()
+        outputs.append(it.get_tensor(it.get_output_details()[0]["index"]))
+    assert all(np.array_equal(outputs[0], out) for out in outputs[1:])
+    resized = model_mod.new_interpreter(tiny_path.read_bytes(), 1, input_shape=[1, 32, 32, 3])
+    assert list(resized.get_input_details()[0]["shape"]) == [1, 32, 32, 3]
+    assert list(model_mod.new_interpreter(tiny_path, allocate=False).get_input_details()[0]["shape"]) == \
+        [1, TINY_SIZE, TINY_SIZE, 3]
+
+
+def test_every_interpreter_is_made_by_new_interpreter():
+    """model.new_interpreter is the one place that calls LiteRT's Interpreter(...) (inside
+    native_log.filtered_stderr()): another caller would print LiteRT's start-up line on every run again."""
+    import ast
+    root = Path(__file__).resolve().parents[1]
+    callers = []
+    for folder in ("edge_runtime", "train", "compress", "benchmarks", "mask2face", "web"):
+        for path in sorted((root / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                func = getattr(node, "func", None)
+                if getattr(func, "id", None) == "Interpreter" or getattr(func, "attr", None) == "Interpreter":
+                    callers.append(str(path.relative_to(root)))
+    assert callers == ["edge_runtime/model.py"], callers

@@ -12,8 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .. import native_log
-from ..model import _litert
+from ..model import new_interpreter
 from .face import Face, box_iou
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
@@ -93,10 +92,7 @@ class BlazeFace:
     """One BlazeFace .tflite: `detect(rgb)` -> list of Face on the whole image (letterboxed)."""
 
     def __init__(self, path: Path, opts: SsdOptions, threads: int = 2, name: str = "full"):
-        Interpreter, _ = _litert()
-        with native_log.filtered_stderr():
-            self.interpreter = Interpreter(model_path=str(path), num_threads=max(1, int(threads)))
-            self.interpreter.allocate_tensors()
+        self.interpreter = new_interpreter(Path(path), max(1, int(threads)))
         self.input_index = self.interpreter.get_input_details()[0]["index"]
         outs = sorted(self.interpreter.get_output_details(), key=lambda d: -int(d["shape"][-1]))
         self.box_index, self.score_index = outs[0]["index"], outs[1]["index"]
