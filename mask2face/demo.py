@@ -61,7 +61,7 @@ def before_after(models: tuple[tuple[str, str], ...] = BEFORE_AFTER_MODELS, type
     from mask2face.train import masks
 
     image, lm = _astronaut_landmarks()
-    paste_0_2 = BlendConfig(rim_fill=0.0, tone_spread=0.0)
+    paste_0_2 = BlendConfig(rim_fill=0.0, tone_spread=0.0, rim_clean=0.0)
     inpainters = {label: Inpainter.from_file(path, blend=paste_0_2) for label, path in compare}
     inpainters.update({label: Inpainter.from_file(path) for label, path in models})
     le, re = align.eye_centers_from_68(lm)

@@ -75,3 +75,57 @@ def test_fill_rim_keeps_the_edge_between_chin_and_a_dark_collar():
     filled = harmonize.fill_rim(photo, mask, 3)
     chin_band = grown & ~mask & (np.arange(128)[:, None] > 110)
     assert np.abs(filled[chin_band].astype(int) - photo[chin_band]).mean() < 10
+
+
+def _eyes(photo, size=128, value=0.1):
+    """Two dark eyes at the crop's canonical eye positions (0.35 / 0.65, 0.37), drawn into `photo` in place."""
+    eyes = np.zeros((size, size), np.uint8)
+    for x in (0.35, 0.65):
+        cv2.ellipse(eyes, (int(x * size), int(0.37 * size)), (6, 3), 0, 0, 360, 1, -1)
+    photo[eyes.astype(bool)] = value
+    return eyes.astype(bool)
+
+
+def test_clean_rim_removes_a_dark_band_along_the_mask_top_and_leaves_the_eyes():
+    mask = _lower_face_mask()
+    photo = np.broadcast_to(SKIN, (128, 128, 3)).copy()
+    eyes = _eyes(photo)
+    border = _ring(mask, 0, 1) | (mask & ~cv2.erode(mask.astype(np.uint8), harmonize._disc(1)).astype(bool))
+    top = border & (np.arange(128)[:, None] < 0.6 * 128)
+    photo[top] = 0.15                               # the mask's dark hem: 1 px inside and 1 px outside its top
+    cleaned = harmonize.clean_rim(photo, mask, 2)
+    assert np.abs(cleaned[top] - SKIN).max() < 0.02                 # the band is skin again
+    assert np.array_equal(cleaned[eyes], photo[eyes])               # the eyes: bit-identical
+    far = ~cv2.dilate(mask.astype(np.uint8), harmonize._disc(8)).astype(bool)
+    assert np.array_equal(cleaned[far], photo[far])                 # nothing beyond the band's feather changes
+    core = cv2.erode(mask.astype(np.uint8), harmonize._disc(6)).astype(bool)
+    assert np.array_equal(cleaned[core], photo[core])
+
+
+def test_clean_rim_keeps_the_edge_between_chin_and_a_dark_collar():
+    mask = _lower_face_mask()
+    photo = np.broadcast_to(SKIN, (128, 128, 3)).copy()
+    rows = np.arange(128)[:, None] > 0.72 * 128
+    photo[~mask & rows] = 0.05                      # a dark collar right against the chin, below the face's middle
+    cleaned = harmonize.clean_rim(photo, mask, 2)
+    # a median keeps a step edge: skin stays skin inside the chin, the collar stays dark outside it
+    inside = mask & rows & ~cv2.erode(mask.astype(np.uint8), harmonize._disc(2)).astype(bool)
+    outside = _ring(mask, 1, 3) & rows
+    assert np.abs(cleaned[inside] - SKIN).mean() < 0.02
+    assert np.abs(cleaned[outside] - 0.05).mean() < 0.02
+
+
+def test_clean_rim_leaves_an_eye_the_model_marked_as_a_speck_of_mask():
+    mask = _lower_face_mask()
+    photo = np.broadcast_to(SKIN, (128, 128, 3)).copy()
+    eyes = _eyes(photo)
+    speck = np.zeros_like(mask)
+    speck[46:49, 82:86] = True                      # a few pixels of "mask" in the right eye
+    cleaned = harmonize.clean_rim(photo, mask | speck, 2)
+    assert np.array_equal(cleaned[eyes], photo[eyes])
+
+
+def test_clean_rim_with_no_width_or_no_mask_returns_the_crop_unchanged():
+    photo = np.random.default_rng(2).random((64, 64, 3)).astype(np.float32)
+    assert harmonize.clean_rim(photo, np.zeros((64, 64), bool), 2) is photo
+    assert harmonize.clean_rim(photo, _lower_face_mask(64), 0) is photo

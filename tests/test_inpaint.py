@@ -202,3 +202,21 @@ def test_faces_below_the_eye_distance_gate_are_left_alone_without_an_invoke(inpa
     res = strict.remove_detailed(img)
     assert not res.faces[0].pasted and res.faces[0].reason.startswith("face too small")
     assert res.invokes == 0 and np.array_equal(res.image, img)
+
+
+def test_harmonized_cleans_the_mask_hem_only_when_rim_clean_is_set():
+    from mask2face.edge_runtime.inpaint import BlendConfig, harmonized
+    size = 128
+    mask = np.zeros((size, size), np.uint8)
+    cv2.ellipse(mask, (64, 92), (38, 28), 0, 0, 360, 1, -1)
+    skin = np.full((size, size, 3), 0.7, np.float32)
+    rgb = skin.copy()
+    cross = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
+    hem = (cv2.dilate(mask, cross) - cv2.erode(mask, cross)).astype(bool)
+    hem &= np.arange(size)[:, None] < 80           # the top of the mask's hem, 1 px either side of its border
+    rgb[hem] = 0.2
+    prob = mask.astype(np.float32)
+    off = BlendConfig(rim_fill=0.0, tone_spread=0.0, rim_clean=0.0)
+    assert harmonized(rgb, skin, prob, off) is rgb
+    cleaned = harmonized(rgb, skin, prob, BlendConfig(rim_fill=0.0, tone_spread=0.0, rim_clean=0.016))
+    assert np.abs(cleaned[hem] - 0.7).max() < 0.02

@@ -42,14 +42,14 @@ def _needs_page():
         pytest.fail(f"Chromium not found at {CHROMIUM}: {SETUP} (or set CHROMIUM)")
 
 
-def js_op(tmp_path: Path, op: str, arr: np.ndarray, **args) -> np.ndarray:
+def js_op(tmp_path: Path, op: str, arr: np.ndarray, out_dtype=None, **args) -> np.ndarray:
     spec = {"width": arr.shape[1], "height": arr.shape[0], "channels": arr.shape[2] if arr.ndim == 3 else 1,
             "dtype": str(arr.dtype), "data": base64.b64encode(np.ascontiguousarray(arr).tobytes()).decode(),
             "args": args}
     (tmp_path / "op.json").write_text(json.dumps(spec))
     subprocess.run([_node(), str(WEB / "tests" / "imageops_cli.mjs"), op, str(tmp_path / "op.json"),
                     str(tmp_path / "op.bin")], check=True, timeout=60)
-    out = np.fromfile(tmp_path / "op.bin", arr.dtype)
+    out = np.fromfile(tmp_path / "op.bin", out_dtype or arr.dtype)
     return out
 
 
@@ -97,6 +97,25 @@ def test_gaussian_blur_and_morphology_are_opencvs(tmp_path, photo):
         disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
         assert np.array_equal(js_op(tmp_path, "dilate", mask, radius=r), cv2.dilate(mask, disc).ravel())
         assert np.array_equal(js_op(tmp_path, "erode", mask, radius=r), cv2.erode(mask, disc).ravel())
+
+
+def test_median_blur_connected_components_and_clean_rim_are_pythons(tmp_path, photo):
+    from mask2face.edge_runtime import harmonize
+    img = photo[:60, :70].copy()
+    for k in (5, 7):
+        assert np.array_equal(js_op(tmp_path, "median_blur", img, k=k), cv2.medianBlur(img, k).ravel())
+    mask = (photo[:128, :128, 2] > 120).astype(np.uint8)
+    _, labels = cv2.connectedComponents(mask, connectivity=8)
+    assert np.array_equal(js_op(tmp_path, "connected_components", mask, out_dtype=np.int32), labels.ravel())
+    # harmonize.clean_rim on a face-sized crop: a mask with a speck, a hem, texture
+    rgb = (photo[100:228, 150:278].astype(np.float32) / 255)
+    face = np.zeros((128, 128), np.uint8)
+    cv2.ellipse(face, (64, 92), (38, 28), 0, 0, 360, 1, -1)
+    face[46:49, 82:86] = 1
+    for width in (2, 3):
+        ref = harmonize.clean_rim(rgb, face.astype(bool), width).ravel()
+        got = js_op(tmp_path, "clean_rim", rgb, mask=face.ravel().tolist(), width=width)
+        assert np.abs(got - ref).max() < 1e-5
 
 
 @pytest.fixture(scope="module")

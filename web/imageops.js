@@ -234,6 +234,90 @@ function morph(mask, w, h, radius, grow) {
   return out;
 }
 
+// cv2.medianBlur of a uint8 image (any channel count) over a k x k window, k odd; borders replicated, as OpenCV's.
+export function medianBlur(img, k) {
+  const {width: w, height: h, channels: c} = img, r = (k - 1) / 2, out = image(w, h, c, Uint8Array);
+  const win = new Uint8Array(k * k), mid = (k * k - 1) / 2;
+  for (let y = 0; y < h; y++)
+    for (let x = 0; x < w; x++)
+      for (let ch = 0; ch < c; ch++) {
+        let n = 0;
+        for (let dy = -r; dy <= r; dy++) {
+          const yy = Math.min(h - 1, Math.max(0, y + dy));
+          for (let dx = -r; dx <= r; dx++) win[n++] = img.data[(yy * w + Math.min(w - 1, Math.max(0, x + dx))) * c + ch];
+        }
+        win.sort();
+        out.data[(y * w + x) * c + ch] = win[mid];
+      }
+  return out;
+}
+
+// cv2.connectedComponentsWithStats(connectivity=8) of a 0/1 mask (w x h), labels in scan order: [labels (Int32Array,
+// 0 = background), areas (areas[label], areas[0] the background's)].
+export function connectedComponents(mask, w, h) {
+  const labels = new Int32Array(w * h), areas = [0], stack = [];
+  for (let i = 0; i < w * h; i++) {
+    if (!mask[i]) { areas[0]++; continue; }
+    if (labels[i]) continue;
+    const label = areas.length;
+    let area = 0;
+    labels[i] = label;
+    stack.push(i);
+    while (stack.length) {
+      const p = stack.pop(), px = p % w, py = (p - px) / w;
+      area++;
+      for (let dy = -1; dy <= 1; dy++)
+        for (let dx = -1; dx <= 1; dx++) {
+          const xx = px + dx, yy = py + dy, q = yy * w + xx;
+          if (xx < 0 || yy < 0 || xx >= w || yy >= h || !mask[q] || labels[q]) continue;
+          labels[q] = label;
+          stack.push(q);
+        }
+    }
+    areas.push(area);
+  }
+  return [labels, areas];
+}
+
+// harmonize.clean_rim (used by mask2face.js): `rgb` a float image in [0, 1], `mask` 0/1 (s x s). The band from `width` px inside the border of the mask's large parts (a tenth of the largest
+// or more) to `width` + 1 px outside it replaced by its (2 width + 1)-px median, the band's edges feathered.
+export function cleanRim(rgb, mask, width) {
+  if (width <= 0 || !mask.some((v) => v)) return rgb;
+  const s = rgb.width;
+  let m = Uint8Array.from(mask, (v) => (v ? 1 : 0));
+  const [labels, areas] = connectedComponents(m, s, s);
+  if (areas.length > 2) {
+    const largest = Math.max(...areas.slice(1));
+    m = Uint8Array.from(labels, (l) => (l && areas[l] >= 0.1 * largest ? 1 : 0));
+  }
+  const grown = dilate(m, s, s, width + 1), core = erode(m, s, s, width);
+  const band = Uint8Array.from(grown, (g, i) => g - core[i]);
+  const [x, y, w, h] = boundingRect(band, s, s);
+  if (!w) return rgb;
+  const reach = width + 4;
+  const y0 = Math.max(0, y - reach), y1 = Math.min(s, y + h + reach), x0 = Math.max(0, x - reach), x1 = Math.min(s, x + w + reach);
+  const rw = x1 - x0, rh = y1 - y0, roiBand = image(rw, rh, 1), roi = image(rw, rh, 3, Uint8Array);
+  for (let j = 0; j < rh; j++)
+    for (let i = 0; i < rw; i++) {
+      const p = (y0 + j) * s + x0 + i;
+      roiBand.data[j * rw + i] = band[p];
+      for (let k = 0; k < 3; k++) roi.data[(j * rw + i) * 3 + k] = Math.min(255, Math.max(0, Math.floor(rgb.data[p * 3 + k] * 255 + 0.5)));
+    }
+  const weight = gaussianBlur(roiBand, 1.0), median = medianBlur(roi, 2 * width + 1);
+  const out = {...rgb, data: Float32Array.from(rgb.data)};
+  for (let j = 0; j < rh; j++)
+    for (let i = 0; i < rw; i++) {
+      let wgt = Math.min(1, 2 * weight.data[j * rw + i]);
+      if (wgt < 1 / 255) continue;
+      const p = (y0 + j) * s + x0 + i;
+      for (let k = 0; k < 3; k++) {
+        const v = rgb.data[p * 3 + k];
+        out.data[p * 3 + k] = v + wgt * (median.data[(j * rw + i) * 3 + k] / 255 - v);
+      }
+    }
+  return out;
+}
+
 // cv2.boundingRect of the non-zero pixels: [x, y, width, height] ([0, 0, 0, 0] when there are none).
 export function boundingRect(values, w, h) {
   let x0 = w, y0 = h, x1 = -1, y1 = -1;

@@ -515,13 +515,15 @@ export class Remover {
     return {alpha, binary};
   }
 
-  // inpaint.harmonized: the model's RGB with its tone matched to the skin around it and the rim band filled, uint8.
+  // inpaint.harmonized: the model's RGB with its tone matched to the skin around it, the rim band filled and the
+  // mask's hem removed, uint8.
   harmonized(pred, crop, binary) {
     const s = this.size, c = this.channels.length, cfg = this.blend;
     let rgb = ops.image(s, s, 3);
     for (let i = 0; i < s * s; i++) for (let k = 0; k < 3; k++) rgb.data[i * 3 + k] = pred[i * c + k];
     if (cfg.tone_spread) rgb = matchTone(rgb, ops.toFloat(crop, 1 / 255), binary, cfg.tone_spread * s);
     if (cfg.rim_fill) rgb = fillRim(rgb, binary, pyRound(cfg.rim_fill * s));
+    if (cfg.rim_clean) rgb = ops.cleanRim(rgb, binary, pyRound(cfg.rim_clean * s));
     const out = ops.image(s, s, 3, Uint8Array);
     for (let i = 0; i < rgb.data.length; i++) out.data[i] = Math.min(255, Math.max(0, Math.floor(rgb.data[i] * 255 + 0.5)));
     return out;
