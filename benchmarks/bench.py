@@ -10,8 +10,9 @@ fixed input); quality on the first `bench.eval_samples` test pairs: PSNR / SSIM 
 the masked region (`train.metrics`, the one definition), on the raw model output (RGB channels) vs the clean
 truth, plus the SSIM of the composited image (model pixels inside its predicted mask, input elsewhere) and the SSIM
 and masked PSNR of the blended one (the runtime's dilated, feathered paste: what a photo really gets). Both fp32
-and int8 are timed: on AVX-512/AMX CPUs small depthwise students are slower in int8 than in fp32 (MEASURED.md), on
-phones the opposite is usual. One JSON row per artifact, with the machine and package versions,
+and int8 are timed: on a 2-core AVX-512/AMX Xeon a random-weight depthwise student (256², widths 16..96) was slower
+in int8 than in fp32 (20 vs 16 ms p50, 1 thread; observed, not measured by a project bench), on phones the opposite
+is usual. One JSON row per artifact, with the machine and package versions,
 is appended to RUN/bench/rows.jsonl; then `benchmarks.report` renders the table (markdown + CSV) and a Pareto PNG.
 `--what runtime|detect` hand over to runtime_bench / detect_bench (rows appended to `--out`, default the
 source tree's benchmarks/results/, or ./mask2face-results for an installed package).

@@ -11,9 +11,10 @@ the Keras parameter count.
 Choice rule: the fastest int8 mode that (a) runs as ONE XNNPACK partition (an op XNNPACK refuses splits the graph
 and forces float/int8 round trips through builtin kernels) and (b) has no BatchNorm-folding problem.
 (b) is a rule, not a measurement of this script: `transpose` (Conv2DTranspose + BN) is excluded because BN does
-not fold into Conv2DTranspose in QAT (tfmot's fold transforms cover Conv2D/DepthwiseConv2D only; MEASURED.md
-"Export traps"), so the QAT student would carry a separate BN. The post-training converter does fold it, which is
-why `unfolded_bn_ops` (standalone MUL/ADD/SUB in the fp32 graph, measured) can read 0 for `transpose`.
+not fold into Conv2DTranspose in QAT (tfmot 0.8.1's fold transforms in default_8bit_transforms.py match
+Conv2D/DepthwiseConv2D only; not measured by a project bench), so the QAT student would carry a separate BN.
+The post-training converter does fold it, which is why `unfolded_bn_ops` (standalone MUL/ADD/SUB in the fp32
+graph, measured) can read 0 for `transpose`.
 
 Representative data for int8 is seeded uniform noise: the weights are random too, so real photos would not make
 the calibration more meaningful, and the benchmark then needs no data on disk.
@@ -39,7 +40,8 @@ REP_SAMPLES = 8
 # Modes excluded whatever their speed, with the reason that goes into the JSON's "why".
 BN_FOLD_PROBLEM = {
     "transpose": "transpose conv: BN does not fold (Conv2DTranspose + BatchNorm is not folded in QAT, "
-                 "MEASURED.md 'Export traps'), so the QAT student would keep a separate BN",
+                 "tfmot's fold transforms match Conv2D/DepthwiseConv2D only), so the QAT student would keep a "
+                 "separate BN",
 }
 # Ops an unfolded BatchNorm leaves behind in a .tflite (the student itself has no elementwise arithmetic).
 BN_RESIDUE_OPS = ("MUL", "ADD", "SUB")

@@ -10,8 +10,8 @@ checkpoint, i.e. the student), each with a `<name>.delegates.json` report beside
 - dynamic: int8 weights, float activations (no representative data).
 - int8: full-integer post-training quantisation calibrated on `export.representative_samples` training pairs
   (same preprocessing as training: RGB uint8 / 255), TFLITE_BUILTINS_INT8 only.
-- qat-int8: the QAT model with `optimizations=[DEFAULT]` plus the representative dataset (MEASURED.md: without
-  it TFLITE_BUILTINS_INT8 fails; both forms give byte-identical files).
+- qat-int8: the QAT model with `optimizations=[DEFAULT]` plus the representative dataset (observed with TF 2.21, not
+  tested here: without it TFLITE_BUILTINS_INT8 fails; `optimizations=[DEFAULT]` alone gave a byte-identical file).
 - export.int8_io=true: int8 input/output tensors for int8/qat-int8; the quantisation parameters are recorded in
   the metadata (input_quantization / output_quantization) so the runtime needs no other source.
 Every file is loaded and run once in ai_edge_litert before it is kept.

@@ -11,8 +11,9 @@ with their own correction. Only where CenterFace finds nothing (close-ups and ti
 photo; 15 of 565 real masked photos, 9 of them then found) does the BlazeFace cascade run.
 
 Why BlazeFace at all: on real photos of people wearing masks (data/real-masked-dev) BlazeFace full-range finds a
-face in 84% of photos, dlib HOG in 37% (../shared/MEASURED.md); masks hide the mouth and jaw that HOG relies on,
-while BlazeFace is trained on varied, partly occluded faces and costs 5-7 ms per photo on two cores. Each
+face in 84% of photos (benchmarks/results/detect.jsonl, cascade "full@0.5"), dlib HOG in 37% (observed, not
+measured by a project bench); masks hide the mouth and jaw that HOG relies on, while BlazeFace is trained on
+varied, partly occluded faces and costs 5-7 ms per photo on two cores. Each
 detection has a box, a score and six keypoints; the two eye keypoints drive the canonical crop
 (align.similarity_from_eyes).
 

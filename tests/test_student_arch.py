@@ -61,7 +61,7 @@ def test_fp32_tflite_matches_keras_and_is_one_xnnpack_partition():
 
 
 def test_nearest_upsampling_splits_xnnpack():
-    """The reason for depth_to_space: nearest resize leaves XNNPACK (MEASURED.md) - the counter must see it."""
+    """Why depth_to_space: nearest resize leaves XNNPACK (upsample_choice.json) - the counter must see it."""
     from mask2face.compress.delegates import xnnpack_partitions
     from mask2face.compress.export import convert
     xnn = xnnpack_partitions(convert(_student(upsample="nearest"), "fp32"))

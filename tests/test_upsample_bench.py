@@ -53,7 +53,7 @@ def test_tiny_real_run_writes_all_modes(tmp_path):
     assert doc["choice"] in MODES and doc["choice"] != "transpose"
     chosen = doc["results"][f"{doc['choice']}_int8"]
     assert chosen["xnnpack_partitions"] == 1
-    # nearest resize is refused by XNNPACK in this LiteRT: the graph splits (MEASURED, upsample_choice.json).
+    # nearest resize is refused by XNNPACK in this LiteRT: the graph splits (5 partitions in upsample_choice.json).
     assert doc["results"]["nearest_int8"]["xnnpack_partitions"] > 1
     for r in doc["results"].values():
         assert r["bytes"] > 0 and r["params"] > 0 and r["p50_ms_1thr"] > 0

@@ -1,6 +1,7 @@
 """The slim student: a depthwise-separable U-Net that runs as ONE XNNPACK partition and is int8 friendly.
 
-Design rules (each one measured, see /work/shared/MEASURED.md and benchmarks/results/upsample_choice.json):
+Design rules (the upsampling op chosen by benchmarks/results/upsample_choice.json; the one XNNPACK partition
+checked by tests/test_student_arch.py):
 - every conv is followed directly by BatchNorm (no bias), so the converter folds BN into the conv weights;
 - ReLU6 (bounded activations quantise well; the GPU delegate and NNAPI both take RELU6 fused into the conv);
 - downsampling by stride-2 depthwise convs (no pooling op to partition on);
