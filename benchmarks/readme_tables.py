@@ -75,7 +75,46 @@ def web_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-TABLES = {"precisions": (precisions_table, "shipped_model_precisions.jsonl"), "web": (web_table, "web.jsonl")}
+def _share(v: float) -> str:
+    return "0" if v == 0 else f"{100 * v:.2f}".rstrip("0").rstrip(".") + "%"
+
+
+MASK_THRESHOLDS = (0.1, 0.2, 0.3, 0.5, 0.7, 0.9)   # the rows shown besides the shipped threshold and 0
+
+
+def mask_decision_table(rows: list[dict]) -> str:
+    """README "Masked or not": the shipped model and classifier on every real masked photo and the test photos of the
+    unmasked sets (gate.jsonl: the newest row of the default on the test split, every real masked photo), one line
+    per threshold of its sweep."""
+    shipped = [r for r in rows if r.get("model") == "default" and r.get("split") == "test"
+               and r.get("masked_half") == "all" and r.get("classifier_info")
+               and str(r["classifier_info"].get("source", "")).endswith("mask2face_mask_classifier.tflite")]
+    r = shipped[-1]
+    titles = {"lfw": "LFW", "celeba": "CelebA", "aaf": "All-Age-Faces", "faces-dev": "faces-dev"}
+    names = sorted(r["bare_sets"], key=lambda n: list(titles).index(n) if n in titles else len(titles))
+    found = r["annotated_faces"]
+    lines = [f"| `--mask-threshold` | real masked photos restored (of {r['masked_photos']}) | photos of unmasked "
+             f"people changed: {' / '.join(titles.get(n, n) for n in names)} "
+             f"({' / '.join(str(r['bare_sets'][n]['photos']) for n in names)}) | hand-labelled faces in the real "
+             f"photos restored: masked (of {found['with_mask']['found']} found) / unmasked (of "
+             f"{found['without_mask']['found']} found) |", "|---|---|---|---|"]
+    shipped_t = r["min_mask_probability"]
+    for s in r["probability_sweep"]:
+        t = s["min_mask_probability"]
+        if not (t == 0.0 or t == shipped_t or any(abs(t - m) < 1e-9 for m in MASK_THRESHOLDS)):
+            continue
+        label = "0 (every face the model sees a mask on)" if t == 0.0 else f"{t:g}"
+        cells = [label, _share(s["masked_restored"]), " / ".join(_share(s[f"{n}_altered"]) for n in names),
+                 f"{s['annotated']['with_mask']['pasted']} / {s['annotated']['without_mask']['pasted']}"]
+        if abs(t - shipped_t) < 1e-9:
+            cells = [f"**{c}**" for c in cells]
+            cells[0] = f"**{t:g}** (default)"
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+TABLES = {"precisions": (precisions_table, "shipped_model_precisions.jsonl"), "web": (web_table, "web.jsonl"),
+          "mask_decision": (mask_decision_table, "gate.jsonl")}
 BLOCK = re.compile(r"(<!-- table:(?P<name>[a-z_]+) -->\n)(?P<body>.*?)(\n<!-- /table:(?P=name) -->)", re.S)
 
 

@@ -10,6 +10,7 @@ from mask2face import config
 from mask2face.train import pairs
 from mask2face.compress import classifier_export
 from mask2face.train import mask_classifier as mc
+from mask2face.train import mask_styles as ms
 
 
 def _pairs(n=6, s=32, seed=0):
@@ -39,6 +40,42 @@ def test_examples_are_one_masked_and_one_bare_face_per_pair():
     assert y.tolist() == [1.0] * 6 + [0.0] * 6
     aug = mc.augment(x, np.random.default_rng(1), degrade=1.0)
     assert aug.shape == x.shape and aug.dtype == np.uint8 and not np.array_equal(aug, x)
+
+
+def test_a_worn_mask_rides_higher_and_wider_but_never_over_the_eyes():
+    s = 128
+    inside = np.zeros((s, s), np.uint8)
+    inside[70:120, 30:98] = 1                                   # the generator's mask: nose to chin
+    grew_up = grew_wide = 0
+    for seed in range(40):
+        out = ms.worn_region(inside, np.random.default_rng(seed))
+        rows, cols = np.nonzero(out)
+        assert rows.min() >= int(0.42 * s) - 5, "a worn mask must not cover the eyes (0.37 of the crop)"
+        grew_up += rows.min() < 68
+        grew_wide += cols.min() < 28 and cols.max() > 99
+    assert grew_up > 20 and grew_wide > 20
+
+
+def test_restyled_masks_with_reshape_off_are_the_recipe_without_it():
+    p = _pairs(4, s=64)
+    for i in range(4):
+        a = ms.restyle_mask(p["masked"][i], p["clean"][i], p["mask"][i], np.random.default_rng(i))
+        b = ms.restyle_mask(p["masked"][i], p["clean"][i], p["mask"][i], np.random.default_rng(i), reshape=0.0)
+        assert np.array_equal(a, b)
+        worn = ms.restyle_mask(p["masked"][i], p["clean"][i], p["mask"][i], np.random.default_rng(i), reshape=1.0)
+        assert worn.shape == a.shape and worn.dtype == np.uint8
+        outside = np.ones((64, 64), bool)
+        outside[int(0.42 * 64) - 3:, :] = False                    # above the highest a worn mask may reach
+        assert np.array_equal(worn[outside], p["clean"][i][outside])
+
+
+def test_pleats_and_prints_stay_in_range():
+    rng = np.random.default_rng(3)
+    folds = ms.pleats(128, rng)
+    assert folds.shape == (128, 128) and 0.65 <= folds.min() < 0.95 and folds.max() <= 1.0
+    cover, ink = ms.graphic_print(128, rng)
+    assert cover.shape == (128, 128) and 0.0 <= cover.min() and cover.max() <= 1.0 and cover.max() > 0
+    assert ink.shape == (3,) and 0 <= ink.min() and ink.max() <= 255
 
 
 def test_the_temperature_fit_recovers_a_known_temperature():

@@ -33,3 +33,12 @@ def test_a_changed_row_changes_its_table_and_the_check_says_so(tmp_path):
     assert readme_tables.main(args) == 0
     assert "| `student-qat-int8.tflite` | 159.8 | 2.20 / 1.51 | 12.35 dB / 0.838 |" in readme.read_text()
     assert readme_tables.main(args + ["--check"]) == 0
+
+
+def test_the_mask_decision_table_bolds_the_shipped_classifiers_threshold():
+    from mask2face.edge_runtime.mask_decision import MaskClassifier
+    table = readme_tables.mask_decision_table(readme_tables.read_rows("gate.jsonl"))
+    shipped = MaskClassifier.from_file().threshold
+    bold = [line for line in table.splitlines() if line.startswith("| **")]
+    assert len(bold) == 1 and bold[0].startswith(f"| **{shipped:g}** (default)"), \
+        "the README's mask-threshold table is not from a gate row of the shipped classifier: run gate_bench"

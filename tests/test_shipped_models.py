@@ -1,6 +1,6 @@
 """The shipped files agree with each other: the default asset is models/cpu's QAT export, models/cpu is one run of
 today's preset('cpu'), and its Keras checkpoints give its .tflite files' outputs; the mask classifier asset is
-models/mask-classifier's export of today's preset('cpu').classifier."""
+models/mask-classifier's export of today's preset('mask-classifier').classifier."""
 import json
 import os
 from pathlib import Path
@@ -40,15 +40,15 @@ def test_models_cpu_is_one_run_of_the_cpu_preset():
         assert Model.from_file(f).metadata["config_hash"] == config.config_hash(config.preset("cpu")), f.name
 
 
-def test_the_shipped_mask_classifier_is_one_run_of_the_cpu_preset():
+def test_the_shipped_mask_classifier_is_one_run_of_its_preset():
     from mask2face.edge_runtime import mask_decision
     from mask2face.edge_runtime.model import Model
     folder = REPO / "models" / "mask-classifier"
     assert sha256_file(mask_decision.DEFAULT_CLASSIFIER) == sha256_file(folder / "mask_classifier-int8.tflite")
-    preset = config.preset("cpu").classifier
+    preset = config.preset("mask-classifier").classifier
     shipped = json.loads((folder / "config.json").read_text())["classifier"]
-    assert shipped == json.loads(json.dumps(config.to_dict(config.preset("cpu"))["classifier"])), \
-        "models/mask-classifier/config.json differs from preset('cpu').classifier: retrain or export again"
+    assert shipped == json.loads(json.dumps(config.to_dict(config.preset("mask-classifier"))["classifier"])), \
+        "models/mask-classifier/config.json differs from preset('mask-classifier').classifier: retrain or export again"
     meta = Model.from_file(mask_decision.DEFAULT_CLASSIFIER).metadata
     assert meta["config_hash"] == config.config_hash(preset) and meta["threshold"] == preset.threshold
     assert "non-commercial" in (folder / "README.md").read_text()

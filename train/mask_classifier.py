@@ -40,6 +40,7 @@ import numpy as np  # noqa: E402
 
 from mask2face import runs  # noqa: E402
 from mask2face.train import pairs  # noqa: E402
+from mask2face.train.mask_styles import restyle_mask  # noqa: E402
 from mask2face.train.checkpoints import save_model  # noqa: E402
 from mask2face.edge_runtime.errors import Mask2FaceError  # noqa: E402
 
@@ -69,53 +70,6 @@ def shifted_mask(masked: np.ndarray, clean: np.ndarray, mask: np.ndarray, dy: in
     return out
 
 
-# Colours of real masks (RGB): black, charcoal, white, light grey, surgical blue and green, navy, pink, beige, khaki.
-MASK_PALETTE = np.array([(25, 25, 28), (60, 60, 66), (235, 235, 232), (185, 188, 192), (150, 195, 225),
-                         (150, 210, 200), (40, 50, 90), (230, 180, 195), (215, 190, 165), (150, 140, 110)],
-                        np.float32)
-
-
-def restyle_mask(masked: np.ndarray, clean: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """The generator's flat, crisp mask made to look worn: a little larger or smaller, a real mask's colour (or its
-    own), the face's own light and shade under it, sometimes a print, fabric noise and a soft edge. Real masks are shaded and textured; a classifier
-    trained on flat polygons alone scores many real black and white masks as bare."""
-    inside = (mask > 127).astype(np.uint8)
-    if inside.sum() < 16:
-        return masked
-    s = masked.shape[0]
-    grow = int(rng.integers(-2, 6)) * s // 128     # real masks come in more sizes than the generator draws
-    if grow:
-        disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * abs(grow) + 1, 2 * abs(grow) + 1))
-        changed = (cv2.dilate if grow > 0 else cv2.erode)(inside, disc)
-        if changed.sum() >= 16:
-            inside = changed
-    inside = inside.astype(np.float32)
-    x = masked.astype(np.float32)
-    lum = cv2.GaussianBlur(cv2.cvtColor(clean, cv2.COLOR_RGB2GRAY).astype(np.float32), (0, 0), 0.08 * s)
-    shade = lum / max(float(lum[inside > 0].mean()), 1.0)
-    shade = 1.0 + (shade - 1.0) * rng.uniform(0.5, 1.5)
-    own = cv2.cvtColor(masked, cv2.COLOR_RGB2GRAY).astype(np.float32)
-    own = own / max(float(own[inside > 0].mean()), 1.0)          # the mask's own folds and seams, kept faintly
-    if rng.random() < 0.7:
-        colour = MASK_PALETTE[int(rng.integers(len(MASK_PALETTE)))] * rng.uniform(0.85, 1.15, 3)
-    else:
-        colour = x[inside > 0].mean(axis=0)
-    styled = colour * (shade * (1.0 + (own - 1.0) * rng.uniform(0.2, 1.0)))[..., None]
-    if rng.random() < 0.25:   # a print: stripes or dots at low contrast
-        yy, xx = np.mgrid[0:s, 0:s].astype(np.float32)
-        period = rng.uniform(3, 12) * s / 128
-        theta = rng.uniform(0, np.pi)
-        wave = np.sin((xx * np.cos(theta) + yy * np.sin(theta)) * 2 * np.pi / period)
-        if rng.random() < 0.5:
-            wave = wave * np.sin((xx * np.sin(theta) - yy * np.cos(theta)) * 2 * np.pi / period)
-        styled *= (1.0 + rng.uniform(0.1, 0.35) * wave)[..., None]
-    styled += rng.normal(0, rng.uniform(1.0, 8.0), styled.shape)
-    styled = cv2.GaussianBlur(styled, (0, 0), rng.uniform(0.3, 1.0))
-    alpha = cv2.GaussianBlur(inside, (0, 0), rng.uniform(0.5, 1.5))[..., None]
-    out = alpha * styled + (1.0 - alpha) * clean.astype(np.float32)
-    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
-
-
 def examples_from_pairs(pair: dict[str, np.ndarray], cfg, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """(images (2N, size, size, 3) uint8, labels (2N,) float32) from one split's pairs: each pair gives its masked
     face (label 1) and its bare face (label 0), some with the mask moved (see the module docstring)."""
@@ -124,7 +78,7 @@ def examples_from_pairs(pair: dict[str, np.ndarray], cfg, rng: np.random.Generat
     pos, neg = masked.copy(), clean.copy()
     for i in range(len(masked)):
         if rng.random() < cfg.restyle_share:
-            pos[i] = restyle_mask(masked[i], clean[i], mask[i], rng)
+            pos[i] = restyle_mask(masked[i], clean[i], mask[i], rng, cfg.reshape_share)
         if rng.random() < cfg.low_mask_share:
             pos[i] = shifted_mask(pos[i], clean[i], mask[i], int(rng.uniform(0.05, 0.11) * s))
         if rng.random() < cfg.below_chin_share:
@@ -160,7 +114,7 @@ def jitter(image: np.ndarray, rng: np.random.Generator, strength: float = 1.0) -
     return cv2.warpAffine(image, m, (s, s), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
 
 
-def hard_photo(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def hard_photo(image: np.ndarray, rng: np.random.Generator, grey: float = 0.15) -> np.ndarray:
     """One or more of: low light, grey, small and blurry, JPEG, a colour cast."""
     s = image.shape[0]
     x = image.astype(np.float32) / 255.0
@@ -173,7 +127,7 @@ def hard_photo(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         c = rng.uniform(0.6, 1.3)
         x = (x - x.mean()) * c + x.mean()
     x = np.clip(x * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    if rng.random() < 0.15:
+    if rng.random() < grey:
         x = np.repeat(cv2.cvtColor(x, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
     if rng.random() < 0.4:    # a small face, upscaled by the aligner
         small = max(6, int(s * rng.uniform(0.2, 0.8)))
@@ -187,18 +141,19 @@ def hard_photo(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return x
 
 
-def augment(batch: np.ndarray, rng: np.random.Generator, degrade: float, misalign: float = 0.0) -> np.ndarray:
+def augment(batch: np.ndarray, rng: np.random.Generator, degrade: float, misalign: float = 0.0,
+            grey: float = 0.15) -> np.ndarray:
     out = np.empty_like(batch)
     for i, image in enumerate(batch):
         x = image[:, ::-1] if rng.random() < 0.5 else image
         x = jitter(np.ascontiguousarray(x), rng, 3.0 if rng.random() < misalign else 1.0)
-        out[i] = hard_photo(x, rng) if rng.random() < degrade else x
+        out[i] = hard_photo(x, rng, grey) if rng.random() < degrade else x
     return out
 
 
 def augmented_copy(images: np.ndarray, cfg, seed: int) -> np.ndarray:
     """A fixed augmented copy (for val): the same hard photos every epoch, so epochs compare."""
-    return augment(images, np.random.default_rng(seed), cfg.degrade, cfg.misalign_share)
+    return augment(images, np.random.default_rng(seed), cfg.degrade, cfg.misalign_share, cfg.grey_share)
 
 
 # -- model ------------------------------------------------------------------------------------------------------------
@@ -306,7 +261,7 @@ def train(cfg, data_dirs: list[Path], out_dir: Path, limit: int = 0) -> dict:
         losses = []
         for k in range(steps):
             idx = order[k * c.batch_size:(k + 1) * c.batch_size]
-            xb = augment(x_train[idx], rng, c.degrade, c.misalign_share).astype(np.float32) / 255.0
+            xb = augment(x_train[idx], rng, c.degrade, c.misalign_share, c.grey_share).astype(np.float32) / 255.0
             loss = model.train_on_batch(xb, y_train[idx], return_dict=True)["loss"]
             if not math.isfinite(loss):
                 raise ClassifierError(f"classifier loss became {loss} at epoch {epoch + 1}; lower "
