@@ -216,7 +216,7 @@ def cli_main(cfg, args) -> int:
     t_channels = int(t_train.shape[-1])
     train_in = PairsInput(None, "train", dc.batch_size, flip=tc.flip, shuffle=True, seed=tc.seed,
                           bare_share=tc.bare_share, degrade=tc.degrade, extra=U8Targets(t_train),
-                          arrays=train_in.arrays, mask_grow=dc.mask_grow)
+                          arrays=train_in.arrays, mask_grow=dc.mask_grow, worn_mask_share=dc.worn_mask_share)
     try:
         val_arrays = PairsInput(data_dir, "val", dc.batch_size, shuffle=False).arrays
         t_val = teacher_cache(teacher, teacher_sha, val_arrays, "val", out_dir, dc.batch_size)

@@ -166,7 +166,8 @@ def cli_main(cfg, args) -> int:
         teacher_weight, t_train, t_val, t_channels, sha = 0.0, None, None, 0, None
     train_in = PairsInput(None, "train", qc.batch_size, flip=tc.flip, shuffle=True, seed=tc.seed + 1,
                           bare_share=tc.bare_share, degrade=tc.degrade, arrays=train_in.arrays,
-                          extra=U8Targets(t_train) if t_train is not None else None, mask_grow=dc.mask_grow)
+                          extra=U8Targets(t_train) if t_train is not None else None, mask_grow=dc.mask_grow,
+                          worn_mask_share=dc.worn_mask_share)
     val_in = (PairsInput(None, "val", qc.batch_size, shuffle=False, arrays=val_arrays,
                          extra=U8Targets(t_val) if t_val is not None else None, mask_grow=dc.mask_grow)
               if val_arrays else None)

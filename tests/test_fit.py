@@ -365,6 +365,39 @@ def test_mask_grow_grows_the_true_and_the_teacher_mask_targets_only(pairs_dir):
         PairsInput(None, "train", 4, arrays=base.arrays, mask_grow=0.5)
 
 
+def test_worn_masks_restyle_the_input_and_keep_the_face_as_the_target(pairs_dir):
+    from mask2face.train.fit import DataError, PairsInput
+    arrays = PairsInput(pairs_dir, "train", 4).arrays
+    teacher = np.full((24, 32, 32, 4), 51, np.uint8)
+    teacher[..., 3] = arrays["mask"]
+    base = PairsInput(None, "train", 4, flip=True, seed=5, arrays=arrays, extra=teacher, bare_share=0.3, degrade=0.3)
+    p = PairsInput(None, "train", 4, flip=True, seed=5, arrays=arrays, extra=teacher, bare_share=0.3,
+                   degrade=0.3, worn_mask_share=0.5)
+    idx, code = p.order(0)
+    np.testing.assert_array_equal(idx, base.order(0)[0])             # earlier draws unchanged
+    np.testing.assert_array_equal(code & 0xFFFFFF & ~np.uint32(PairsInput.WORN), base.order(0)[1])
+    worn = ((code & PairsInput.WORN) > 0).ravel()
+    assert 0.2 < worn.mean() < 0.8
+    plain = worn & ((code.ravel() & (PairsInput.BARE | PairsInput.DEGRADE)) == 0)
+    assert plain.any()
+    x, y = p._gather(idx.ravel(), code.ravel())
+    x0, y0 = base._gather(idx.ravel(), code.ravel() & 0xFFFFFF & ~np.uint32(PairsInput.WORN))
+    np.testing.assert_array_equal(x[~worn], x0[~worn])                # other pairs stay bit-identical
+    np.testing.assert_array_equal(y[~worn], y0[~worn])
+    np.testing.assert_array_equal(y[..., :3], y0[..., :3])            # the face to restore never changes
+    np.testing.assert_array_equal(y[..., 4:7], y0[..., 4:7])          # nor the teacher's RGB
+    assert (np.abs(x[plain] - x0[plain]).max(axis=(1, 2, 3)) > 0.05).all()   # the mask looks different
+    m = y[plain][..., 3] > 0.5
+    # where the (restyled) mask is not, the input is the face itself, up to the mask's soft edge
+    import cv2
+    far = ~np.stack([cv2.dilate(a.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool) for a in m])
+    assert np.abs(x[plain] - y[plain][..., :3]).max(axis=-1)[far].max() < 2 / 255
+    assert (y[plain][..., 7] >= y[plain][..., 3]).all()               # the teacher's mask covers the worn one
+    assert p.order(1)[1].tolist() != code.tolist()                     # another epoch, other draws
+    with pytest.raises(DataError, match="worn_mask_share"):
+        PairsInput(None, "train", 4, arrays=arrays, worn_mask_share=1.5)
+
+
 def test_fields_added_later_keep_old_run_keys_and_hashes():
     """A field added to the configs at its "as before" value must not change the run key of an existing checkpoint
     (or it could not be resumed after an upgrade) nor the config hash exported files carry."""

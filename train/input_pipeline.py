@@ -1,5 +1,5 @@
 """Training input: pairs shards -> tf.data with a resumable, per-epoch deterministic order, and the augmentations
-(flip, bare pairs, degraded photos, grown masks) that `PairsInput` applies."""
+(flip, bare pairs, degraded photos, grown masks, worn-looking masks) that `PairsInput` applies."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import tensorflow as tf  # noqa: E402
 
 from mask2face.edge_runtime.errors import Mask2FaceError  # noqa: E402
 from mask2face.train import pairs  # noqa: E402
+from mask2face.train.mask_styles import restyled  # noqa: E402
 
 
 class DataError(Mask2FaceError):
@@ -83,7 +84,7 @@ class PairsInput:
     def __init__(self, data_dir: Path | None, split: str, batch_size: int, *, flip: bool = False,
                  shuffle: bool = True, seed: int = 0, extra: np.ndarray | None = None, limit: int | None = None,
                  arrays: dict[str, np.ndarray] | None = None, bare_share: float = 0.0, degrade: float = 0.0,
-                 mask_grow: float = 0.0):
+                 mask_grow: float = 0.0, worn_mask_share: float = 0.0):
         self.arrays = arrays if arrays is not None else _load_arrays(Path(data_dir), split, limit)
         self.split, self.batch_size, self.flip, self.shuffle, self.seed = split, int(batch_size), flip, shuffle, seed
         if not 0.0 <= bare_share < 1.0:
@@ -94,6 +95,9 @@ class PairsInput:
         self.degrade = float(degrade)
         if not 0.0 <= mask_grow < 0.25:
             raise DataError(f"mask_grow={mask_grow}: expected a share of the crop side in [0, 0.25)")
+        if not 0.0 <= worn_mask_share <= 1.0:
+            raise DataError(f"worn_mask_share={worn_mask_share}: expected a share in [0, 1]")
+        self.worn_mask_share = float(worn_mask_share)
         self.extra = extra
         n = len(self.arrays["masked"])
         if extra is not None and len(extra) != n:
@@ -118,13 +122,14 @@ class PairsInput:
             return self.size // self.batch_size
         return math.ceil(self.size / self.batch_size)
 
-    FLIP, BARE, DEGRADE = 1, 2, 4  # bits of the per-pair augmentation code; bits 8-15 and 16-23 hold the
-                                   # degradation's two random bytes (scale, JPEG quality)
+    FLIP, BARE, DEGRADE, WORN = 1, 2, 4, 8  # bits of the per-pair augmentation code; bits 8-15 and 16-23 hold
+                                            # the degradation's two random bytes (scale, JPEG quality), bits 24-31
+                                            # the worn mask's seed
 
     def order(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
         """(indices (steps, B), augmentation codes (steps, B) uint32: FLIP | BARE | DEGRADE bits and the
         degradation bytes) of an epoch; a pure function of (seed, epoch). Draws are appended after the flips, so
-        bare_share=0 and degrade=0 keep earlier runs' orders."""
+        bare_share=0, degrade=0 and worn_mask_share=0 keep earlier runs' orders."""
         rng = np.random.default_rng([int(self.seed), int(epoch)])
         if not self.shuffle:
             idx = np.arange(self.size)
@@ -140,12 +145,21 @@ class PairsInput:
             code |= (rng.random(idx.shape) < self.degrade).astype(np.uint32) * self.DEGRADE
             code |= rng.integers(0, 256, idx.shape, dtype=np.uint32) << 8
             code |= rng.integers(0, 256, idx.shape, dtype=np.uint32) << 16
+        if self.worn_mask_share > 0:
+            code |= (rng.random(idx.shape) < self.worn_mask_share).astype(np.uint32) * self.WORN
+            code |= rng.integers(0, 256, idx.shape, dtype=np.uint32) << 24
         return idx, code
 
     def _gather(self, idx: np.ndarray, code: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         a = self.arrays
         x = a["masked"][idx]
         y = np.concatenate([a["clean"][idx], a["mask"][idx][..., None]], axis=-1)
+        worn = np.flatnonzero(code & self.WORN)
+        for i in worn:
+            # the mask restyled as a worn one over the same face: the RGB targets stay, the mask target is what
+            # now covers the face (half of them worn higher and wider)
+            rng = np.random.default_rng([int(self.seed), int(idx[i]), int(code[i]) >> 24])
+            x[i], y[i, ..., 3] = restyled(x[i], y[i, ..., :3], y[i, ..., 3], rng, reshape=0.5)
         xf = x.astype(np.float32) * np.float32(1 / 255)
         yf = y.astype(np.float32) * np.float32(1 / 255)
         yf[..., 3] = y[..., 3] * self._mask_scale
@@ -154,6 +168,10 @@ class PairsInput:
             if self.extra.dtype == np.uint8:  # extra targets may be cached as uint8 to save memory
                 e *= np.float32(1 / 255)
             yf = np.concatenate([yf, e], axis=-1)
+        if len(worn) and yf.shape[-1] >= 8:
+            # the teacher's mask channel covers at least the worn mask (its RGB there is kept: on skin the
+            # teacher returns about the input, which is the truth)
+            yf[worn, ..., 7] = np.maximum(yf[worn, ..., 7], yf[worn, ..., 3])
         if self.mask_grow_px:
             # the true mask and, when the extra targets are a teacher output with a mask channel, the teacher's
             mask_channels = (3, 7) if yf.shape[-1] >= 8 else (3,)
