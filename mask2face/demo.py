@@ -10,8 +10,10 @@ every tile shows the renderer, not detector noise.
 before_after.png: the whole 512x512 photo wearing a generated mask goes through the shipped models exactly as
 `mask2face remove` runs them (detect, align, inpaint, paste back); the tiles are cut around the face afterwards.
 Each row says the masked PSNR (over the drawn mask, photo pixels) of the input and of each output.
-`--compare LABEL=MODEL.tflite` adds a column for another model pasted back as 0.2.0 did (no rim fill, no tone
-match), e.g. the 0.2.0 default: `--compare 0.2.0=models/cpu/export/student-qat-int8.tflite`.
+`--compare LABEL=MODEL.tflite` adds a column for another model pasted back as 0.3.0 and 0.4.0 did (rim fill and
+tone match, no rim clean), deciding with `--compare-classifier C.tflite` (default: the shipped classifier), e.g.
+0.4.0's runtime: `--compare 0.4.0=models/cpu/export/student-qat-int8.tflite --compare-classifier OLD.tflite` with
+OLD.tflite from `git show v0.4.0-commit:edge_runtime/assets/mask2face_mask_classifier.tflite`.
 """
 
 from __future__ import annotations
@@ -49,20 +51,22 @@ def _astronaut_landmarks() -> tuple[np.ndarray, np.ndarray]:
 
 
 def before_after(models: tuple[tuple[str, str], ...] = BEFORE_AFTER_MODELS, types: tuple[str, ...] =
-                 BEFORE_AFTER_TYPES, seed: int = 7, compare: tuple[tuple[str, str], ...] = ()
-                 ) -> tuple[np.ndarray, list[dict]]:
+                 BEFORE_AFTER_TYPES, seed: int = 7, compare: tuple[tuple[str, str], ...] = (),
+                 compare_classifier: str = "default") -> tuple[np.ndarray, list[dict]]:
     """RGB uint8 sheet (rows: mask types; columns: masked | each model's output | original) and one record per row
     with the masked PSNR of the input and of each model's output, each model's mask probability for the face and
     whether it pasted one. Type "none" is the bare photo: the mask decision should leave it as it is. `compare`
-    models (label, path) come first and are pasted back as 0.2.0 did (no rim fill, no tone match)."""
+    models (label, path) come first, pasted back as 0.3.0 and 0.4.0 did (no rim clean) and decided by
+    `compare_classifier`."""
     from mask2face.train.metrics import psnr   # over the mask's pixels when given one
     from mask2face.edge_runtime import align
     from mask2face.edge_runtime.inpaint import BlendConfig, Inpainter
     from mask2face.train import masks
 
     image, lm = _astronaut_landmarks()
-    paste_0_2 = BlendConfig(rim_fill=0.0, tone_spread=0.0, rim_clean=0.0)
-    inpainters = {label: Inpainter.from_file(path, blend=paste_0_2) for label, path in compare}
+    paste_before = BlendConfig(rim_clean=0.0)
+    inpainters = {label: Inpainter.from_file(path, blend=paste_before, classifier=compare_classifier)
+                  for label, path in compare}
     inpainters.update({label: Inpainter.from_file(path) for label, path in models})
     le, re = align.eye_centers_from_68(lm)
     half = FACE_CUT * float(np.linalg.norm(re - le))
@@ -154,13 +158,18 @@ def _compare_entry(item: str) -> tuple[str, str]:
 
 
 def cli_main(cfg, args) -> int:
+    classifier = getattr(args, "compare_classifier", None) or "default"
+    if classifier != "default" and not Path(classifier).is_file():
+        from mask2face.edge_runtime.errors import Mask2FaceError
+        raise Mask2FaceError(f"--compare-classifier {classifier}: no such file (a .tflite made by `mask2face "
+                             "classifier`)")
     out_dir = Path(getattr(args, "out", None) or "mask2face-demo")
     seed = cfg.data.seed if cfg is not None else 0
     sheet = mask_types_sheet(seed, tuple(cfg.data.mask_types) if cfg is not None else None)
     path = save_png(out_dir / "mask_types.png", sheet)
     print(f"mask2face demo: {len(sheet) // TILE} mask types x {len(POSES)} poses -> {path}")
     compare = tuple(_compare_entry(item) for item in (getattr(args, "compare", None) or []))
-    sheet, records = before_after(compare=compare)
+    sheet, records = before_after(compare=compare, compare_classifier=classifier)
     columns = [label for label, _ in compare + BEFORE_AFTER_MODELS]
     path = save_png(out_dir / "before_after.png", sheet)
     print(f"mask2face demo: masked | {' | '.join(columns)} | original, {len(records)} masks -> {path}")

@@ -59,8 +59,17 @@ def test_compare_adds_a_column_pasted_as_before(tmp_path):
     tile = sheet.shape[0]
     assert sheet.shape[1] == 4 * tile                 # masked | old | default | original
     assert records[0]["pasted_old"] == 1 and records[0]["pasted_default"] == 1
-    # the same model without rim fill and tone match pastes other pixels
+    # the same model without rim clean pastes other pixels
     assert not np.array_equal(sheet[20:, tile:2 * tile], sheet[20:, 2 * tile:3 * tile])
     from mask2face.edge_runtime.errors import Mask2FaceError
     with pytest.raises(Mask2FaceError, match="LABEL=MODEL"):
         demo._compare_entry(f"old={tmp_path / 'missing.tflite'}")
+
+
+def test_a_missing_compare_classifier_is_one_clear_error_before_any_work(tmp_path):
+    import argparse
+    from mask2face.edge_runtime.errors import Mask2FaceError
+    args = argparse.Namespace(out=tmp_path / "out", compare=[], compare_classifier=str(tmp_path / "old.tflite"))
+    with pytest.raises(Mask2FaceError, match="--compare-classifier"):
+        demo.cli_main(None, args)
+    assert not (tmp_path / "out").exists()
