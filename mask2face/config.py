@@ -4,7 +4,7 @@ How to run (big_vision style: each preset's docstring says how to run it, how lo
 
     mask2face pipeline --preset smoke                 # seconds; what the tests use
     mask2face pipeline --preset cpu --faces ../shared/data/lfw   # the shipped default model, ~2 h on 2 cores
-    mask2face train --preset paper --faces DIR        # the reference configuration, for a GPU
+    mask2face pipeline --preset paper --faces DIR     # the reference configuration, for a GPU
     # cpu-adversarial, cpu-m, cpu-bare, cpu-mixed: the other models in models/ (not shipped in the package)
 
 Any field can be overridden on the command line as `section.field=value`, e.g.
@@ -164,7 +164,7 @@ class ClassifierConfig:
                                          # fabric noise, soft edges): the generator's flat masks alone do not
                                          # teach it real black and white masks
     reshape_share: float = 0.0           # share of restyled masks worn as real ones are: higher toward the eyes, wider
-                                         # over the cheeks, with folds and printed graphics (mask_classifier.worn_region)
+                                         # over the cheeks, with folds and printed graphics (mask_styles.worn_region)
     init_from: str = ""                  # start from this classifier's weights (fine-tuning)
     degrade: float = 0.6                 # share of examples made into hard photos: low light, grey, blur, JPEG, casts
     misalign_share: float = 0.2          # share of examples cut far off the eyes (profiles, small faces)

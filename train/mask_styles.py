@@ -2,8 +2,8 @@
 
 The generator (train/masks.py) draws crisp, flat-shaded masks fitted to the landmarks. Real masks ride higher and
 wider, carry the face's light and shade, folds and printed graphics, and have soft edges in small photos. Both the
-mask classifier (its positives) and the inpainting students (`distill.restyle_share`: an input restyled, the same
-face as the target, so the output must not depend on the mask's colour) train on these.
+mask classifier (its positives) and the inpainting students (`distill.worn_mask_share`: an input restyled, the
+same face as the target, so the output must not depend on the mask's colour) train on these.
 """
 
 from __future__ import annotations
