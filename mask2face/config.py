@@ -446,7 +446,8 @@ def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
 # zero deep in TensorFlow; zero or negative epochs "finish" a run that trained nothing; nan/inf poison training.
 AT_LEAST_ONE = ("epochs", "batch_size", "image_size", "shard_size", "workers", "test_size")
 SHARES = ("val_fraction", "bare_share", "degrade", "teacher_weight", "below_chin_share", "low_mask_share",
-          "threshold", "restyle_share", "misalign_share")     # in [0, 1]
+          "threshold", "restyle_share", "misalign_share", "reshape_share", "grey_share",
+          "worn_mask_share")     # in [0, 1]
 NOT_NEGATIVE = ("steps_per_epoch", "max_faces", "mask_grow", "crop_jitter", "feature_weight", "ssim_weight",
                 "l1_weight", "mask_region_weight", "mask_loss_weight", "calibrate_samples", "weight",
                 "feature_matching", "r1_gamma")
