@@ -127,9 +127,9 @@ class PairsInput:
                                             # the worn mask's seed
 
     def order(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
-        """(indices (steps, B), augmentation codes (steps, B) uint32: FLIP | BARE | DEGRADE bits and the
-        degradation bytes) of an epoch; a pure function of (seed, epoch). Draws are appended after the flips, so
-        bare_share=0, degrade=0 and worn_mask_share=0 keep earlier runs' orders."""
+        """(indices (steps, B), augmentation codes (steps, B) uint32: FLIP | BARE | DEGRADE | WORN bits, the
+        degradation bytes and the worn mask's seed byte) of an epoch; a pure function of (seed, epoch). Draws are
+        appended after the flips, so bare_share=0, degrade=0 and worn_mask_share=0 keep earlier runs' orders."""
         rng = np.random.default_rng([int(self.seed), int(epoch)])
         if not self.shuffle:
             idx = np.arange(self.size)

@@ -1,6 +1,6 @@
 """`mask2face classifier`: the per-face mask decision, a small int8 CNN that says whether a face wears a mask.
 
-    mask2face classifier --preset cpu --data runs/cpu/data --data runs/celeba/data --data runs/aaf/data \
+    mask2face classifier --preset mask-classifier --data runs/cpu/data --data runs/celeba/data --data runs/aaf/data \
         --data runs/facesdev/data            # -> RUN/classifier/mask_classifier-int8.tflite (+ calibrated.keras)
 
 This module trains and calibrates the Keras model; compress/classifier_export.py exports it and runs the verb.
@@ -12,12 +12,13 @@ threshold in the file's metadata (edge_runtime/mask_decision.py).
 
 Examples come from pairs folders made by `mask2face data` (train split for training, val for the best epoch and
 the temperature; test stays unseen for benchmarks/gate_bench.py):
-- positives: the generator's masked faces; a `restyle_share` of them restyled as worn masks (real colours, the
-  face's own shading, fabric noise, soft edges), a `low_mask_share` with the mask pulled down off the nose;
+- positives: the generator's masked faces; a `restyle_share` of them restyled as worn masks (train/mask_styles.py:
+  real colours, the face's own shading, fabric noise, soft edges; a `reshape_share` of those also worn higher and
+  wider, with folds and printed graphics), a `low_mask_share` with the mask pulled down off the nose;
 - negatives: the same faces bare; a `below_chin_share` of them with the mask pulled down under the mouth (a scarf,
   a lowered mask: cloth on the face but nothing to restore);
 - both: flips, alignment jitter (the runtime aligns by detector eyes, not landmarks) and, for a `degrade` share,
-  hard photos: low light, grey, blur and small faces, JPEG, colour casts.
+  hard photos: low light, grey (a `grey_share` of them), blur and small faces, JPEG, colour casts.
 Real photos of masked people are never used here: they are the benchmark.
 
 The sigmoid is calibrated by temperature scaling on the val split (folded into the last layer), so the exported
