@@ -13,7 +13,8 @@ Each row says the masked PSNR (over the drawn mask, photo pixels) of the input a
 `--compare LABEL=MODEL.tflite` adds a column for another model pasted back as 0.3.0 and 0.4.0 did (rim fill and
 tone match, no rim clean), deciding with `--compare-classifier C.tflite` (default: the shipped classifier), e.g.
 0.4.0's runtime: `--compare 0.4.0=models/cpu/export/student-qat-int8.tflite --compare-classifier OLD.tflite` with
-OLD.tflite from `git show v0.4.0-commit:edge_runtime/assets/mask2face_mask_classifier.tflite`.
+OLD.tflite written by `git show 9c7cf67:edge_runtime/assets/mask2face_mask_classifier.tflite > OLD.tflite` (9c7cf67:
+the 0.4.0 release commit).
 """
 
 from __future__ import annotations
