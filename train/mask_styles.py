@@ -19,10 +19,11 @@ MASK_PALETTE = np.array([(25, 25, 28), (60, 60, 66), (235, 235, 232), (185, 188,
 
 
 def worn_region(inside: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """The generator's mask region (uint8 0/1, (S, S)) as real masks are worn: pulled up toward the eyes (never past
-    0.42 of the crop: the eyes sit at 0.37), wider over the cheeks, a little larger or smaller. The generator fits its
-    masks to the landmarks; real ones ride higher and stand off the face, and a classifier that knows only the
-    generator's outline scores many real surgical and KN95 masks as bare."""
+    """The generator's mask region (uint8 0/1, (S, S)) as real masks are worn: pulled up toward the eyes (the raised
+    part stops at 0.42 of the crop, the grow below may add up to 5/128 more: the eyes sit at 0.37), wider over the
+    cheeks, a little larger or smaller. The generator fits its masks to the landmarks; real ones ride higher and
+    stand off the face, and a classifier that knows only the generator's outline scores many real surgical and KN95
+    masks as bare."""
     s = inside.shape[0]
     out = inside.copy()
     up = int(rng.uniform(0.0, 0.08) * s)
