@@ -158,7 +158,7 @@ def _remove_args(p):
     p.add_argument("--mask-threshold", type=share, default=None, metavar="P",
                    help="restore a face only if the mask classifier gives it a mask probability of at least P "
                         "(0-1; default: the threshold stored in the classifier). Lower restores more masks and "
-                        "alters more bare faces; the trade-off is in README, 'Masked or not'")
+                        "changes more faces of unmasked people; the trade-off is in README, 'Masked or not'")
     p.add_argument("--classifier", default=None, metavar="C",
                    help="the mask classifier that decides which faces are restored: default (shipped), a .tflite "
                         "made by `mask2face classifier`, or none (the inpainting model's own mask decides alone)")

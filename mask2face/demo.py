@@ -159,11 +159,14 @@ def _compare_entry(item: str) -> tuple[str, str]:
 
 
 def cli_main(cfg, args) -> int:
+    from mask2face.edge_runtime.errors import Mask2FaceError
     classifier = getattr(args, "compare_classifier", None) or "default"
-    if classifier != "default" and not Path(classifier).is_file():
-        from mask2face.edge_runtime.errors import Mask2FaceError
+    if classifier != "default" and not getattr(args, "compare", None):
+        raise Mask2FaceError("--compare-classifier decides for the --compare columns: add --compare LABEL=MODEL.tflite")
+    if classifier not in ("default", "none") and not Path(classifier).is_file():
         raise Mask2FaceError(f"--compare-classifier {classifier}: no such file (a .tflite made by `mask2face "
-                             "classifier`)")
+                             "classifier`, default or none)")
+    classifier = None if classifier == "none" else classifier
     out_dir = Path(getattr(args, "out", None) or "mask2face-demo")
     seed = cfg.data.seed if cfg is not None else 0
     sheet = mask_types_sheet(seed, tuple(cfg.data.mask_types) if cfg is not None else None)

@@ -69,7 +69,10 @@ def test_compare_adds_a_column_pasted_as_before(tmp_path):
 def test_a_missing_compare_classifier_is_one_clear_error_before_any_work(tmp_path):
     import argparse
     from mask2face.edge_runtime.errors import Mask2FaceError
-    args = argparse.Namespace(out=tmp_path / "out", compare=[], compare_classifier=str(tmp_path / "old.tflite"))
+    args = argparse.Namespace(out=tmp_path / "out", compare=["old=x.tflite"], compare_classifier=str(tmp_path / "old.tflite"))
     with pytest.raises(Mask2FaceError, match="--compare-classifier"):
+        demo.cli_main(None, args)
+    args = argparse.Namespace(out=tmp_path / "out", compare=[], compare_classifier="none")
+    with pytest.raises(Mask2FaceError, match="add --compare"):
         demo.cli_main(None, args)
     assert not (tmp_path / "out").exists()

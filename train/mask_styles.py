@@ -35,13 +35,17 @@ def worn_region(inside: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     wide = int(rng.uniform(0.0, 0.06) * s)
     if wide:
         out = cv2.dilate(out, np.ones((1, 2 * wide + 1), np.uint8))
-    grow = int(rng.integers(-2, 6)) * s // 128
-    if grow:
-        disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * abs(grow) + 1, 2 * abs(grow) + 1))
-        changed = (cv2.dilate if grow > 0 else cv2.erode)(out, disc)
-        if changed.sum() >= 16:
-            out = changed
-    return out
+    return resized(out, int(rng.integers(-2, 6)) * s // 128)
+
+
+def resized(inside: np.ndarray, grow: int) -> np.ndarray:
+    """A region (uint8 0/1) grown (grow > 0) or shrunk (< 0) by a disc of |grow| px, unless that leaves under 16
+    pixels: real masks come in more sizes than the generator draws."""
+    if not grow:
+        return inside
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * abs(grow) + 1, 2 * abs(grow) + 1))
+    changed = (cv2.dilate if grow > 0 else cv2.erode)(inside, disc)
+    return changed if changed.sum() >= 16 else inside
 
 
 def pleats(s: int, rng: np.random.Generator) -> np.ndarray:
@@ -96,15 +100,11 @@ def restyled(masked: np.ndarray, clean: np.ndarray, mask: np.ndarray, rng: np.ra
     if reshaped:
         inside = worn_region(inside, rng)
     else:
-        grow = int(rng.integers(-2, 6)) * s // 128     # real masks come in more sizes than the generator draws
-        if grow:
-            disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * abs(grow) + 1, 2 * abs(grow) + 1))
-            changed = (cv2.dilate if grow > 0 else cv2.erode)(inside, disc)
-            if changed.sum() >= 16:
-                inside = changed
+        inside = resized(inside, int(rng.integers(-2, 6)) * s // 128)
     inside = inside.astype(np.float32)
-    # where the region grew past the generator's mask there is no mask pixel to take a colour or fold from: use the
-    # mask's mean there
+    # A worn region reaches past the generator's mask, where no mask pixel gives a colour or a fold: the colour and
+    # folds come from the drawn mask alone. Without reshaping they come from the resized region, skin included, as
+    # the 0.2.0 classifier's examples did (kept bit-exact).
     x = masked.astype(np.float32)
     drawn = (mask > 127) if reshaped else inside > 0
     mean_mask = x[drawn].mean(axis=0)
