@@ -257,11 +257,12 @@ def cli_main(cfg, args) -> int:
     if what != "models":
         raise Mask2FaceError(f"--what {what!r}: choose models, runtime or detect")
 
+    from mask2face import runs
     from mask2face.train import pairs
     from . import report
 
     args_json, args_csv = bool(getattr(args, "json", False)), bool(getattr(args, "csv", False))
-    run_dir = Path(getattr(args, "run", None) or Path("runs") / cfg.preset)
+    run_dir = runs.run_dir(cfg, args)
     out_dir = Path(getattr(args, "out", None) or run_dir / "bench")
     data_dir = Path(getattr(args, "data", None) or run_dir / "data")
     models = find_models(getattr(args, "models", None) or [run_dir / "export"])

@@ -179,7 +179,7 @@ def build_feature_wrapper(student: keras.Model, teacher: keras.Model, feature_we
 # ----------------------------------------------------------------------------------------------------------------
 
 def _paths(cfg, args):
-    run_dir = Path(getattr(args, "run", None) or Path("runs") / cfg.preset)
+    run_dir = runs.run_dir(cfg, args)
     data_dir = Path(getattr(args, "data", None) or run_dir / "data")
     teacher_path = Path(getattr(args, "teacher", None) or run_dir / "teacher" / "best.keras")
     out_dir = Path(getattr(args, "out", None) or run_dir / "student")

@@ -166,7 +166,7 @@ def cli_main(cfg, args) -> int:
     from mask2face.train.models import load_model
 
     cfg = cfg or config_mod.load("cpu")
-    run_dir = Path(getattr(args, "run", None) or Path("runs") / cfg.preset)
+    run_dir = runs.run_dir(cfg, args)
     out_dir = Path(getattr(args, "out", None) or run_dir / "export")
     data_dir = run_dir / "data"
     ec = cfg.export

@@ -133,7 +133,7 @@ def cli_main(cfg, args) -> int:
     from mask2face.train.models import load_model
 
     cfg = cfg or config_mod.load("cpu")
-    run_dir = Path(getattr(args, "run", None) or Path("runs") / cfg.preset)
+    run_dir = runs.run_dir(cfg, args)
     data_dir = Path(getattr(args, "data", None) or run_dir / "data")
     student_path = Path(getattr(args, "student", None) or run_dir / "student" / "best.keras")
     out_dir = Path(getattr(args, "out", None) or run_dir / "qat")

@@ -27,6 +27,11 @@ TRACKED_PACKAGES = ("mask2face", "numpy", "opencv-python-headless", "ai-edge-lit
                     "tensorflow-model-optimization", "dlib-bin", "face-recognition-models", "scikit-image")
 
 
+def run_dir(cfg, args) -> Path:
+    """A verb's run directory: `--run` if given, else runs/<preset> (the CLI's default)."""
+    return Path(getattr(args, "run", None) or Path("runs") / cfg.preset)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temp path beside `path`; rename it over `path` only if the block succeeds.

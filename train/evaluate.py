@@ -241,7 +241,7 @@ def cli_main(cfg, args) -> int:
     from mask2face import config as config_mod
 
     cfg = cfg or config_mod.load("cpu")
-    run_dir = Path(getattr(args, "run", None) or Path("runs") / cfg.preset)
+    run_dir = runs.run_dir(cfg, args)
     data_dir = Path(getattr(args, "data", None) or run_dir / "data")
     model_path = Path(getattr(args, "model", None) or _default_model(run_dir))
     out_dir = Path(getattr(args, "out", None) or run_dir / "eval")

@@ -33,7 +33,7 @@ def cli_main(cfg, args) -> int:
     from mask2face.train.models import build_model
 
     cfg = cfg or config_mod.load("cpu")
-    run_dir = Path(getattr(args, "run", None) or Path("runs") / cfg.preset)
+    run_dir = runs.run_dir(cfg, args)
     data_dir = Path(getattr(args, "data", None) or run_dir / "data")
     out_dir = Path(getattr(args, "out", None) or run_dir / "teacher")
     tc = cfg.train
