@@ -37,7 +37,7 @@ def test_a_changed_row_changes_its_table_and_the_check_says_so(tmp_path):
 
 def test_the_mask_decision_table_bolds_the_shipped_classifiers_threshold():
     from mask2face.edge_runtime.mask_decision import MaskClassifier
-    table = readme_tables.mask_decision_table(readme_tables.read_rows("gate.jsonl"))
+    table = readme_tables.mask_decision_table(readme_tables.read_rows("gate.jsonl", RESULTS))
     shipped = MaskClassifier.from_file().threshold
     bold = [line for line in table.splitlines() if line.startswith("| **")]
     assert len(bold) == 1 and bold[0].startswith(f"| **{shipped:g}** (default)"), \
