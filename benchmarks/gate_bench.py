@@ -38,6 +38,7 @@ from .photos import read_boxes
 
 SWEEP = (0.0, 0.02, 0.04, 0.06, 0.08, 0.10, 0.12, 0.15)
 EYE_SWEEP = (0.0, 4.0, 6.0, 8.0, 10.0, 12.0, 14.0, 16.0)   # min_eye_distance_px, photo pixels
+SPACING_SWEEP = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25)          # min_eye_spacing, shares of the face box's longer side
 PROBABILITY_SWEEP = tuple(round(float(t), 3) for t in np.concatenate([np.arange(0.0, 0.1, 0.02),
                                                                        np.arange(0.1, 0.9, 0.05),
                                                                        np.arange(0.9, 1.0, 0.02)]))
@@ -50,6 +51,7 @@ class Gates:
     min_change: float = 0.0
     min_eye_distance: float = 0.0
     min_probability: float = 0.0
+    min_eye_spacing: float = 0.0
 
 
 def bare_photos(data_dir: Path, split: str, root: Path, limit: int) -> list[Path]:
@@ -103,13 +105,20 @@ def passes(face: dict, gates: Gates) -> bool:
     p = face.get("probability")
     return bool(face["other_gates"] and (face["change"] or 0.0) >= gates.min_change
                 and (face.get("eye_distance") or 0.0) >= gates.min_eye_distance
+                and eye_spacing(face) >= gates.min_eye_spacing
                 and (p is None or p >= gates.min_probability))
 
 
-def share_pasted(records: list[dict], min_change: float, min_eye_distance: float = 0.0,
+def eye_spacing(face: dict) -> float:
+    """The eyes' distance over the face box's longer side (BlendConfig.min_eye_spacing's measure)."""
+    box = face.get("box") or (0, 0, 0, 0)
+    return (face.get("eye_distance") or 0.0) / max(box[2] - box[0], box[3] - box[1], 1.0)
+
+
+def share_pasted(records: list[dict], min_change: float | Gates, min_eye_distance: float = 0.0,
                  min_probability: float = 0.0) -> float:
-    """Share of photos where at least one face would be pasted at these thresholds."""
-    gates = Gates(min_change, min_eye_distance, min_probability)
+    """Share of photos where at least one face would be pasted at these thresholds (or these Gates)."""
+    gates = min_change if isinstance(min_change, Gates) else Gates(min_change, min_eye_distance, min_probability)
     hit = [any(passes(f, gates) for f in r["faces"]) for r in records]
     return float(np.mean(hit)) if hit else float("nan")
 
@@ -137,26 +146,26 @@ def face_scores(records: list[dict], label: str) -> list[float]:
 
 
 def summarise(bare: dict[str, list[dict]] | list[dict], masked: list[dict], default: float,
-              eye_default: float = 0.0, probability: float = 0.0) -> dict:
+              eye_default: float = 0.0, probability: float = 0.0, spacing_default: float = 0.0) -> dict:
     """The row's figures at the defaults, and sweeps of each threshold with the others at their default. `bare`
     maps set names to records (a bare list is one set, "bare")."""
     sets = bare if isinstance(bare, dict) else {"bare": bare}
-    gates = Gates(default, eye_default, probability)
+    gates = Gates(default, eye_default, probability, spacing_default)
     every_bare = [r for records in sets.values() for r in records]
 
     def shares(g: Gates) -> dict:
-        row = {f"{name}_altered": round(share_pasted(records, g.min_change, g.min_eye_distance, g.min_probability), 4)
-               for name, records in sets.items()}
-        row["masked_restored"] = round(share_pasted(masked, g.min_change, g.min_eye_distance, g.min_probability), 4)
+        row = {f"{name}_altered": round(share_pasted(records, g), 4) for name, records in sets.items()}
+        row["masked_restored"] = round(share_pasted(masked, g), 4)
         return row
 
     row = {
         "bare_photos": len(every_bare), "bare_with_face": sum(bool(r["faces"]) for r in every_bare),
         "masked_photos": len(masked), "masked_with_face": sum(bool(r["faces"]) for r in masked),
         "min_change": default, "min_eye_distance_px": eye_default, "min_mask_probability": probability,
-        "bare_altered": share_pasted(every_bare, default, eye_default, probability),
-        "bare_left_alone": 1.0 - share_pasted(every_bare, default, eye_default, probability),
-        "masked_restored": share_pasted(masked, default, eye_default, probability),
+        "min_eye_spacing": spacing_default,
+        "bare_altered": share_pasted(every_bare, gates),
+        "bare_left_alone": 1.0 - share_pasted(every_bare, gates),
+        "masked_restored": share_pasted(masked, gates),
         "bare_sets": {name: {"photos": len(records), "with_face": sum(bool(r["faces"]) for r in records),
                              "altered": sum(any(passes(f, gates) for f in r["faces"]) for r in records)}
                       for name, records in sets.items()},
@@ -165,6 +174,9 @@ def summarise(bare: dict[str, list[dict]] | list[dict], masked: list[dict], defa
         "sweep": [{"min_change": t, **shares(dataclasses.replace(gates, min_change=t))} for t in SWEEP],
         "eye_distance_sweep": [{"min_eye_distance_px": e, **shares(dataclasses.replace(gates, min_eye_distance=e))}
                                for e in EYE_SWEEP],
+        "eye_spacing_sweep": [{"min_eye_spacing": e, **shares(dataclasses.replace(gates, min_eye_spacing=e)),
+                               "annotated": annotated_counts(masked, dataclasses.replace(gates, min_eye_spacing=e))}
+                              for e in SPACING_SWEEP],
         "probability_sweep": [{"min_mask_probability": t, **shares(dataclasses.replace(gates, min_probability=t)),
                                "annotated": annotated_counts(masked, dataclasses.replace(gates, min_probability=t))}
                               for t in PROBABILITY_SWEEP],
@@ -243,7 +255,8 @@ def main(argv=None) -> int:
     classifier = None if args.classifier == "none" else args.classifier
     # the model file's own paste settings, with the gates this bench sweeps opened
     inpainter = Inpainter.from_file(args.model, threads=args.threads, classifier=classifier,
-                                    blend={"min_change": 0.0, "min_eye_distance_px": 0.0, "min_mask_probability": 0.0})
+                                    blend={"min_change": 0.0, "min_eye_distance_px": 0.0, "min_mask_probability": 0.0,
+                                           "min_eye_spacing": 0.0})
     default = model_blend(inpainter.model)
     probability = inpainter.classifier.threshold if inpainter.classifier else 0.0
     min_change = default.min_change if args.min_change is None else args.min_change
@@ -255,7 +268,8 @@ def main(argv=None) -> int:
            "classifier_info": inpainter.classifier.describe() if inpainter.classifier else None,
            "bare_data": {name: str(folder) for name, folder in sets}, "split": args.split,
            "masked_half": args.masked_half,
-           **summarise(records, masked_records, min_change, default.min_eye_distance_px, probability),
+           **summarise(records, masked_records, min_change, default.min_eye_distance_px, probability,
+                       default.min_eye_spacing),
            "seconds": round(time.time() - t0, 1), **environment()}
     row["recommended_threshold"] = recommended_threshold(row) if inpainter.classifier else None
     report_row(row, ("bare_sets", "bare_altered", "masked_photos", "masked_restored", "annotated_faces",

@@ -22,11 +22,9 @@ RESULTS = REPO / "benchmarks" / "results"
 # What each precision of the shipped model is for (the one column that is advice, not a measurement).
 PRECISION_USE = {
     "student-qat-int8.tflite": "**the shipped model**: CPU (XNNPACK), NNAPI",
-    "student-int8.tflite": "post-training int8, same ops",
-    "student-fp16.tflite": "GPU delegates, Core ML",
-    "student-fp32.tflite": "CPUs without fast int8",
-    "student-dynamic.tflite": "smallest file",
-    "teacher-fp32.tflite": "the teacher (U-Net with ResNet blocks, 1.25 M parameters), for reference",
+    "student-fp16.tflite": "GPU delegates, Core ML: the student before QAT, blurrier",
+    "student-int8.tflite": "post-training int8, same ops: noisy (its sharpness is noise), take the QAT file",
+    "teacher-fp32.tflite": "the teacher in `models/cpu/export/` (the same design, before the adversarial fine-tuning)",
 }
 
 
@@ -44,9 +42,10 @@ def newest(rows: list[dict], key) -> dict:
 
 
 def precisions_table(rows: list[dict]) -> str:
-    """README "Pick a precision": the shipped model's files on the LFW test pairs (shipped_model_precisions)."""
+    """README "Pick a precision": the shipped model's files and its teacher on the LFW test pairs
+    (full_resolution_student_precisions)."""
     by_file = newest(rows, lambda r: r["file"])
-    lines = ["| file in `models/cpu/export/` | size (KB) | invoke p50, 1 / 2 threads (ms) | masked PSNR / SSIM | "
+    lines = ["| file in `models/cpu-full/export/` | size (KB) | invoke p50, 1 / 2 threads (ms) | masked PSNR / SSIM | "
              "sharpness / blockiness / seam | for |", "|---|---|---|---|---|---|"]
     for name, use in PRECISION_USE.items():
         r = by_file[name]
@@ -116,7 +115,7 @@ def mask_decision_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-TABLES = {"precisions": (precisions_table, "shipped_model_precisions.jsonl"), "web": (web_table, "web.jsonl"),
+TABLES = {"precisions": (precisions_table, "full_resolution_student_precisions.jsonl"), "web": (web_table, "web.jsonl"),
           "mask_decision": (mask_decision_table, "gate.jsonl")}
 BLOCK = re.compile(r"(<!-- table:(?P<name>[a-z_]+) -->\n)(?P<body>.*?)(\n<!-- /table:(?P=name) -->)", re.S)
 

@@ -113,6 +113,35 @@ def match_tone(restored: np.ndarray, photo: np.ndarray, mask: np.ndarray, spread
     return np.clip(restored + field * mask[..., None], 0.0, 1.0)
 
 
+def limit_chroma(rgb: np.ndarray, photo: np.ndarray, mask: np.ndarray, radius: float, ring: int) -> np.ndarray:
+    """`rgb` (S, S, 3) float32 in [0, 1] with the colour of each pixel inside `mask` kept within `radius` of the
+    skin's colour around the mask; brightness untouched.
+
+    Colour is a pixel minus its grey (the mean of its channels). The skin's is the mean colour of `photo` (the crop
+    the model saw) in a band `ring` px wide just outside the mask's upper half, under the eyes; a pixel whose
+    colour lies further than `radius` from it is pulled back onto that circle. Lips stay redder than the cheeks by up to `radius`; an orange or pink
+    patch drawn over a whole lower face, a blue one over a grey photo, come back to the face's own colour."""
+    if radius <= 0 or ring <= 0 or not mask.any():
+        return rgb
+    m = mask.astype(np.uint8)
+    band = (cv2.dilate(m, _disc(ring)) - m).astype(bool)
+    # Only the band's part above the mask's middle and between the eyes' outer corners (the crop's middle half):
+    # the cheeks under the eyes. Below and beside a mask the band crosses the collar, the hair and the background.
+    s = mask.shape[0]
+    rows = np.nonzero(mask.any(axis=1))[0]
+    band[(rows[0] + rows[-1]) // 2:] = False
+    band[:, :s // 4] = band[:, s - s // 4:] = False
+    if not band.any():
+        return rgb
+    skin = photo[band].astype(np.float64)
+    reference = (skin - skin.mean(axis=1, keepdims=True)).mean(axis=0)
+    grey = rgb.mean(axis=-1, keepdims=True)
+    deviation = rgb - grey - reference.astype(np.float32)
+    length = np.sqrt(np.square(deviation).sum(axis=-1, keepdims=True))
+    pulled = grey + reference.astype(np.float32) + deviation * np.minimum(1.0, radius / np.maximum(length, 1e-6))
+    return np.where(mask[..., None], np.clip(pulled, 0.0, 1.0), rgb).astype(np.float32)
+
+
 def clean_rim(rgb: np.ndarray, mask: np.ndarray, width: int) -> np.ndarray:
     """`rgb` (S, S, 3, float in [0, 1]) with the band from `width` px inside the boolean `mask`'s border (its large
     parts') to `width` + 1 px outside it replaced by its (2 * `width` + 1)-px median, the band's edges feathered over ~2 px:

@@ -471,11 +471,44 @@ def _check_requantization(g: Subgraph, names: tuple[str, ...], k: int, source: s
                                f"weight / output) outside [2^-32, 256): its quantisation is damaged")
 
 
+# Elementwise operators with two inputs: the inputs must broadcast to the output's shape, and quantised ones carry
+# one scale (per-channel quantisation is the weights' of convolutions). An ADD rewired to read a conv's per-channel
+# weights (64, 1, 1, 48) beside a (1, 32, 32, 48) activation made LiteRT abort the process instead of refusing it.
+ELEMENTWISE_OPS = {"ADD", "SUB", "MUL", "DIV", "MAXIMUM", "MINIMUM", "SQUARED_DIFFERENCE"}
+
+
+def _broadcast(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...] | None:
+    """numpy's broadcast of two shapes, or None when they do not broadcast."""
+    out = []
+    for x, y in zip((1,) * (len(b) - len(a)) + tuple(a), (1,) * (len(a) - len(b)) + tuple(b)):
+        if x != y and 1 not in (x, y):
+            return None
+        out.append(max(x, y) if 1 in (x, y) else x)
+    return tuple(out)
+
+
+def _check_elementwise(g: Subgraph, names: tuple[str, ...], k: int, source: str) -> None:
+    for n, op in enumerate(g.operators):
+        if names[op.opcode] not in ELEMENTWISE_OPS or len(op.inputs) != 2 or len(op.outputs) != 1 \
+                or -1 in op.inputs:
+            continue
+        a, b, y = (g.tensors[i] for i in (*op.inputs, op.outputs[0]))
+        what = f"subgraph {k} operator {n} ({names[op.opcode]})"
+        shape = _broadcast(a.shape, b.shape)
+        if shape is None or (y.shape and shape != tuple(y.shape)):
+            raise _bad(source, f"{what} combines shapes {list(a.shape)} and {list(b.shape)} into "
+                               f"{list(y.shape)}: its graph is damaged")
+        for t in (a, b, y):
+            if t.type in INTEGER_TYPES and t.quantization is not None and len(t.quantization.scales) > 1:
+                raise _bad(source, f"{what} reads or writes a per-channel quantised tensor: its graph is damaged")
+
+
 def validate(info: TfliteInfo, source: str = "model") -> None:
     """Refuse (ModelFileError, one line) a graph LiteRT would crash on or fail to run: unknown types, negative or
     huge shapes, constant data of the wrong size, quantisation that is not finite / positive / in range (and
-    requantisation scales the int8 kernels cannot represent), operator and subgraph tensor indices out of range, and
-    operators reading tensors that hold no data."""
+    requantisation scales the int8 kernels cannot represent), operator and subgraph tensor indices out of range,
+    operators reading tensors that hold no data, and elementwise operators whose inputs do not broadcast to their
+    output."""
     if not info.subgraphs:
         raise _bad(source, "no subgraph")
     for k, g in enumerate(info.subgraphs):
@@ -493,6 +526,7 @@ def validate(info: TfliteInfo, source: str = "model") -> None:
         if len(info.subgraphs) == 1:   # control flow (WHILE, IF) feeds tensors across subgraphs: not followed
             _check_dataflow(g, info.ops, info.buffer_sizes, k, source)
         _check_requantization(g, info.ops, k, source)
+        _check_elementwise(g, info.ops, k, source)
 
 
 def _is_number(v) -> bool:

@@ -213,8 +213,8 @@ def _demo_args(p):
                    help="folder for mask_types.png and before_after.png (default: ./mask2face-demo; the README's "
                         "pictures: --out docs/images)")
     p.add_argument("--compare", action="append", default=[], metavar="LABEL=MODEL.tflite",
-                   help="also show this model, pasted back as 0.4.0 did (no rim clean), in before_after.png "
-                        "(repeatable), e.g. --compare 0.4.0=models/cpu/export/student-qat-int8.tflite")
+                   help="also show this model, pasted back as 0.5.0 did (no chroma limit), in before_after.png "
+                        "(repeatable), e.g. --compare 0.5.0=models/cpu/export/student-qat-int8.tflite")
     p.add_argument("--compare-classifier", default=None, metavar="C.tflite",
                    help="the mask classifier the --compare columns decide with (default: the shipped one)")
 

@@ -3,9 +3,9 @@
 How to run (big_vision style: each preset's docstring says how to run it, how long it takes, what it reaches):
 
     mask2face pipeline --preset smoke                 # seconds; what the tests use
-    mask2face pipeline --preset cpu --faces ../shared/data/lfw   # the shipped default model, ~2 h on 2 cores
+    mask2face pipeline --preset cpu --faces ../shared/data/lfw   # the teacher of the shipped default, ~2 h on 2 cores
     mask2face pipeline --preset paper --faces DIR     # the reference configuration, for a GPU
-    # cpu-adversarial, cpu-m, cpu-bare, cpu-mixed: the other models in models/ (not shipped in the package)
+    # cpu-adversarial, cpu-full, cpu-m, cpu-bare, cpu-mixed: the other models in models/ (not shipped in the package)
 
 Any field can be overridden on the command line as `section.field=value`, e.g.
 `train.epochs=3 data.image_size=96 teacher.filters=16,32,64`. An unknown key is an error that names the
@@ -165,6 +165,9 @@ class ClassifierConfig:
                                          # teach it real black and white masks
     reshape_share: float = 0.0           # share of restyled masks worn as real ones are: higher toward the eyes, wider
                                          # over the cheeks, with folds and printed graphics (mask_styles.worn_region)
+    fit_share: float = 0.0               # share of restyled masks cut to the lower face (mask_styles.fitted_region:
+                                         # cheeks' edges, jaw and neck in view, often ear loops), the size of a real
+                                         # surgical mask; the generator's and the worn ones reach the crop's edges
     init_from: str = ""                  # start from this classifier's weights (fine-tuning)
     degrade: float = 0.6                 # share of examples made into hard photos: low light, grey, blur, JPEG, casts
     misalign_share: float = 0.2          # share of examples cut far off the eyes (profiles, small faces)
@@ -216,7 +219,8 @@ def _smoke() -> Config:
 
 
 def _cpu() -> Config:
-    """What trains the shipped default model on 2 CPU cores in about 2 hours, in the background, resumable.
+    """What trained the shipped default model through 0.5.0 (models/cpu), and the teacher of today's (cpu-full), on 2
+    CPU cores in about 2 hours, in the background, resumable.
 
     128x128 crops; a teacher with widths 16..128 and 3x3 kernels (~31 images/s for training on 2 cores alone: 15
     epochs over ~7,200 LFW pairs in 62 min); a depthwise-separable student with widths 32..120 that runs at half
@@ -255,6 +259,37 @@ def _cpu_adversarial() -> Config:
         # QAT starts a discriminator of its own (the default 32..128, no feature matching) at the same weight
         qat=replace(base.qat, epochs=1, steps_per_epoch=200,
                     adversarial=AdversarialConfig(weight=0.02, learning_rate=1e-4)))
+
+
+def _cpu_full() -> Config:
+    """A full-resolution student as large as the teacher: the `cpu` teacher's own design and weights (16..128, 1.25 M
+    parameters), its nearest upsampling computed as `repeat` (one XNNPACK partition), fine-tuned by distillation
+    against a patch discriminator on LFW pairs half of whose masks are restyled as worn ones, then QAT with the term
+    kept. No 2x2 blocks: every layer of the decoder's last stage runs at the crop's resolution.
+
+        mask2face data --preset cpu-full --run runs/full --faces ../shared/data/lfw --workers 2   # ~2 min
+        mkdir -p runs/full/teacher && cp models/cpu/teacher.keras runs/full/teacher/best.keras   # the cpu teacher
+        mask2face distill --preset cpu-full --run runs/full      # 400 steps from the teacher's weights, ~20 min
+        mask2face qat --preset cpu-full --run runs/full          # 150 steps, ~8 min
+        mask2face export --preset cpu-full --run runs/full --model runs/full/student/best.keras \
+            --model runs/full/qat/best.keras
+
+    Teacher weight 0.25 (inside the true mask; the truth outside it), lr 2e-4 cosine, hinge loss weight 0.03 with
+    feature matching 10, the 16..64 discriminator of `cpu-adversarial` (the teacher starts at sharpness 0.38, blurrier
+    than the 0.5.0 student's 0.65). Steps, not epochs: ~5 pairs/s on 2 cores (AMD EPYC) with the discriminator and the
+    worn masks. Reaches (models/cpu-full, the shipped default since 0.6.0; benchmarks/results/full_resolution_student*):
+    QAT int8 on the LFW test pairs 20.11 dB masked PSNR (the 0.5.0 default: 19.74) with sharpness 0.92 (0.63),
+    blockiness 1.06 (1.09); on faces-dev 18.2 dB (17.9) and sharpness 0.72 (0.47); by eye, lips and nose with no rim
+    or seam on 31 of 107 real masked faces (13); 1.3 MB, 10.4 ms per invoke on 2 threads (1.0)."""
+    base = _cpu()
+    adversarial = AdversarialConfig(weight=0.03, feature_matching=10.0, filters=(16, 32, 64, 64), learning_rate=1e-4)
+    return replace(
+        base, preset="cpu-full",
+        distill=replace(base.distill, student=replace(base.teacher, upsample="repeat"),
+                        start_from="models/cpu/teacher.keras", teacher_weight=0.25, learning_rate=2e-4, epochs=2,
+                        steps_per_epoch=200, worn_mask_share=0.5, adversarial=adversarial),
+        qat=replace(base.qat, epochs=1, steps_per_epoch=150,
+                    adversarial=AdversarialConfig(weight=0.03, learning_rate=1e-4)))
 
 
 def _five_epoch_teacher_student(name: str, student: ModelConfig, distill_epochs: int, qat_epochs: int,
@@ -367,7 +402,8 @@ def _mask_classifier() -> Config:
 
 # The students of the 5-epoch teacher (cpu-m, cpu-bare, cpu-mixed) are not shipped in the package; models/ keeps
 # them for comparison, and their presets are the recipes that made them.
-PRESETS = {"smoke": _smoke, "cpu": _cpu, "cpu-adversarial": _cpu_adversarial, "cpu-m": _cpu_m, "cpu-bare": _cpu_bare,
+PRESETS = {"smoke": _smoke, "cpu": _cpu, "cpu-adversarial": _cpu_adversarial, "cpu-full": _cpu_full, "cpu-m": _cpu_m,
+           "cpu-bare": _cpu_bare,
            "cpu-mixed": _cpu_mixed, "mask-classifier": _mask_classifier, "paper": _paper}
 
 
@@ -447,7 +483,7 @@ def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
 AT_LEAST_ONE = ("epochs", "batch_size", "image_size", "shard_size", "workers", "test_size")
 SHARES = ("val_fraction", "bare_share", "degrade", "teacher_weight", "below_chin_share", "low_mask_share",
           "threshold", "restyle_share", "misalign_share", "reshape_share", "grey_share",
-          "worn_mask_share")     # in [0, 1]
+          "worn_mask_share", "fit_share")     # in [0, 1]
 NOT_NEGATIVE = ("steps_per_epoch", "max_faces", "mask_grow", "crop_jitter", "feature_weight", "ssim_weight",
                 "l1_weight", "mask_region_weight", "mask_loss_weight", "calibrate_samples", "weight",
                 "feature_matching", "r1_gamma")
@@ -511,7 +547,7 @@ def from_dict(data: dict) -> Config:
 # value they are left out of config hashes and training run keys (train.checkpoints.run_key), so upgrading mask2face neither
 # refuses to resume an older run nor changes the hash its exported files carry.
 FIELDS_ADDED_LATER = {"mask_grow": 0.0, "start_from": "", "worn_mask_share": 0.0, "reshape_share": 0.0, "grey_share": 0.15,
-                      "adversarial": json.loads(json.dumps(dataclasses.asdict(AdversarialConfig()))),
+                      "fit_share": 0.0, "adversarial": json.loads(json.dumps(dataclasses.asdict(AdversarialConfig()))),
                       "classifier": json.loads(json.dumps(dataclasses.asdict(ClassifierConfig())))}
 
 

@@ -1,5 +1,5 @@
 """The shipped files give the outputs they gave when these goldens were written: the inpainting model's restored
-crop and mask, the runtime's paste-ready patch (tone match, rim fill, rim clean) and the mask classifier's
+crop and mask, the runtime's paste-ready patch (tone match, chroma limit, rim fill, rim clean) and the mask classifier's
 probability, on scikit-image's astronaut wearing a fixed polygon. A restructuring of the code must leave them as
 they are; retraining or re-exporting a shipped file, or changing the paste on purpose, means writing them again:
 

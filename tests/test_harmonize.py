@@ -129,3 +129,21 @@ def test_clean_rim_with_no_width_or_no_mask_returns_the_crop_unchanged():
     photo = np.random.default_rng(2).random((64, 64, 3)).astype(np.float32)
     assert harmonize.clean_rim(photo, np.zeros((64, 64), bool), 2) is photo
     assert harmonize.clean_rim(photo, _lower_face_mask(64), 0) is photo
+
+
+def test_limit_chroma_pulls_an_orange_patch_to_the_cheeks_colour_and_keeps_its_brightness():
+    s = 128
+    photo = np.empty((s, s, 3), np.float32)
+    photo[:] = (0.75, 0.6, 0.5)                                 # skin
+    photo[100:] = (0.1, 0.1, 0.6)                               # a blue collar below the mask: not the reference
+    mask = np.zeros((s, s), bool)
+    mask[70:110, 40:88] = True
+    patch = photo.copy()
+    patch[mask] = (0.95, 0.45, 0.1)                             # an orange lower face
+    out = harmonize.limit_chroma(patch, photo, mask, 0.03, 4)
+    assert np.array_equal(out[~mask], patch[~mask])             # outside the mask: untouched
+    np.testing.assert_allclose(out[mask].mean(axis=-1), patch[mask].mean(axis=-1), atol=1e-6)   # brightness kept
+    skin = photo[0, 0] - photo[0, 0].mean()
+    colour = out[mask] - out[mask].mean(axis=-1, keepdims=True)
+    assert np.abs(np.linalg.norm(colour - skin, axis=-1) - 0.03).max() < 1e-5   # on the circle around the skin's
+    assert np.array_equal(harmonize.limit_chroma(patch, photo, mask, 0.0, 4), patch)

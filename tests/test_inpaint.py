@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import cv2
 import numpy as np
 import pytest
@@ -38,8 +40,13 @@ def test_only_the_blended_region_changes(inpainter):
     assert np.array_equal(res.image[outside], img[outside])          # bit-identical outside the blend region
     blue = np.all(img == (0, 0, 255), axis=-1)
     inner = cv2.erode(blue.astype(np.uint8), np.ones((31, 31), np.uint8)).astype(bool)  # ~3 feather sigmas
-    # The tiny model restores flat grey (0.5): inside the mask the blue is gone.
-    assert np.abs(res.image[inner].astype(int) - 128).max() <= 2
+    # The tiny model restores flat grey (0.5): inside the mask the blue is gone, the grey's brightness stays and the
+    # chroma limit gives it the cheeks' colour (within 0.04 of it, about 10 levels).
+    restored = res.image[inner].astype(float)
+    assert np.abs(restored.mean(axis=-1) - 128).max() <= 2 and restored[:, 2].max() < 150
+    plain = Inpainter(inpainter.model, inpainter.detector, dataclasses.replace(inpainter.blend, chroma_limit=0.0),
+                      inpainter.classifier)
+    assert np.abs(plain.remove_detailed(img).image[inner].astype(int) - 128).max() <= 2   # without it: grey
     assert outside.mean() > 0.95                                      # hair, background, suit untouched
     assert set(res.timings) >= {"detection", "model", "blending"} and all(v >= 0 for v in res.timings.values())
 
@@ -204,6 +211,27 @@ def test_faces_below_the_eye_distance_gate_are_left_alone_without_an_invoke(inpa
     assert res.invokes == 0 and np.array_equal(res.image, img)
 
 
+def test_eyes_that_do_not_fit_the_face_box_are_left_alone_without_an_invoke(inpainter):
+    """min_eye_spacing (off by default): the detector's face with both eye points squeezed onto one eye (a close-up
+    of a cheek once cropped) is turned away with its reason; the real eyes pass."""
+    import dataclasses
+    img = masked_astronaut()
+    face = inpainter.detector.detect(img)[0]
+    assert inpainter.blend.min_eye_spacing == 0.0
+    inpainter = Inpainter(inpainter.model, inpainter.detector,
+                          dataclasses.replace(inpainter.blend, min_eye_spacing=0.15), inpainter.classifier)
+    res = inpainter.remove_detailed(img, [face])
+    assert res.faces[0].pasted and res.faces[0].eye_distance / face.width > 0.15
+    squeezed = face.keypoints.copy()
+    left, right = face.raw_eyes()
+    for i, eye in enumerate(face.keypoints):
+        if np.allclose(eye, right):
+            squeezed[i] = left + 0.1 * (right - left)            # both eye points on the left eye
+    res = inpainter.remove_detailed(img, [dataclasses.replace(face, keypoints=squeezed)])
+    assert not res.faces[0].pasted and res.faces[0].reason.startswith("eyes do not fit the face box")
+    assert res.invokes == 0 and np.array_equal(res.image, img)
+
+
 def test_harmonized_cleans_the_mask_hem_only_when_rim_clean_is_set():
     from mask2face.edge_runtime.inpaint import BlendConfig, harmonized
     size = 128
@@ -216,7 +244,7 @@ def test_harmonized_cleans_the_mask_hem_only_when_rim_clean_is_set():
     hem &= np.arange(size)[:, None] < 80           # the top of the mask's hem, 1 px either side of its border
     rgb[hem] = 0.2
     prob = mask.astype(np.float32)
-    off = BlendConfig(rim_fill=0.0, tone_spread=0.0, rim_clean=0.0)
+    off = BlendConfig(rim_fill=0.0, tone_spread=0.0, rim_clean=0.0, chroma_limit=0.0)
     assert harmonized(rgb, skin, prob, off) is rgb
-    cleaned = harmonized(rgb, skin, prob, BlendConfig(rim_fill=0.0, tone_spread=0.0, rim_clean=0.016))
+    cleaned = harmonized(rgb, skin, prob, BlendConfig(rim_fill=0.0, tone_spread=0.0, rim_clean=0.016, chroma_limit=0.0))
     assert np.abs(cleaned[hem] - 0.7).max() < 0.02

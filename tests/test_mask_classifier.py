@@ -56,12 +56,28 @@ def test_a_worn_mask_rides_higher_and_wider_but_never_over_the_eyes():
     assert grew_up > 20 and grew_wide > 20
 
 
+def test_a_fitted_mask_leaves_the_cheeks_edges_and_the_neck_in_view():
+    s = 128
+    inside = np.zeros((s, s), np.uint8)
+    inside[60:, 5:123] = 1                                      # a generated mask to the crop's sides and bottom
+    for seed in range(20):
+        out = ms.fitted_region(inside, np.random.default_rng(seed))
+        rows, cols = np.nonzero(out)
+        assert np.all(out <= inside) and rows.min() >= 60           # only ever cuts
+        assert cols.min() > 0.13 * s and cols.max() < 0.87 * s and rows.max() < 0.96 * s
+        assert out.sum() > 0.25 * s * s * 0.3                       # still a mask's size, not a speck
+    tiny = np.zeros((s, s), np.uint8)
+    tiny[2:6, 2:6] = 1                                          # outside every ellipse: kept rather than emptied
+    assert np.array_equal(ms.fitted_region(tiny, np.random.default_rng(0)), tiny)
+
+
 def test_restyled_masks_with_reshape_off_are_the_recipe_without_it():
     p = _pairs(4, s=64)
     for i in range(4):
         a = ms.restyle_mask(p["masked"][i], p["clean"][i], p["mask"][i], np.random.default_rng(i))
         b = ms.restyle_mask(p["masked"][i], p["clean"][i], p["mask"][i], np.random.default_rng(i), reshape=0.0)
-        assert np.array_equal(a, b)
+        c = ms.restyle_mask(p["masked"][i], p["clean"][i], p["mask"][i], np.random.default_rng(i), fit=0.0)
+        assert np.array_equal(a, b) and np.array_equal(a, c)
         worn = ms.restyle_mask(p["masked"][i], p["clean"][i], p["mask"][i], np.random.default_rng(i), reshape=1.0)
         assert worn.shape == a.shape and worn.dtype == np.uint8
         outside = np.ones((64, 64), bool)

@@ -84,3 +84,24 @@ def test_unet_mobile_is_in_the_registry():
         pytest.skip(f"train/student_arch.py not importable yet: {exc}")
     model = models.build_model(ModelConfig(arch="unet_mobile", filters=(4, 8, 8), kernels=(3, 3, 3)), 32)
     assert model.output_shape == (None, 32, 32, 4)
+
+
+def test_repeat_upsampling_is_nearest_in_one_xnnpack_partition():
+    """`repeat` (channel copies + DepthToSpace) computes UpSampling2D(nearest) exactly, takes a nearest model's weights
+    unchanged, and converts to a graph XNNPACK runs whole (the nearest one it splits)."""
+    from mask2face.compress.delegates import xnnpack_partitions
+    from mask2face.compress.export import convert, run_once
+    cfg = ModelConfig(filters=(8, 16, 16), kernels=(3, 3, 3))
+    nearest = models.build_model(cfg, 32)
+    x = np.random.default_rng(2).random((2, 32, 32, 3), np.float32)
+    for _ in range(2):   # non-trivial BatchNorm statistics
+        nearest(x, training=True)
+    repeat = models.build_model(ModelConfig(filters=(8, 16, 16), kernels=(3, 3, 3), upsample="repeat"), 32)
+    repeat.set_weights(nearest.get_weights())
+    np.testing.assert_array_equal(nearest(x, training=False).numpy(), repeat(x, training=False).numpy())
+    data = convert(repeat, "fp32")
+    assert np.abs(run_once(data, x[0]) - repeat(x[:1]).numpy()[0]).max() < 1e-4
+    assert xnnpack_partitions(data) == {"partitions": 1, "undelegated_ops": []}
+    assert xnnpack_partitions(convert(nearest, "fp32"))["partitions"] > 1
+    with pytest.raises(Mask2FaceError, match="not a teacher upsampling"):
+        models.build_model(ModelConfig(filters=(8, 16), kernels=(3, 3), upsample="shuffle"), 32)

@@ -18,8 +18,12 @@ REPO = Path(__file__).resolve().parents[1]
 CPU = REPO / "models" / "cpu"
 
 
+FULL = REPO / "models" / "cpu-full"
+
+
 def test_shipped_assets_are_the_models_folders_qat_int8_exports():
-    assert sha256_file(inpaint.SHIPPED_MODELS["default"]) == sha256_file(CPU / "export" / "student-qat-int8.tflite")
+    # the default since 0.6.0 is the full-resolution student; models/cpu (its teacher, and 0.5.0's default) stays
+    assert sha256_file(inpaint.SHIPPED_MODELS["default"]) == sha256_file(FULL / "export" / "student-qat-int8.tflite")
     assert set(inpaint.SHIPPED_MODELS) == {"default"}            # one model; "mixed" is an alias of it
     manifest = json.loads((CPU / "export" / "manifest.json").read_text())
     listed = {Path(o["path"]).name: o["sha256"] for o in manifest["outputs"]}
@@ -46,8 +50,8 @@ def test_the_shipped_mask_classifier_is_one_run_of_its_preset():
     folder = REPO / "models" / "mask-classifier"
     assert sha256_file(mask_decision.DEFAULT_CLASSIFIER) == sha256_file(folder / "mask_classifier-int8.tflite")
     preset = config.preset("mask-classifier").classifier
-    shipped = json.loads((folder / "config.json").read_text())["classifier"]
-    assert shipped == json.loads(json.dumps(config.to_dict(config.preset("mask-classifier"))["classifier"])), \
+    shipped = config.without_later_defaults(json.loads((folder / "config.json").read_text()))["classifier"]
+    assert shipped == _recipe("mask-classifier")["classifier"], \
         "models/mask-classifier/config.json differs from preset('mask-classifier').classifier: retrain or export again"
     meta = Model.from_file(mask_decision.DEFAULT_CLASSIFIER).metadata
     assert meta["config_hash"] == config.config_hash(preset) and meta["threshold"] == preset.threshold
@@ -73,21 +77,24 @@ def test_shipped_keras_checkpoints_match_their_tflite_files():
     assert metrics.psnr(run_once(q8, x)[..., :3], qat(x[None]).numpy()[0][..., :3]) > 30
 
 
-def test_models_cpu_adversarial_is_one_run_of_its_preset():
-    """The adversarial student (not the default) is what `--preset cpu-adversarial` makes, and its files agree."""
+@pytest.mark.parametrize("name", ["cpu-adversarial", "cpu-full"])
+def test_the_other_students_are_one_run_of_their_presets(name):
+    """The students in models/ beside the default are what `--preset NAME` makes, and their files agree (the
+    manifest lists every export; the folder keeps the ones its card names)."""
     from mask2face.edge_runtime.model import Model
-    folder = REPO / "models" / "cpu-adversarial"
+    folder = REPO / "models" / name
     shipped = config.without_later_defaults(json.loads((folder / "config.json").read_text()))
-    today = config.without_later_defaults(json.loads(json.dumps(config.to_dict(config.preset("cpu-adversarial")))))
-    assert shipped == today, "models/cpu-adversarial/config.json differs from preset('cpu-adversarial')"
+    assert shipped == _recipe(name), f"models/{name}/config.json differs from preset({name!r})"
     manifest = json.loads((folder / "export" / "manifest.json").read_text())
     listed = {Path(o["path"]).name: o["sha256"] for o in manifest["outputs"]}
+    assert (folder / "export" / "student-qat-int8.tflite").is_file()
     for f in sorted((folder / "export").glob("*.tflite")):
         assert listed[f.name] == sha256_file(f), f"{f.name} is not the file its manifest lists"
-        meta = Model.from_file(f).metadata
-        assert meta["config_hash"] == config.config_hash(config.preset("cpu-adversarial")), f.name
-        assert meta["runtime"] == inpaint.runtime_settings(), f.name
-    assert sha256_file(inpaint.SHIPPED_MODELS["default"]) != sha256_file(folder / "export" / "student-qat-int8.tflite")
+        model = Model.from_file(f)
+        assert model.metadata["config_hash"] == config.config_hash(config.preset(name)), f.name
+        assert inpaint.model_blend(model) == inpaint.BlendConfig(), f.name   # the default paste, fields since at theirs
+    shipped_sha = sha256_file(inpaint.SHIPPED_MODELS["default"])
+    assert (shipped_sha == sha256_file(folder / "export" / "student-qat-int8.tflite")) == (name == "cpu-full")
 
 
 @pytest.mark.slow

@@ -73,3 +73,11 @@ def test_metadata_that_is_not_json(tmp_path):
     broken = tflite_file.TfliteInfo(info.version, info.description, {"mask2face": b"\xff\xfe not json"}, info.ops)
     with pytest.raises(ModelFileError, match="not UTF-8 JSON"):
         broken.mask2face_metadata()
+
+
+def test_elementwise_shapes_must_broadcast_to_the_output():
+    from mask2face.edge_runtime.tflite_file import _broadcast
+    assert _broadcast((1, 32, 32, 48), (48,)) == (1, 32, 32, 48)
+    assert _broadcast((1, 32, 32, 48), (1, 1, 1, 48)) == (1, 32, 32, 48)
+    assert _broadcast((1, 32, 32, 48), (64, 1, 1, 48)) == (64, 32, 32, 48)   # broadcasts, but not to the output
+    assert _broadcast((1, 32, 32, 48), (1, 32, 32, 16)) is None

@@ -116,6 +116,14 @@ def test_median_blur_connected_components_and_clean_rim_are_pythons(tmp_path, ph
         ref = harmonize.clean_rim(rgb, face.astype(bool), width).ravel()
         got = js_op(tmp_path, "clean_rim", rgb, mask=face.ravel().tolist(), width=width)
         assert np.abs(got - ref).max() < 1e-5
+    # harmonize.limit_chroma: an orange patch over a blue-grey photo's mask, pulled back toward the cheeks' colour
+    patch = rgb.copy()
+    patch[face.astype(bool)] = (0.9, 0.5, 0.2)
+    for radius in (0.02, 0.05):
+        ref = harmonize.limit_chroma(patch, rgb, face.astype(bool), radius, 4).ravel()
+        got = js_op(tmp_path, "limit_chroma", patch, photo=rgb.ravel().tolist(), mask=face.ravel().tolist(),
+                    radius=radius, ring=4)
+        assert np.abs(got - ref).max() < 1e-5 and not np.array_equal(ref, patch.ravel())
 
 
 @pytest.fixture(scope="module")

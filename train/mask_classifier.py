@@ -79,7 +79,7 @@ def examples_from_pairs(pair: dict[str, np.ndarray], cfg, rng: np.random.Generat
     pos, neg = masked.copy(), clean.copy()
     for i in range(len(masked)):
         if rng.random() < cfg.restyle_share:
-            pos[i] = restyle_mask(masked[i], clean[i], mask[i], rng, cfg.reshape_share)
+            pos[i] = restyle_mask(masked[i], clean[i], mask[i], rng, cfg.reshape_share, cfg.fit_share)
         if rng.random() < cfg.low_mask_share:
             pos[i] = shifted_mask(pos[i], clean[i], mask[i], int(rng.uniform(0.05, 0.11) * s))
         if rng.random() < cfg.below_chin_share:

@@ -38,6 +38,37 @@ def worn_region(inside: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return resized(out, int(rng.integers(-2, 6)) * s // 128)
 
 
+def fitted_region(inside: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The region cut to the lower face: inside an ellipse around the mouth (in the aligned crop, the eyes at 0.37
+    of the side and 0.3 apart) about as wide as the cheeks and ending at the chin. The generator's masks and the worn
+    ones reach the crop's sides and bottom; a surgical mask of the right size leaves the cheeks' edges, the jaw's
+    outline and the neck in view, and a classifier that never saw one scores it as bare."""
+    s = inside.shape[0]
+    ellipse = np.zeros_like(inside)
+    centre = (int(round(s * rng.uniform(0.47, 0.53))), int(round(s * rng.uniform(0.62, 0.68))))
+    axes = (int(round(s * rng.uniform(0.25, 0.33))), int(round(s * rng.uniform(0.20, 0.26))))
+    cv2.ellipse(ellipse, centre, axes, rng.uniform(-8, 8), 0, 360, 1, -1)
+    out = inside & ellipse
+    return out if out.sum() >= 16 else inside
+
+
+def ear_loops(image: np.ndarray, inside: np.ndarray, colour: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Thin straps from the region's upper corners toward the ears (outside the region: the label does not grow)."""
+    s = inside.shape[0]
+    ys, xs = np.nonzero(inside)
+    top = int(np.percentile(ys, 20))
+    row = np.nonzero(inside[top])[0]
+    if row.size == 0:
+        return image
+    out = image.copy()
+    width = max(1, int(round(s / 128 * rng.uniform(0.8, 1.8))))
+    ear_y = int(s * rng.uniform(0.40, 0.50))
+    tone = tuple(float(c) for c in np.clip(colour * rng.uniform(0.8, 1.05), 0, 255))
+    cv2.line(out, (int(row[0]), top), (0, ear_y), tone, width, cv2.LINE_AA)
+    cv2.line(out, (int(row[-1]), top), (s - 1, ear_y), tone, width, cv2.LINE_AA)
+    return out
+
+
 def resized(inside: np.ndarray, grow: int) -> np.ndarray:
     """A region (uint8 0/1) grown (grow > 0) or shrunk (< 0) by a disc of |grow| px, unless that leaves under 16
     pixels: real masks come in more sizes than the generator draws."""
@@ -81,13 +112,13 @@ def graphic_print(s: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndar
 
 
 def restyle_mask(masked: np.ndarray, clean: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
-                 reshape: float = 0.0) -> np.ndarray:
+                 reshape: float = 0.0, fit: float = 0.0) -> np.ndarray:
     """The worn-looking masked face alone (`restyled` without its region)."""
-    return restyled(masked, clean, mask, rng, reshape)[0]
+    return restyled(masked, clean, mask, rng, reshape, fit)[0]
 
 
 def restyled(masked: np.ndarray, clean: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
-             reshape: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+             reshape: float = 0.0, fit: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """The generator's flat, crisp mask made to look worn: for a `reshape` share worn higher and wider
     (`worn_region`), otherwise a little larger or smaller; a real mask's colour (or its own), the face's own light
     and shade under it, sometimes folds, a print or a graphic, fabric noise and a soft edge. Real masks are shaded
@@ -101,6 +132,9 @@ def restyled(masked: np.ndarray, clean: np.ndarray, mask: np.ndarray, rng: np.ra
         inside = worn_region(inside, rng)
     else:
         inside = resized(inside, int(rng.integers(-2, 6)) * s // 128)
+    fitted = fit > 0 and rng.random() < fit   # no draw at 0, as for reshape
+    if fitted:
+        inside = fitted_region(inside, rng)
     inside = inside.astype(np.float32)
     # A worn region reaches past the generator's mask, where no mask pixel gives a colour or a fold: the colour and
     # folds come from the drawn mask alone. Without reshaping they come from the resized region, skin included, as
@@ -120,7 +154,7 @@ def restyled(masked: np.ndarray, clean: np.ndarray, mask: np.ndarray, rng: np.ra
     else:
         colour = mean_mask
     texture = shade * (1.0 + (own - 1.0) * rng.uniform(0.2, 1.0))
-    if reshaped and rng.random() < 0.35:
+    if (reshaped or fitted) and rng.random() < 0.35:
         texture = texture * pleats(s, rng)
     styled = colour * texture[..., None]
     if rng.random() < 0.25:   # a print: stripes or dots at low contrast
@@ -138,5 +172,7 @@ def restyled(masked: np.ndarray, clean: np.ndarray, mask: np.ndarray, rng: np.ra
     styled = cv2.GaussianBlur(styled, (0, 0), rng.uniform(0.3, 1.0))
     alpha = cv2.GaussianBlur(inside, (0, 0), rng.uniform(0.5, 1.5))[..., None]
     out = alpha * styled + (1.0 - alpha) * clean.astype(np.float32)
+    if fitted and rng.random() < 0.6:
+        out = ear_loops(out, inside, colour, rng)
     region = np.where(inside > 0, np.uint8(255), np.uint8(0))   # grown, shrunk or worn: what now covers the face
     return np.clip(out + 0.5, 0, 255).astype(np.uint8), region

@@ -11,10 +11,11 @@ Architectures
 - `unet`: the same layout with plain double Conv-BN-ReLU blocks instead of residual blocks.
 - `unet_mobile`: the depthwise-separable student, built by `train/student_arch.py` (imported lazily).
 
-Only built-in layers are used (no Lambda, no custom layers), so `load_model` needs no custom objects and tfmot can
-wrap every layer. The teacher decoder upsamples with `UpSampling2D` (nearest, or bilinear when
-`upsample="bilinear"`) or `Conv2DTranspose` (`upsample="transpose"`); `depth_to_space` (the students' default)
-has no built-in Keras layer, so the teachers use the reference's nearest upsampling for it.
+Only built-in layers and the registered `DepthToSpace`/`SpaceToDepth` of `student_arch` are used (no Lambda), so
+`load_model` needs no custom objects and tfmot can wrap every layer. The teacher decoder upsamples with
+`UpSampling2D` (nearest, or bilinear when `upsample="bilinear"`), `Conv2DTranspose` (`upsample="transpose"`) or
+`upsample="repeat"`: nearest computed as channel copies + the students' registered DepthToSpace layer, the same
+numbers in one XNNPACK partition (the full-resolution `cpu-full` student is the teacher's design with it).
 """
 
 from __future__ import annotations
@@ -70,6 +71,17 @@ def _upsample(x, filters: int, mode: str, name: str):
         x = layers.Conv2DTranspose(filters, 2, strides=2, padding="same", use_bias=False, name=f"{name}_tconv")(x)
         x = layers.BatchNormalization(name=f"{name}_bn")(x)
         return layers.ReLU(name=f"{name}_relu")(x)
+    if mode == "repeat":
+        # Nearest 2x as four copies side by side on the channel axis and DEPTH_TO_SPACE: the same numbers as
+        # UpSampling2D(nearest), whose RESIZE_NEAREST_NEIGHBOR XNNPACK does not take (the int8 teacher fell into 6
+        # partitions). No weights either way, so a "nearest" model's weights load into a "repeat" one unchanged.
+        from mask2face.train.student_arch import DepthToSpace  # TF-heavy module, import lazily
+        x = layers.Concatenate(name=f"{name}_repeat")([x, x, x, x])
+        x = DepthToSpace(2, name=f"{name}_d2s")(x)
+        return _conv_bn_relu(x, filters, 3, name)
+    if mode not in ("nearest", "bilinear"):
+        raise ModelError(f"upsample={mode!r} is not a teacher upsampling: choose nearest, bilinear, repeat or "
+                         "transpose (depth_to_space and shuffle are the unet_mobile students')")
     interpolation = "bilinear" if mode == "bilinear" else "nearest"
     x = layers.UpSampling2D(2, interpolation=interpolation, name=f"{name}_resize")(x)
     return _conv_bn_relu(x, filters, 3, name)

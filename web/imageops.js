@@ -279,6 +279,41 @@ export function connectedComponents(mask, w, h) {
   return [labels, areas];
 }
 
+// harmonize.limit_chroma (used by mask2face.js): each masked pixel's colour (itself minus its grey) kept within
+// `radius` of the mean colour of the photo in a `ring`-px band outside the mask's upper half, between the crop's
+// quarter lines (the cheeks).
+export function limitChroma(rgb, photo, mask, radius, ring) {
+  const s = rgb.width;
+  if (radius <= 0 || ring <= 0 || !mask.some((v) => v)) return rgb;
+  const m = Uint8Array.from(mask, (v) => (v ? 1 : 0)), grown = dilate(m, s, s, ring);
+  let first = -1, last = -1;
+  for (let y = 0; y < s; y++) for (let x = 0; x < s; x++) if (m[y * s + x]) { if (first < 0) first = y; last = y; }
+  const middle = Math.floor((first + last) / 2), q = Math.floor(s / 4), ref = [0, 0, 0];
+  let count = 0;
+  for (let y = 0; y < middle; y++) {
+    for (let x = q; x < s - q; x++) {
+      const i = y * s + x;
+      if (!grown[i] || m[i]) continue;
+      const g = (photo.data[i * 3] + photo.data[i * 3 + 1] + photo.data[i * 3 + 2]) / 3;
+      for (let k = 0; k < 3; k++) ref[k] += photo.data[i * 3 + k] - g;
+      count++;
+    }
+  }
+  if (!count) return rgb;
+  for (let k = 0; k < 3; k++) ref[k] = Math.fround(ref[k] / count);
+  const out = image(s, s, 3);
+  out.data.set(rgb.data);
+  for (let i = 0; i < s * s; i++) {
+    if (!m[i]) continue;
+    const r = rgb.data.subarray(i * 3, i * 3 + 3), g = Math.fround((r[0] + r[1] + r[2]) / 3), d = [0, 0, 0];
+    let len = 0;
+    for (let k = 0; k < 3; k++) { d[k] = Math.fround(r[k] - g - ref[k]); len += d[k] * d[k]; }
+    const scale = Math.min(1, radius / Math.max(Math.sqrt(len), 1e-6));
+    for (let k = 0; k < 3; k++) out.data[i * 3 + k] = Math.min(1, Math.max(0, g + ref[k] + d[k] * scale));
+  }
+  return out;
+}
+
 // harmonize.clean_rim (used by mask2face.js): `rgb` a float image in [0, 1], `mask` 0/1 (s x s). The band from `width` px inside the border of the mask's large parts (a tenth of the largest
 // or more) to `width` + 1 px outside it replaced by its (2 width + 1)-px median, the band's edges feathered.
 export function cleanRim(rgb, mask, width) {

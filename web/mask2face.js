@@ -453,6 +453,8 @@ export class Remover {
       const [left, right] = this.eyes(face);
       report.eye_distance = Math.hypot(right[0] - left[0], right[1] - left[1]);
       if (report.eye_distance < blend.min_eye_distance_px) { report.reason = 'face too small'; continue; }
+      const side = Math.max(face.box[2] - face.box[0], face.box[3] - face.box[1], 1);
+      if (report.eye_distance / side < (blend.min_eye_spacing ?? 0)) { report.reason = 'eyes do not fit the face box'; continue; }
       let matrix;
       try { matrix = similarityFromEyes(left, right, size, this.spec.crop); } catch { report.reason = 'eyes coincide'; continue; }
       t = now();
@@ -522,6 +524,7 @@ export class Remover {
     let rgb = ops.image(s, s, 3);
     for (let i = 0; i < s * s; i++) for (let k = 0; k < 3; k++) rgb.data[i * 3 + k] = pred[i * c + k];
     if (cfg.tone_spread) rgb = matchTone(rgb, ops.toFloat(crop, 1 / 255), binary, cfg.tone_spread * s);
+    if (cfg.chroma_limit) rgb = ops.limitChroma(rgb, ops.toFloat(crop, 1 / 255), binary, cfg.chroma_limit, Math.max(1, pyRound(0.03 * s)));
     if (cfg.rim_fill) rgb = fillRim(rgb, binary, pyRound(cfg.rim_fill * s));
     if (cfg.rim_clean) rgb = ops.cleanRim(rgb, binary, pyRound(cfg.rim_clean * s));
     const out = ops.image(s, s, 3, Uint8Array);

@@ -19,6 +19,7 @@ else if (op === 'dilate') out = ops.dilate(img.data, img.width, img.height, a.ra
 else if (op === 'erode') out = ops.erode(img.data, img.width, img.height, a.radius);
 else if (op === 'median_blur') out = ops.medianBlur(img, a.k).data;
 else if (op === 'clean_rim') out = ops.cleanRim(img, Uint8Array.from(a.mask), a.width).data;
+else if (op === 'limit_chroma') out = ops.limitChroma(img, {data: Float32Array.from(a.photo)}, Uint8Array.from(a.mask), a.radius, a.ring).data;
 else if (op === 'connected_components') out = ops.connectedComponents(img.data, img.width, img.height)[0];
 else throw new Error(`unknown op ${op}`);
 writeFileSync(output, Buffer.from(out.buffer, out.byteOffset, out.byteLength));
