@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -49,7 +50,8 @@ def face_window(box, shape, grow: float = 1.3) -> tuple[int, int, int, int]:
     """(y0, y1, x0, x1): a square `grow` times the box's longer side around its centre, clipped to the photo."""
     x0, y0, x1, y1 = box
     cx, cy, half = (x0 + x1) / 2, (y0 + y1) / 2, grow * max(x1 - x0, y1 - y0) / 2
-    return (int(max(0, cy - half)), int(min(shape[0], cy + half)), int(max(0, cx - half)), int(min(shape[1], cx + half)))
+    return (int(max(0, cy - half)), int(min(shape[0], cy + half)),
+            int(max(0, cx - half)), int(min(shape[1], cx + half)))
 
 
 def same_face(box_a, box_b) -> bool:
@@ -146,16 +148,30 @@ def make_sheets(models: list[Path], photos_dir: Path, out: Path, min_eye_distanc
     return key
 
 
+def read_key(key) -> tuple[list[str], dict[int, list[int]]]:
+    """(model names, face number -> column order) of a key.json, or one line saying it is not one."""
+    try:
+        models = [str(m) for m in key["models"]]
+        faces = {int(f["face"]): [int(c) for c in f["columns"]] for f in key["faces"]}
+    except (TypeError, KeyError, ValueError):
+        raise Mask2FaceError("--key is not a key.json written by face_sheets (models, faces with columns)") from None
+    if any(sorted(order) != list(range(len(models))) for order in faces.values()):
+        raise Mask2FaceError("--key: a face's column order does not name each model once")
+    return models, faces
+
+
 def tally(review: list[dict], key: dict) -> list[dict]:
     """Per model: faces judged and how many had each judgement, plus lips and nose with no rim or seam."""
-    faces = {f["face"]: f for f in key["faces"]}
-    counts = [{"model": m, "faces": 0, **{j: 0 for j in JUDGEMENTS}, "lips_nose_no_rim": 0} for m in key["models"]]
+    models, faces = read_key(key)
+    counts = [{"model": m, "faces": 0, **{j: 0 for j in JUDGEMENTS}, "lips_nose_no_rim": 0} for m in models]
     for line in review:
-        face = faces.get(line.get("face"))
-        column = str(line.get("column", ""))
-        if face is None or len(column) != 1 or not 0 <= ord(column) - ord("A") < len(face["columns"]):
+        if not isinstance(line, dict):
+            raise Mask2FaceError(f"review line {line!r}: one JSON object per face and column")
+        number, column = line.get("face"), str(line.get("column", ""))
+        order = faces.get(number) if isinstance(number, int) else None
+        if order is None or len(column) != 1 or not 0 <= ord(column) - ord("A") < len(order):
             raise Mask2FaceError(f"review line {line}: no such face or column in the key")
-        row = counts[face["columns"][ord(column) - ord("A")]]
+        row = counts[order[ord(column) - ord("A")]]
         row["faces"] += 1
         for j in JUDGEMENTS:
             row[j] += bool(line.get(j))
@@ -180,8 +196,11 @@ def parse_blends(items: list[str], models: int) -> list[dict]:
         index, _, setting = item.partition(":")
         field, _, value = setting.partition("=")
         try:
-            blends[int(index)][field] = float(value)
-        except (ValueError, IndexError):
+            number, amount = int(index), float(value)
+            if not 0 <= number < models or not math.isfinite(amount):
+                raise ValueError(item)
+            blends[number][field] = amount
+        except ValueError:
             raise Mask2FaceError(f"--blend {item!r}: use INDEX:FIELD=VALUE with INDEX one of the {models} --model "
                                  "files (from 0) and a number, e.g. 1:chroma_limit=0.04") from None
     return blends
@@ -213,7 +232,7 @@ def main(argv=None) -> int:
         if args.tally:
             if not args.key:
                 raise Mask2FaceError("--tally needs --key KEY.json (written beside the sheets)")
-            key = json.loads(Path(args.key).read_text())
+            key = json.loads(Path(args.key).read_text())   # read_key says what is wrong with it
             print(tally_table(tally(read_jsonl(args.tally), key)))
             return 0
         if not args.model or not args.photos:

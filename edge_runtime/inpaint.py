@@ -118,9 +118,10 @@ class BlendConfig:
     # The patch's colour kept within this distance (0..1 RGB, around each pixel's grey) of the cheeks' colour just
     # above the mask (harmonize.limit_chroma; 0 = off): models paint whole lower faces orange, pink, red or grey-green
     # on real photos. Blind by eye on the 107 real masked faces with eyes >= 40 px apart (face_sheets, four columns
-    # shuffled per face; benchmarks/results/restored_faces_by_eye.md): wrong-colour blobs 30 -> 5 (the 0.5.0 default
-    # model) and 32 -> 8 (cpu-full), lips and nose with no rim or seam 11 -> 13 and 26 -> 31. photo_bench, 120 LFW val
-    # photos at 640x480, 0 / 0.04: masked PSNR 18.40 / 18.47 dB (0.5.0 model), 18.71 / 18.71 dB (cpu-full).
+    # shuffled per face; benchmarks/results/full_resolution_student_by_eye.md): wrong-colour blobs 30 -> 5 (0.5.0's
+    # model) and 32 -> 8 (cpu-full), lips and nose with no rim or seam 11 -> 13 and 26 -> 31. photo_bench, 120 LFW
+    # val photos at 640x480, 0 / 0.04 (photo_quality.jsonl, "paste colour limit"): masked PSNR 18.40 / 18.47 dB
+    # (0.5.0's model), 18.71 / 18.71 dB (cpu-full).
     chroma_limit: float = 0.04
 
     @classmethod

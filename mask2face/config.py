@@ -5,7 +5,7 @@ How to run (big_vision style: each preset's docstring says how to run it, how lo
     mask2face pipeline --preset smoke                 # seconds; what the tests use
     mask2face pipeline --preset cpu --faces ../shared/data/lfw   # the teacher of the shipped default, ~2 h on 2 cores
     mask2face pipeline --preset paper --faces DIR     # the reference configuration, for a GPU
-    # cpu-adversarial, cpu-full, cpu-m, cpu-bare, cpu-mixed: the other models in models/ (not shipped in the package)
+    # cpu-full: the shipped default (its teacher is cpu's); cpu-adversarial, cpu-m, cpu-bare, cpu-mixed: the other models in models/ (not shipped in the package)
 
 Any field can be overridden on the command line as `section.field=value`, e.g.
 `train.epochs=3 data.image_size=96 teacher.filters=16,32,64`. An unknown key is an error that names the
@@ -52,7 +52,8 @@ class ModelConfig:
     width_multiplier: float = 1.0        # students only
     stem_stride: int = 1                 # students only: 2 = a stride-2 stem and a pixel-shuffle head, so every
                                          # layer runs at half resolution or less
-    upsample: str = "nearest"            # nearest | bilinear | depth_to_space | shuffle | transpose (students:
+    upsample: str = "nearest"            # teachers (unet_resnet, unet): nearest | bilinear | repeat | transpose;
+                                         # unet_mobile: nearest | bilinear | depth_to_space | shuffle | transpose (students:
                                          # depth_to_space or shuffle (no expansion conv), the ones that stay in one
                                          # XNNPACK partition; benchmarks/results/upsample_choice.json)
     blend_input: bool = False            # students only: out = x + m * (rgb - x) inside the model, so pixels
@@ -219,7 +220,7 @@ def _smoke() -> Config:
 
 
 def _cpu() -> Config:
-    """What trained the shipped default model through 0.5.0 (models/cpu), and the teacher of today's (cpu-full), on 2
+    """What trained the shipped default model through 0.5.0 (models/cpu), and the teacher of 0.6.0's (cpu-full), on 2
     CPU cores in about 2 hours, in the background, resumable.
 
     128x128 crops; a teacher with widths 16..128 and 3x3 kernels (~31 images/s for training on 2 cores alone: 15
@@ -232,7 +233,7 @@ def _cpu() -> Config:
 
 
 def _cpu_adversarial() -> Config:
-    """Not the shipped default: the shipped student (models/cpu/student.keras) fine-tuned against a patch
+    """Not the shipped default: 0.5.0's default student (models/cpu/student.keras) fine-tuned against a patch
     discriminator, for lips and nostrils instead of a smooth patch. models/cpu-adversarial is one run of it.
 
         mask2face data --preset cpu-adversarial --run runs/adv --faces ../shared/data/lfw --workers 2   # ~1 min
@@ -245,7 +246,7 @@ def _cpu_adversarial() -> Config:
     Teacher weight 0.25, distillation lr 2e-4 cosine; hinge loss weight 0.02 with feature matching 10 (in units of
     it), a 16..64 discriminator at lr 1e-4 without R1; QAT keeps the term with a discriminator of its own. Reaches
     (0.4.0, `mask2face bench`, benchmarks/results/adversarial_student.md): QAT int8 on the LFW test pairs 19.08 dB
-    masked PSNR (the shipped default: 19.74) with sharpness 0.92 (0.66), blockiness 1.12 (1.11), seam 0.95 (0.91);
+    masked PSNR (0.5.0's default: 19.74) with sharpness 0.92 (0.66), blockiness 1.12 (1.11), seam 0.95 (0.91);
     on faces-dev 17.39 dB
     (17.87) and sharpness 0.69 (0.50). By eye on 104 real masked faces it draws lips on 43 (the default: 2) but looks
     like a plausible face on fewer (21 against 45: orange or red patches on dark masks). Stronger: weight 0.05 at lr
@@ -314,7 +315,7 @@ def _cpu_m() -> Config:
     On 2 cores (AMD EPYC): data ~2 min, teacher 5 epochs 32 min (20 images/s), distillation 8 epochs 21 min,
     QAT 2 epochs 5 min (the stages' reports). Reaches (benchmarks/results/cpu_student_m.md, LFW test pairs): the
     teacher 19.9 dB masked PSNR / SSIM 0.839; the student QAT int8 18.7 dB / 0.807, 175 KB, 1.43 ms on one core
-    (the default: 19.74 dB, 0.61 ms)."""
+    (0.5.0's default, models/cpu: 19.74 dB, 0.61 ms)."""
     return _five_epoch_teacher_student(
         "cpu-m", ModelConfig(arch="unet_mobile", filters=(16, 32, 48, 64, 96), kernels=(3, 3, 3, 3, 3),
                              upsample="depth_to_space"), distill_epochs=8, qat_epochs=2)
@@ -391,10 +392,11 @@ def _mask_classifier() -> Config:
         mask2face classifier --preset mask-classifier --run runs/clf --data runs/cpu/data --data runs/celeba/data \
             --data runs/aaf/data --data runs/facesdev/data               # 7 epochs, ~10 min on 2 cores (AMD EPYC)
 
-    Reaches (benchmarks/results/gate.jsonl, models/mask-classifier/README.md): with the shipped inpainting model, on
+    Reaches (benchmarks/results/gate.jsonl, models/mask-classifier/README.md): with 0.5.0's inpainting model, on
     the test photos of four sets of unmasked people and all 565 real masked photos, threshold 0.25, 92.4% of the real
     masked photos restored while 2.0% / 1.25% / 1.0% / 1.3% of the LFW / CelebA / All-Age-Faces / faces-dev photos of
-    unmasked people are changed (the 0.2.0 classifier at its threshold 0.7: 88.0%, 1.25% / 0.75% / 0.5% / 0.52%)."""
+    unmasked people are changed (the 0.2.0 classifier at its threshold 0.7: 88.0%, 1.25% / 0.75% / 0.5% / 0.52%);
+    with 0.6.0's (cpu-full): 92.0%, 1.5% / 1.0% / 1.0% / 1.3%."""
     base = _cpu()
     return replace(base, preset="mask-classifier",
                    classifier=replace(base.classifier, reshape_share=0.6, threshold=0.25))

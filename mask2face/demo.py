@@ -12,7 +12,7 @@ before_after.png: the whole 512x512 photo wearing a generated mask goes through 
 Each row says the masked PSNR (over the drawn mask, photo pixels) of the input and of each output.
 `--compare LABEL=MODEL.tflite` adds a column for another model pasted back as 0.5.0 did (rim fill, tone match and
 rim clean, no chroma limit), deciding with `--compare-classifier C.tflite` (default: the shipped classifier), e.g.
-0.5.0's runtime: `--compare 0.5.0=models/cpu/export/student-qat-int8.tflite` (0.5.0 shipped today's classifier; for
+0.5.0's runtime: `--compare 0.5.0=models/cpu/export/student-qat-int8.tflite` (0.6.0's classifier is 0.5.0's; for
 an older one write it with `git show COMMIT:edge_runtime/assets/mask2face_mask_classifier.tflite > OLD.tflite`).
 """
 

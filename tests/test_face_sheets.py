@@ -65,6 +65,12 @@ def test_tally_maps_columns_back_to_models():
     assert "**2 (100.0%)**" in face_sheets.tally_table([old, new])
     with pytest.raises(Mask2FaceError, match="no such face or column"):
         face_sheets.tally([{"face": 1, "column": "C"}], key)
+    for line in ([1], {"face": [1], "column": "A"}):
+        with pytest.raises(Mask2FaceError):
+            face_sheets.tally([line], key)
+    for bad_key in ([], {"models": ["a"]}, {"models": ["a", "b"], "faces": [{"face": 1, "columns": [0, 2]}]}):
+        with pytest.raises(Mask2FaceError, match="--key"):
+            face_sheets.tally(review, bad_key)
 
 
 def test_faces_all_restore_matches_boxes_across_models():
@@ -82,6 +88,6 @@ def test_faces_all_restore_matches_boxes_across_models():
 def test_blend_settings_are_given_per_model_by_index():
     assert face_sheets.parse_blends(["1:chroma_limit=0.04", "0:rim_clean=0"], 2) == [{"rim_clean": 0.0},
                                                                                     {"chroma_limit": 0.04}]
-    for bad in ("2:chroma_limit=0.04", "x:rim_clean=0", "0:rim_clean=wide"):
+    for bad in ("2:chroma_limit=0.04", "-1:chroma_limit=0", "x:rim_clean=0", "0:rim_clean=wide", "0:rim_clean=nan"):
         with pytest.raises(Mask2FaceError, match="INDEX:FIELD=VALUE"):
             face_sheets.parse_blends([bad], 2)

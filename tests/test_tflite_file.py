@@ -81,3 +81,4 @@ def test_elementwise_shapes_must_broadcast_to_the_output():
     assert _broadcast((1, 32, 32, 48), (1, 1, 1, 48)) == (1, 32, 32, 48)
     assert _broadcast((1, 32, 32, 48), (64, 1, 1, 48)) == (64, 32, 32, 48)   # broadcasts, but not to the output
     assert _broadcast((1, 32, 32, 48), (1, 32, 32, 16)) is None
+    assert _broadcast((0, 4), (1, 4)) == (0, 4)                               # numpy's rule for empty tensors
