@@ -29,21 +29,13 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from mask2face.benchmarks.visual_check import REPO, SUFFIXES
+from mask2face.benchmarks.visual_check import outside_repository, pick_photos
 from mask2face.edge_runtime.errors import ImageError, Mask2FaceError, NoFacesError
 from mask2face.edge_runtime.inpaint import Inpainter
 from mask2face.edge_runtime.safeio import load_image, save_image
 
 JUDGEMENTS = ("lips", "nose", "rim_or_seam", "plausible", "colour_blob")
 CELL, LABEL_W = 200, 40
-
-
-def check_out_dir(out: Path) -> Path:
-    out = Path(out).resolve()
-    if REPO == out or REPO in out.parents:
-        raise Mask2FaceError(f"--out {out} is inside the repository: sheets made from photos must not be committed;"
-                             " write them to /tmp")
-    return out
 
 
 def face_window(box, shape, grow: float = 1.3) -> tuple[int, int, int, int]:
@@ -99,12 +91,10 @@ def make_sheets(models: list[Path], photos_dir: Path, out: Path, min_eye_distanc
     (the same file twice with other settings compares the settings)."""
     from mask2face.runs import write_json
 
-    out = check_out_dir(out)
+    out = outside_repository(out)
     if (out / "key.json").exists() or any(out.glob("sheet-*.png")):
         raise Mask2FaceError(f"{out} already holds sheets: pass an empty or new --out folder")
-    if not Path(photos_dir).is_dir():
-        raise NoFacesError(f"{photos_dir} is not a folder: pass --photos DIR with .jpg/.png photos")
-    photos = sorted(p for p in Path(photos_dir).iterdir() if p.suffix.lower() in SUFFIXES)
+    photos = pick_photos(Path(photos_dir), 0, seed)   # all of them, in name order
     blends = blends or [{} for _ in models]
     inpainters = [Inpainter.from_file(m, threads=threads, classifier="default", blend=b or None)
                   for m, b in zip(models, blends)]
@@ -242,8 +232,8 @@ def main(argv=None) -> int:
     except (Mask2FaceError, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"{len(key['faces'])} faces on {len(list(check_out_dir(args.out).glob('sheet-*.png')))} sheets in "
-          f"{check_out_dir(args.out)}; the column order is in key.json")
+    print(f"{len(key['faces'])} faces on {len(list(outside_repository(args.out).glob('sheet-*.png')))} sheets in "
+          f"{outside_repository(args.out)}; the column order is in key.json")
     return 0
 
 

@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from mask2face.edge_runtime import detect
 from mask2face.edge_runtime.errors import ImageError
-from mask2face.edge_runtime.inpaint import Inpainter, model_blend
+from mask2face.edge_runtime.inpaint import Inpainter, eye_spacing, model_blend
 from mask2face.edge_runtime.safeio import load_image
 
 from mask2face.train import pairs
@@ -102,23 +102,15 @@ def label_faces(faces: list[dict], annotated: list[tuple[str, list[float]]], min
 
 
 def passes(face: dict, gates: Gates) -> bool:
-    p = face.get("probability")
+    p, eyes = face.get("probability"), face.get("eye_distance") or 0.0
     return bool(face["other_gates"] and (face["change"] or 0.0) >= gates.min_change
-                and (face.get("eye_distance") or 0.0) >= gates.min_eye_distance
-                and eye_spacing(face) >= gates.min_eye_spacing
+                and eyes >= gates.min_eye_distance
+                and eye_spacing(eyes, face.get("box") or (0, 0, 0, 0)) >= gates.min_eye_spacing
                 and (p is None or p >= gates.min_probability))
 
 
-def eye_spacing(face: dict) -> float:
-    """The eyes' distance over the face box's longer side (BlendConfig.min_eye_spacing's measure)."""
-    box = face.get("box") or (0, 0, 0, 0)
-    return (face.get("eye_distance") or 0.0) / max(box[2] - box[0], box[3] - box[1], 1.0)
-
-
-def share_pasted(records: list[dict], min_change: float | Gates, min_eye_distance: float = 0.0,
-                 min_probability: float = 0.0) -> float:
-    """Share of photos where at least one face would be pasted at these thresholds (or these Gates)."""
-    gates = min_change if isinstance(min_change, Gates) else Gates(min_change, min_eye_distance, min_probability)
+def share_pasted(records: list[dict], gates: Gates) -> float:
+    """Share of photos where at least one face would be pasted at these thresholds."""
     hit = [any(passes(f, gates) for f in r["faces"]) for r in records]
     return float(np.mean(hit)) if hit else float("nan")
 

@@ -104,14 +104,20 @@ def grid(cells: list[np.ndarray], cols: int) -> np.ndarray:
     return sheet
 
 
+def outside_repository(out: Path) -> Path:
+    """`out` resolved, or one line if it lies inside the repository: sheets made from photos must not be committed."""
+    out = Path(out).resolve()
+    if REPO == out or REPO in out.parents:
+        raise Mask2FaceError(f"--out {out} is inside the repository: sheets made from photos must not be committed;"
+                             " write them to /tmp")
+    return out
+
+
 def check_out(out: Path) -> Path:
     out = Path(out).resolve()
     if out.suffix.lower() != ".png":
         raise Mask2FaceError(f"--out {out}: the sheet is a PNG, name it ...png")
-    if REPO in out.parents:
-        raise Mask2FaceError(f"--out {out} is inside the repository: sheets made from photos must not be committed;"
-                             " write them to /tmp")
-    return out
+    return outside_repository(out)
 
 
 def run(model: Path, photos_dir: Path, out: Path, n: int = 48, seed: int = 0, cols: int = 4, cell: int = 224,

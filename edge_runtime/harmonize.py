@@ -119,8 +119,9 @@ def limit_chroma(rgb: np.ndarray, photo: np.ndarray, mask: np.ndarray, radius: f
 
     Colour is a pixel minus its grey (the mean of its channels). The skin's is the mean colour of `photo` (the crop
     the model saw) in a band `ring` px wide just outside the mask's upper half, under the eyes; a pixel whose
-    colour lies further than `radius` from it is pulled back onto that circle. Lips stay redder than the cheeks by up to `radius`; an orange or pink
-    patch drawn over a whole lower face, a blue one over a grey photo, come back to the face's own colour."""
+    colour lies further than `radius` from it is pulled back onto that circle. Lips stay redder than the cheeks by
+    up to `radius`; an orange or pink patch drawn over a whole lower face, a blue one over a grey photo, come back
+    to the face's own colour."""
     if radius <= 0 or ring <= 0 or not mask.any():
         return rgb
     m = mask.astype(np.uint8)

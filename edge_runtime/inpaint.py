@@ -148,6 +148,11 @@ class BlendConfig:
         return cls(**values)
 
 
+def eye_spacing(eye_distance: float, box) -> float:
+    """The eyes' distance over the face box's longer side: `BlendConfig.min_eye_spacing`'s measure."""
+    return eye_distance / max(box[2] - box[0], box[3] - box[1], 1.0)
+
+
 def runtime_settings(blend: "BlendConfig" = BlendConfig()) -> dict:
     """What a model file carries for the runtime (metadata `runtime`): the paste gates and blend it was tuned with.
     `Inpainter` uses them unless told otherwise, so another model brings its own."""
@@ -324,7 +329,7 @@ class Inpainter:
                 report.reason = (f"face too small (eyes {report.eye_distance:.0f} px apart < "
                                  f"{self.blend.min_eye_distance_px:g})")
                 continue
-            spacing = report.eye_distance / max(face.box[2] - face.box[0], face.box[3] - face.box[1], 1.0)
+            spacing = eye_spacing(report.eye_distance, face.box)
             if spacing < self.blend.min_eye_spacing:
                 report.reason = (f"eyes do not fit the face box ({spacing:.2f} of its side apart < "
                                  f"{self.blend.min_eye_spacing:g})")

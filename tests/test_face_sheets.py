@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from mask2face.benchmarks import face_sheets
+from mask2face.benchmarks.visual_check import REPO
 from mask2face.edge_runtime.errors import Mask2FaceError
 from mask2face.edge_runtime.inpaint import FaceReport
 from mask2face.edge_runtime.safeio import load_image, save_image
@@ -48,8 +49,8 @@ def test_a_folder_with_sheets_or_inside_the_repository_is_refused(sheets, tmp_pa
     with pytest.raises(Mask2FaceError, match="already holds sheets"):
         face_sheets.make_sheets([tmp_path / "m.tflite"], tmp_path, out)
     assert face_sheets.main(["--model", "m.tflite", "--photos", str(tmp_path),
-                             "--out", str(face_sheets.REPO / "faces")]) == 2
-    assert not (face_sheets.REPO / "faces").exists()
+                             "--out", str(REPO / "faces")]) == 2
+    assert not (REPO / "faces").exists()
 
 
 def test_tally_maps_columns_back_to_models():

@@ -7,6 +7,9 @@ from mask2face.benchmarks import gate_bench
 from mask2face.train import pairs
 
 
+share_pasted, Gates = gate_bench.share_pasted, gate_bench.Gates
+
+
 def _rec(*faces):
     return {"photo": "p", "faces": [{"other_gates": g, "change": c, "confidence": 0.9} for g, c in faces]}
 
@@ -14,10 +17,10 @@ def _rec(*faces):
 def test_shares_follow_min_change_and_the_other_gates():
     bare = [_rec((True, 0.05)), _rec((True, 0.09), (False, 0.5)), _rec(), _rec((False, 0.3))]
     masked = [_rec((True, 0.2)), _rec((True, 0.07), (True, 0.11)), _rec((False, 0.4))]
-    assert gate_bench.share_pasted(bare, 0.0) == 0.5          # a failed gate never pastes, whatever the change
-    assert gate_bench.share_pasted(bare, 0.08) == 0.25
-    assert gate_bench.share_pasted(masked, 0.08) == 2 / 3     # one pasted face is enough for the photo
-    assert gate_bench.share_pasted(masked, 0.15) == 1 / 3
+    assert share_pasted(bare, Gates(0.0)) == 0.5          # a failed gate never pastes, whatever the change
+    assert share_pasted(bare, Gates(0.08)) == 0.25
+    assert share_pasted(masked, Gates(0.08)) == 2 / 3     # one pasted face is enough for the photo
+    assert share_pasted(masked, Gates(0.15)) == 1 / 3
     s = gate_bench.summarise(bare, masked, 0.08)
     assert s["bare_altered"] == 0.25 and s["bare_left_alone"] == 0.75 and s["bare_with_face"] == 3
     sweep = {r["min_change"]: r for r in s["sweep"]}
@@ -30,9 +33,9 @@ def test_eye_distance_sweep_drops_small_faces_only():
     big = {"other_gates": True, "change": 0.2, "eye_distance": 20.0}
     small = {"other_gates": True, "change": 0.2, "eye_distance": 5.0}
     masked = [{"faces": [big]}, {"faces": [small]}, {"faces": [small, big]}]
-    assert gate_bench.share_pasted(masked, 0.08, 0.0) == 1.0
-    assert gate_bench.share_pasted(masked, 0.08, 6.0) == 2 / 3
-    assert gate_bench.share_pasted([{"faces": [{"other_gates": True, "change": 0.2}]}], 0.08, 1.0) == 0.0
+    assert share_pasted(masked, Gates(0.08, 0.0)) == 1.0
+    assert share_pasted(masked, Gates(0.08, 6.0)) == 2 / 3
+    assert share_pasted([{"faces": [{"other_gates": True, "change": 0.2}]}], Gates(0.08, 1.0)) == 0.0
     s = gate_bench.summarise([], masked, 0.08)
     sweep = {r["min_eye_distance_px"]: r["masked_restored"] for r in s["eye_distance_sweep"]}
     assert sweep[0.0] == 1.0 and sweep[6.0] == round(2 / 3, 4) and sweep[16.0] == round(2 / 3, 4)

@@ -55,8 +55,7 @@ def fitted_region(inside: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def ear_loops(image: np.ndarray, inside: np.ndarray, colour: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Thin straps from the region's upper corners toward the ears (outside the region: the label does not grow)."""
     s = inside.shape[0]
-    ys, xs = np.nonzero(inside)
-    top = int(np.percentile(ys, 20))
+    top = int(np.percentile(np.nonzero(inside)[0], 20))
     row = np.nonzero(inside[top])[0]
     if row.size == 0:
         return image
