@@ -140,7 +140,7 @@ def baselines(test: dict) -> list[dict]:
 
 
 TABLE_FIELDS = ("artifact", "kind", "precision", "threads", "p50_ms", "p90_ms", "p99_ms", "size_bytes",
-                "masked_psnr", "masked_ssim", "psnr", "ssim", "sharpness", "blockiness", "seam", "error")
+                "masked_psnr", "masked_ssim", "psnr", "ssim", "sharpness", "structure", "blockiness", "seam", "error")
 
 
 def machine_table(rows: list[dict]) -> list[dict]:
@@ -152,7 +152,7 @@ def machine_table(rows: list[dict]) -> list[dict]:
         base = {"artifact": r.get("file") or r.get("model"), "kind": r.get("kind", "model"),
                 "precision": r.get("precision"), "size_bytes": r.get("bytes"),
                 "masked_psnr": q.get("psnr_masked"), "masked_ssim": q.get("ssim_masked"), "psnr": q.get("psnr"),
-                "ssim": q.get("ssim"), "sharpness": q.get("sharpness"), "blockiness": q.get("blockiness"),
+                "ssim": q.get("ssim"), "sharpness": q.get("sharpness"), "structure": q.get("structure"), "blockiness": q.get("blockiness"),
                 "seam": q.get("seam"), "error": r.get("error")}
         for threads, lat in sorted((r.get("latency") or {None: {}}).items(), key=lambda kv: str(kv[0])):
             out.append({**base, "threads": None if threads is None else int(threads),

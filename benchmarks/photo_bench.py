@@ -76,9 +76,11 @@ def uncorrect_eyes(left: np.ndarray, right: np.ndarray, steps: int = 20) -> np.n
 
 def photo_scores(output: np.ndarray, truth: np.ndarray, region: np.ndarray) -> dict[str, float]:
     """PSNR over the mask's region and SSIM over the photo, and what they do not see, in photo pixels: the detail
-    in the region against the real face's (sharpness, 1 = as sharp) and the seam at its border (1 = as smooth)."""
+    in the region against the real face's (sharpness and structure, 1 = as sharp) and the seam at its border
+    (1 = as smooth)."""
     return {"psnr_masked": metrics.psnr(output, truth, region[..., None]), "ssim": metrics.ssim(output, truth),
-            "sharpness": metrics.sharpness(output, truth, region), "seam": metrics.seam(output, truth, region)}
+            "sharpness": metrics.sharpness(output, truth, region), "structure": metrics.structure(output, truth, region),
+            "seam": metrics.seam(output, truth, region)}
 
 
 def measure(inpainter: Inpainter, data_dir: Path, photos: int, split: str = "test",
@@ -120,7 +122,8 @@ def measure(inpainter: Inpainter, data_dir: Path, photos: int, split: str = "tes
             "restored": float(np.mean([r["pasted"] for r in rows])),
             "psnr_masked": mean("output", "psnr_masked"), "ssim": mean("output", "ssim"),
             "input_psnr_masked": mean("input", "psnr_masked"), "input_ssim": mean("input", "ssim"),
-            "sharpness": mean("output", "sharpness"), "seam": mean("output", "seam"),
+            "sharpness": mean("output", "sharpness"), "structure": mean("output", "structure"),
+            "seam": mean("output", "seam"),
             "input_sharpness": mean("input", "sharpness"), "input_seam": mean("input", "seam")}
 
 
@@ -157,7 +160,7 @@ def main(argv=None) -> int:
            "canvas": list(canvas) if canvas else None,
            **measure(inpainter, args.data, args.photos, args.split, align_by=args.align, canvas=canvas),
            **environment()}
-    report_row(row, ("photos", "faces_found", "restored", "psnr_masked", "ssim", "sharpness", "seam",
+    report_row(row, ("photos", "faces_found", "restored", "psnr_masked", "ssim", "sharpness", "structure", "seam",
                      "input_psnr_masked", "input_ssim"),
                "photo_quality.jsonl", save=not args.no_save, results=args.results)
     return 0

@@ -22,8 +22,7 @@ RESULTS = REPO / "benchmarks" / "results"
 # What each precision of the shipped model is for (the one column that is advice, not a measurement).
 PRECISION_USE = {
     "student-qat-int8.tflite": "**the shipped model**: CPU (XNNPACK), NNAPI",
-    "student-fp16.tflite": "GPU delegates, Core ML: the student before QAT, blurrier",
-    "student-int8.tflite": "post-training int8, same ops: noisy (its sharpness is noise), take the QAT file",
+    "student-fp16.tflite": "GPU delegates, Core ML: the shipped file's weights in float16 (`compress/recover.py`)",
     "teacher-fp32.tflite": "the teacher in `models/cpu/export/` (the same design, before the adversarial fine-tuning)",
 }
 
@@ -46,12 +45,13 @@ def precisions_table(rows: list[dict]) -> str:
     (full_resolution_student_precisions)."""
     by_file = newest(rows, lambda r: r["file"])
     lines = ["| file in `models/cpu-full/export/` | size (KB) | invoke p50, 1 / 2 threads (ms) | masked PSNR / SSIM | "
-             "sharpness / blockiness / seam | for |", "|---|---|---|---|---|---|"]
+             "sharpness / structure / blockiness / seam | for |", "|---|---|---|---|---|---|"]
     for name, use in PRECISION_USE.items():
         r = by_file[name]
         q, lat = r["quality"], r["latency"]
         lines.append(f"| `{name}` | {r['bytes'] / 1024:.1f} | {lat['1']['p50_ms']:.2f} / {lat['2']['p50_ms']:.2f} | "
-                     f"{q['psnr_masked']:.2f} dB / {q['ssim']:.3f} | {q['sharpness']:.2f} / {q['blockiness']:.2f} / "
+                     f"{q['psnr_masked']:.2f} dB / {q['ssim']:.3f} | {q['sharpness']:.2f} / {q['structure']:.2f} / "
+                     f"{q['blockiness']:.2f} / "
                      f"{q['seam']:.2f} | {use} |")
     return "\n".join(lines)
 

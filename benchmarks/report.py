@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 COLUMNS = ("model", "precision", "size (KB)", "p50 1thr (ms)", "p90 1thr (ms)", "p50 2thr (ms)",
-           "PSNR masked (dB)", "SSIM", "PSNR masked blended", "SSIM blended", "SSIM masked", "L1 masked", "sharpness", "blockiness", "seam", "x faster vs teacher fp32",
+           "PSNR masked (dB)", "SSIM", "PSNR masked blended", "SSIM blended", "SSIM masked", "L1 masked", "sharpness", "structure", "blockiness", "seam", "x faster vs teacher fp32",
            "x smaller")
 
 
@@ -65,7 +65,7 @@ def table_rows(rows: list[dict]) -> list[dict]:
             "PSNR masked blended": _q(r, "psnr_masked_blended"), "SSIM blended": _q(r, "ssim_blended"),
             "SSIM masked": _q(r, "ssim_masked"),
             "L1 masked": _q(r, "l1_masked"),
-            "sharpness": _q(r, "sharpness"), "blockiness": _q(r, "blockiness"), "seam": _q(r, "seam"),
+            "sharpness": _q(r, "sharpness"), "structure": _q(r, "structure"), "blockiness": _q(r, "blockiness"), "seam": _q(r, "seam"),
             "x faster vs teacher fp32": round(speed, 1) if speed else None,
             "x smaller": round(ref["bytes"] / r["bytes"], 1) if ref else None,
         })

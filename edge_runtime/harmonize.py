@@ -135,12 +135,18 @@ def limit_chroma(rgb: np.ndarray, photo: np.ndarray, mask: np.ndarray, radius: f
     if not band.any():
         return rgb
     skin = photo[band].astype(np.float64)
-    reference = (skin - skin.mean(axis=1, keepdims=True)).mean(axis=0)
-    grey = rgb.mean(axis=-1, keepdims=True)
-    deviation = rgb - grey - reference.astype(np.float32)
+    reference = (skin - skin.mean(axis=1, keepdims=True)).mean(axis=0).astype(np.float32)
+    # Only the mask's bounding box is computed (the rest is returned as it is).
+    x, y, w, h = cv2.boundingRect(m)
+    out = rgb.astype(np.float32)   # a copy when rgb is not float32 already
+    out = out.copy() if out is rgb else out
+    inside, roi = mask[y:y + h, x:x + w], out[y:y + h, x:x + w]
+    grey = roi.mean(axis=-1, keepdims=True)
+    deviation = roi - grey - reference
     length = np.sqrt(np.square(deviation).sum(axis=-1, keepdims=True))
-    pulled = grey + reference.astype(np.float32) + deviation * np.minimum(1.0, radius / np.maximum(length, 1e-6))
-    return np.where(mask[..., None], np.clip(pulled, 0.0, 1.0), rgb).astype(np.float32)
+    pulled = grey + reference + deviation * np.minimum(1.0, radius / np.maximum(length, 1e-6))
+    roi[inside] = np.clip(pulled, 0.0, 1.0)[inside]
+    return out
 
 
 def clean_rim(rgb: np.ndarray, mask: np.ndarray, width: int) -> np.ndarray:

@@ -92,6 +92,13 @@ class BlendConfig:
     # threshold in the classifier's metadata (chosen by benchmarks/gate_bench.py); 0 restores every face the model's
     # own mask gates pass.
     min_mask_probability: float | None = None
+    # Faces the classifier scores below this on the first detector's eyes skip the detector's closer look (two
+    # BlazeFace invokes for refined eyes, ~10 ms per face on 2 cores) and are decided on those eyes: bare. The
+    # classifier's output steps by 1/256, so 0.002 declines only faces at its lowest step. On every face found in
+    # real-masked-dev's 565 photos and in the LFW and faces-dev test photos, no face it declined scored >= the
+    # threshold (0.25) on its refined eyes, and it declined 86% of the LFW faces, 75% of faces-dev's and 8% of
+    # the real masked photos' (benchmarks/results/refine_prescreen.md). 0 refines every face.
+    refine_min_probability: float = 0.002
     # Paste-back without seams (edge_runtime/harmonize.py), shares of the crop side: fill a band this wide just
     # outside the predicted mask from both sides (the mask's rim and shadow), and match the patch's tone to the skin
     # around it with an offset spread this far inside. 0 turns either off. Chosen with photo_bench on 120 LFW val
@@ -313,11 +320,13 @@ class Inpainter:
     def _crops(self, result: RemoveResult, faces: list[Face] | None, detector: FaceDetector) -> list["_FaceJob"]:
         """Detect (unless `faces` is given) and cut the aligned training crop of every face."""
         image = result.image
+        screened: dict[int, tuple[np.ndarray, np.ndarray, float]] = {}
         t0 = time.perf_counter()
         if faces is None:
-            faces = detector.detect(image)
+            faces = detector.detect(image, worth_refining=self._screen(result, screened))
         t1 = time.perf_counter()
-        result.timings["detection"] = t1 - t0
+        screening = result.timings["mask_decision"]   # the classifier's time inside detect()
+        result.timings["detection"] = t1 - t0 - screening
         jobs = []
         for face in faces:
             report = FaceReport(box=[round(float(v), 1) for v in face.box], score=float(face.score),
@@ -334,22 +343,50 @@ class Inpainter:
                 report.reason = (f"eyes do not fit the face box ({spacing:.2f} of its side apart < "
                                  f"{self.blend.min_eye_spacing:g})")
                 continue
-            try:
-                matrix = align.similarity_from_eyes(left, right, self.size)
-            except ValueError:
-                report.reason = "eyes coincide"
-                continue
-            crop = align.crop(image, matrix, self.size)
+            if id(face) in screened:   # declined before its closer look: decided on the crop already scored
+                matrix, crop, p = screened[id(face)]
+                report.mask_probability = p
+            else:
+                try:
+                    matrix = align.similarity_from_eyes(left, right, self.size)
+                except ValueError:
+                    report.reason = "eyes coincide"
+                    continue
+                crop = align.crop(image, matrix, self.size)
             if self.classifier is not None:
-                t2 = time.perf_counter()
-                report.mask_probability = p = self.classifier.probability(crop)
-                result.timings["mask_decision"] += time.perf_counter() - t2
+                if report.mask_probability is None:
+                    t2 = time.perf_counter()
+                    report.mask_probability = p = self.classifier.probability(crop)
+                    result.timings["mask_decision"] += time.perf_counter() - t2
                 if not p >= self.mask_threshold:   # nan (a broken classifier) counts as "no mask"
                     report.reason = f"no mask (mask probability {p:.2f} < {self.mask_threshold:.2f})"
                     continue
             jobs.append(_FaceJob(report, matrix, crop))
-        result.timings["blending"] += time.perf_counter() - t1 - result.timings["mask_decision"]
+        result.timings["blending"] += time.perf_counter() - t1 - (result.timings["mask_decision"] - screening)
         return jobs
+
+    def _screen(self, result: RemoveResult, screened: dict):
+        """FaceDetector.detect's `worth_refining` for this photo: a face whose crop on the first detector's eyes
+        the classifier scores below `refine_min_probability` is declined, its (matrix, crop, probability) kept in
+        `screened` by id. None (every face refined) without a classifier, with `refine_min_probability` 0, or
+        above the mask threshold (a declined face is never pasted)."""
+        if self.classifier is None or not 0 < self.blend.refine_min_probability <= self.mask_threshold:
+            return None
+
+        def worth_refining(face: Face) -> bool:
+            t0 = time.perf_counter()
+            try:
+                matrix = align.similarity_from_eyes(*face.eyes(), self.size)
+            except ValueError:
+                return True   # _crops says why
+            crop = align.crop(result.image, matrix, self.size)
+            p = self.classifier.probability(crop)
+            result.timings["mask_decision"] += time.perf_counter() - t0
+            if p >= self.blend.refine_min_probability:
+                return True
+            screened[id(face)] = (matrix, crop, p)
+            return False
+        return worth_refining
 
     def _blend(self, result: RemoveResult, jobs: list["_FaceJob"]) -> None:
         """Paste each face's restored pixels where its own predicted mask is confident; the photo is copied only

@@ -17,7 +17,9 @@ from dataclasses import asdict
 from . import align, centerface, detect
 from .inpaint import BlendConfig
 
-SPEC_VERSION = 2   # 2: the BlazeFace-only cascade ("blazeface")
+# 2: the BlazeFace-only cascade ("blazeface"); 3: blend.refine_min_probability (bare faces decided before the
+# detector's closer look)
+SPEC_VERSION = 3
 
 
 def _ssd(model: str, opts: "detect.SsdOptions") -> dict:

@@ -48,7 +48,9 @@ class FaceTracker:
         """Forget the known faces (a cut in the video, a new stream): the next frame gets the full detector."""
         self._faces, self._shape = [], None
 
-    def detect(self, frame: np.ndarray) -> list[Face]:
+    def detect(self, frame: np.ndarray, worth_refining=None) -> list[Face]:
+        """The faces in this frame. `worth_refining` (FaceDetector.detect's) is not used: every face is followed by
+        its closer look, so each one gets it on the full detection's frame too."""
         self.frames += 1
         if self._followable(frame):
             followed = []

@@ -198,7 +198,7 @@ def _bench_args(p):
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true",
                      help="print one JSON document to stdout: a row per artifact and thread count (p50/p90/p99 ms, "
-                          "bytes, PSNR/SSIM whole and masked, sharpness, blockiness, seam), baseline rows (masked "
+                          "bytes, PSNR/SSIM whole and masked, sharpness, structure, blockiness, seam), baseline rows (masked "
                           "input, cv2.inpaint TELEA and NS), failed files as rows with their error, the environment")
     fmt.add_argument("--csv", action="store_true", help="the same rows as CSV on stdout")
 
@@ -213,7 +213,7 @@ def _demo_args(p):
                    help="folder for mask_types.png and before_after.png (default: ./mask2face-demo; the README's "
                         "pictures: --out docs/images)")
     p.add_argument("--compare", action="append", default=[], metavar="LABEL=MODEL.tflite",
-                   help="also show this model, pasted back as 0.5.0 did (no chroma limit), in before_after.png "
+                   help="also show this model, pasted back as `remove` pastes it, in before_after.png "
                         "(repeatable), e.g. --compare 0.5.0=models/cpu/export/student-qat-int8.tflite")
     p.add_argument("--compare-classifier", default=None, metavar="C.tflite",
                    help="the mask classifier the --compare columns decide with (default: the shipped one)")

@@ -139,6 +139,11 @@ class QatConfig:
     learning_rate: float = 2e-5          # 2e-4 (8 epochs) drifted: QAT-int8 19.49 dB vs 19.52 dB here
     steps_per_epoch: int = 0
     adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)
+    # What QAT learns from besides the truth: "teacher" (the run's teacher at distill.teacher_weight, as distill)
+    # or "student" (the float student being quantised, at weight 1: the int8 model learns to reproduce it, detail
+    # included, instead of being pulled towards the truth's blur-rewarding SSIM+L1 again; cpu-full's QAT kept a
+    # structure of 0.79 of the real face's this way against 0.63: models/cpu-full/README.md).
+    distill_from: str = "teacher"
 
 
 @dataclass(frozen=True)
@@ -266,22 +271,25 @@ def _cpu_full() -> Config:
     """A full-resolution student as large as the teacher: the `cpu` teacher's own design and weights (16..128, 1.25 M
     parameters), its nearest upsampling computed as `repeat` (one XNNPACK partition), fine-tuned by distillation
     against a patch discriminator on LFW pairs half of whose masks are restyled as worn ones, then QAT with the term
-    kept. No 2x2 blocks: every layer of the decoder's last stage runs at the crop's resolution.
+    kept, learning to reproduce the float student (`qat.distill_from="student"`). No 2x2 blocks: every layer of the
+    decoder's last stage runs at the crop's resolution.
 
         mask2face data --preset cpu-full --run runs/full --faces ../shared/data/lfw --workers 2   # ~2 min
         mkdir -p runs/full/teacher && cp models/cpu/teacher.keras runs/full/teacher/best.keras   # the cpu teacher
         mask2face distill --preset cpu-full --run runs/full      # 400 steps from the teacher's weights, ~20 min
-        mask2face qat --preset cpu-full --run runs/full          # 150 steps, ~8 min
-        mask2face export --preset cpu-full --run runs/full --model runs/full/student/best.keras \
-            --model runs/full/qat/best.keras
+        mask2face qat --preset cpu-full --run runs/full          # 150 steps, ~8 min (+3 min of float outputs)
+        mask2face export --preset cpu-full --run runs/full --model runs/full/qat/best.keras
 
     Teacher weight 0.25 (inside the true mask; the truth outside it), lr 2e-4 cosine, hinge loss weight 0.03 with
-    feature matching 10, the 16..64 discriminator of `cpu-adversarial` (the teacher starts at sharpness 0.38, blurrier
-    than the 0.5.0 student's 0.65). Steps, not epochs: ~5 pairs/s on 2 cores (AMD EPYC) with the discriminator and the
-    worn masks. Reaches (models/cpu-full, the shipped default since 0.6.0; benchmarks/results/full_resolution_student*):
-    QAT int8 on the LFW test pairs 20.11 dB masked PSNR (the 0.5.0 default: 19.74) with sharpness 0.92 (0.63),
-    blockiness 1.06 (1.09); on faces-dev 18.2 dB (17.9) and sharpness 0.72 (0.47); by eye, lips and nose with no rim
-    or seam on 31 of 107 real masked faces (13); 1.3 MB, 10.4 ms per invoke on 2 threads (1.0)."""
+    feature matching 10, the 16..64 discriminator of `cpu-adversarial` (the teacher starts at structure 0.62,
+    blurrier than the float student's 0.78). Steps, not epochs: ~5 pairs/s on 2 cores (AMD EPYC) with the
+    discriminator and the worn masks. QAT against the truth and the teacher (0.6.0's recipe) took the int8 file's
+    structure to 0.63; against the float student it keeps 0.78 (benchmarks/results/structure_metric.md). Reaches
+    (models/cpu-full, the shipped default since 0.6.0, this recipe's since 0.7.0): QAT int8 on the LFW test pairs
+    19.3 dB masked PSNR (0.6.0's file: 20.1; 0.5.0's: 19.74) with structure 0.79 (0.63); on faces-dev 17.7 dB (18.2)
+    and structure 0.60 (0.49); by eye, blind, lips drawn on 36 of 107 real masked faces (0.6.0's file: 5); 1.3 MB,
+    10-12 ms per invoke on 2 threads.
+    """
     base = _cpu()
     adversarial = AdversarialConfig(weight=0.03, feature_matching=10.0, filters=(16, 32, 64, 64), learning_rate=1e-4)
     return replace(
@@ -289,7 +297,7 @@ def _cpu_full() -> Config:
         distill=replace(base.distill, student=replace(base.teacher, upsample="repeat"),
                         start_from="models/cpu/teacher.keras", teacher_weight=0.25, learning_rate=2e-4, epochs=2,
                         steps_per_epoch=200, worn_mask_share=0.5, adversarial=adversarial),
-        qat=replace(base.qat, epochs=1, steps_per_epoch=150,
+        qat=replace(base.qat, epochs=1, steps_per_epoch=150, distill_from="student",
                     adversarial=AdversarialConfig(weight=0.03, learning_rate=1e-4)))
 
 
@@ -491,6 +499,9 @@ NOT_NEGATIVE = ("steps_per_epoch", "max_faces", "mask_grow", "crop_jitter", "fea
                 "feature_matching", "r1_gamma")
 
 
+CHOICES = {"distill_from": ("teacher", "student")}
+
+
 def check_ranges(cfg: Any, prefix: str = "") -> None:
     """Raise ConfigError for a value outside its field's meaningful range (see the tables above)."""
     for f in fields(cfg):
@@ -498,6 +509,8 @@ def check_ranges(cfg: Any, prefix: str = "") -> None:
         if dataclasses.is_dataclass(value):
             check_ranges(value, key + ".")
             continue
+        if f.name in CHOICES and value not in CHOICES[f.name]:
+            raise ConfigError(f"{key}={value}: choose one of {', '.join(CHOICES[f.name])}")
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             continue
         if isinstance(value, float) and not math.isfinite(value):
@@ -549,7 +562,7 @@ def from_dict(data: dict) -> Config:
 # value they are left out of config hashes and training run keys (train.checkpoints.run_key), so upgrading mask2face neither
 # refuses to resume an older run nor changes the hash its exported files carry.
 FIELDS_ADDED_LATER = {"mask_grow": 0.0, "start_from": "", "worn_mask_share": 0.0, "reshape_share": 0.0, "grey_share": 0.15,
-                      "fit_share": 0.0, "adversarial": json.loads(json.dumps(dataclasses.asdict(AdversarialConfig()))),
+                      "fit_share": 0.0, "distill_from": "teacher", "adversarial": json.loads(json.dumps(dataclasses.asdict(AdversarialConfig()))),
                       "classifier": json.loads(json.dumps(dataclasses.asdict(ClassifierConfig())))}
 
 

@@ -10,10 +10,11 @@ every tile shows the renderer, not detector noise.
 before_after.png: the whole 512x512 photo wearing a generated mask goes through the shipped models exactly as
 `mask2face remove` runs them (detect, align, inpaint, paste back); the tiles are cut around the face afterwards.
 Each row says the masked PSNR (over the drawn mask, photo pixels) of the input and of each output.
-`--compare LABEL=MODEL.tflite` adds a column for another model pasted back as 0.5.0 did (rim fill, tone match and
-rim clean, no chroma limit), deciding with `--compare-classifier C.tflite` (default: the shipped classifier), e.g.
-0.5.0's runtime: `--compare 0.5.0=models/cpu/export/student-qat-int8.tflite` (0.6.0's classifier is 0.5.0's; for
-an older one write it with `git show COMMIT:edge_runtime/assets/mask2face_mask_classifier.tflite > OLD.tflite`).
+`--compare LABEL=MODEL.tflite` adds a column for another model, pasted back as `mask2face remove` pastes it (the
+paste settings the file carries, this version's where it names none), deciding with `--compare-classifier
+C.tflite` (default: the shipped classifier), e.g. 0.6.0's default: `git show
+v0.6.0:edge_runtime/assets/mask2face_default.tflite > 0.6.0.tflite` and `--compare 0.6.0=0.6.0.tflite`
+(0.7.0's classifier is 0.6.0's; an older one: `git show COMMIT:edge_runtime/assets/mask2face_mask_classifier.tflite`).
 """
 
 from __future__ import annotations
@@ -56,17 +57,14 @@ def before_after(models: tuple[tuple[str, str], ...] = BEFORE_AFTER_MODELS, type
     """RGB uint8 sheet (rows: mask types; columns: masked | each model's output | original) and one record per row
     with the masked PSNR of the input and of each model's output, each model's mask probability for the face and
     whether it pasted one. Type "none" is the bare photo: the mask decision should leave it as it is. `compare`
-    models (label, path) come first, pasted back as 0.5.0 did (no chroma limit) and decided by
-    `compare_classifier`."""
+    models (label, path) come first, decided by `compare_classifier`."""
     from mask2face.train.metrics import psnr   # over the mask's pixels when given one
     from mask2face.edge_runtime import align
-    from mask2face.edge_runtime.inpaint import BlendConfig, Inpainter
+    from mask2face.edge_runtime.inpaint import Inpainter
     from mask2face.train import masks
 
     image, lm = _astronaut_landmarks()
-    paste_before = BlendConfig(chroma_limit=0.0)
-    inpainters = {label: Inpainter.from_file(path, blend=paste_before, classifier=compare_classifier)
-                  for label, path in compare}
+    inpainters = {label: Inpainter.from_file(path, classifier=compare_classifier) for label, path in compare}
     inpainters.update({label: Inpainter.from_file(path) for label, path in models})
     le, re = align.eye_centers_from_68(lm)
     half = FACE_CUT * float(np.linalg.norm(re - le))

@@ -53,14 +53,14 @@ def test_before_after_leaves_the_bare_astronaut_alone_and_says_why():
     assert np.array_equal(out, original)
 
 
-def test_compare_adds_a_column_pasted_as_before(tmp_path):
+def test_compare_adds_a_column_pasted_as_remove_pastes_it(tmp_path):
     from mask2face.edge_runtime.inpaint import DEFAULT_MODEL
     sheet, records = demo.before_after(types=("surgical",), compare=(("old", str(DEFAULT_MODEL)),))
     tile = sheet.shape[0]
     assert sheet.shape[1] == 4 * tile                 # masked | old | default | original
     assert records[0]["pasted_old"] == 1 and records[0]["pasted_default"] == 1
-    # the same model without rim clean pastes other pixels
-    assert not np.array_equal(sheet[20:, tile:2 * tile], sheet[20:, 2 * tile:3 * tile])
+    # the compared file is pasted with its own settings, as `remove` pastes it: the same file, the same pixels
+    assert np.array_equal(sheet[20:, tile:2 * tile], sheet[20:, 2 * tile:3 * tile])
     from mask2face.edge_runtime.errors import Mask2FaceError
     with pytest.raises(Mask2FaceError, match="LABEL=MODEL"):
         demo._compare_entry(f"old={tmp_path / 'missing.tflite'}")

@@ -55,6 +55,26 @@ def test_a_face_below_the_threshold_is_copied_through_and_the_model_never_runs(i
     assert res.invokes == 1 and res.faces[0].mask_probability is None
 
 
+def test_a_face_scored_bare_on_its_first_eyes_skips_the_closer_look_and_keeps_its_decision(inpainter, monkeypatch):
+    """refine_min_probability: the bare astronaut is decided on CenterFace's eyes (no BlazeFace closer look), with
+    the probability of that crop; the masked one is still refined and restored; 0 refines both, as before."""
+    bare, masked, _ = astronaut_with_drawn_mask(inpainter.detector)
+    looks = []
+    real = inpainter.detector.refined
+    monkeypatch.setattr(inpainter.detector, "refined", lambda image, face: looks.append(face) or real(image, face))
+    res = inpainter.remove_detailed(bare)
+    assert not looks and res.image is bare and res.invokes == 0
+    face = res.faces[0]
+    assert face.mask_probability < inpainter.blend.refine_min_probability and face.reason.startswith("no mask")
+    assert res.timings["mask_decision"] > 0 and res.timings["detection"] > 0
+    res = inpainter.remove_detailed(masked)
+    assert len(looks) == 1 and res.faces[0].pasted
+    always = Inpainter(inpainter.model, inpainter.detector, BlendConfig(refine_min_probability=0.0),
+                       inpainter.classifier)
+    res = always.remove_detailed(bare)
+    assert len(looks) == 2 and not res.faces[0].pasted and res.image is bare
+
+
 def test_the_threshold_comes_from_the_classifier_unless_given(inpainter):
     assert inpainter.mask_threshold == inpainter.classifier.threshold
     assert 0.0 < inpainter.classifier.threshold < 1.0

@@ -78,7 +78,7 @@ def test_metrics_import_no_tensorflow(tmp_path):
     assert out.stdout.strip() == "False"
 
 
-# -- sharpness, blockiness, seam: hand-made cases on a real face ------------------------------------------------
+# -- sharpness, structure, blockiness, seam: hand-made cases on a real face -------------------------------------
 def _face_and_lower_face_mask():
     import cv2
     from skimage import data
@@ -109,6 +109,23 @@ def test_sharpness_is_one_for_the_truth_below_one_for_a_blurred_copy_above_for_n
     assert math.isnan(metrics.sharpness(face, face, np.zeros_like(mask)))
 
 
+def test_structure_is_skimages_difference_of_gaussians_and_sees_blur_but_not_noise():
+    """Where sharpness takes pixel noise for detail, structure (the 1-2 px band) does not: a blurred copy of the
+    face scores well below 1 on both, the same copy with noise added passes for sharp on sharpness only."""
+    from skimage import filters
+    cv2, face, mask = _face_and_lower_face_mask()
+    y = metrics.luma(face)
+    dog = filters.difference_of_gaussians(y, *metrics.STRUCTURE_SIGMAS, mode="nearest", truncate=4.0)
+    assert metrics.band_energy(face) == pytest.approx(np.abs(dog).mean(), rel=1e-12)
+    blurred = cv2.GaussianBlur(face, (0, 0), 2)
+    noisy_blur = np.clip(blurred + np.random.default_rng(0).normal(0, 3, face.shape), 0, 255).astype(np.uint8)
+    assert metrics.structure(face, face, mask) == pytest.approx(1.0)
+    assert metrics.structure(blurred, face, mask) < 0.6
+    assert metrics.sharpness(noisy_blur, face, mask) > 2 * metrics.sharpness(blurred, face, mask)
+    assert metrics.structure(noisy_blur, face, mask) < 1.25 * metrics.structure(blurred, face, mask)
+    assert math.isnan(metrics.structure(face, face, np.zeros_like(mask)))
+
+
 def test_blockiness_sees_nearest_upsampling_and_not_smooth_upsampling():
     cv2, face, mask = _face_and_lower_face_mask()
     half = cv2.resize(face, (128, 128), interpolation=cv2.INTER_AREA)
@@ -136,7 +153,7 @@ def test_seam_sees_a_pasted_rectangle_and_not_a_feathered_one():
 
 def test_look_metrics_keys():
     _, face, mask = _face_and_lower_face_mask()
-    assert set(metrics.look_metrics(face, face, mask)) == {"sharpness", "blockiness", "seam"}
+    assert set(metrics.look_metrics(face, face, mask)) == {"sharpness", "structure", "blockiness", "seam"}
 
 
 def test_frechet_distance_matches_scipy_and_grows_with_the_gap():

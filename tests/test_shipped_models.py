@@ -98,6 +98,28 @@ def test_the_other_students_are_one_run_of_their_presets(name):
 
 
 @pytest.mark.slow
+def test_the_shipped_models_keras_weights_are_its_int8_files_and_its_fp16_file_their_export():
+    """models/cpu-full/student.keras is the QAT int8 file's weights back in float (compress/recover.py), and
+    student-fp16.tflite is that model's float16 export."""
+    from mask2face.compress.export import run_once
+    from mask2face.train import metrics
+    from mask2face.train.models import load_model
+    skimage_data = pytest.importorskip("skimage.data")
+    import cv2
+    face = cv2.resize(skimage_data.astronaut()[30:250, 120:340], (128, 128), interpolation=cv2.INTER_AREA)
+    x = face.astype(np.float32) / 255
+    keras_out = load_model(FULL / "student.keras")(x[None]).numpy()[0]
+    q8 = run_once((FULL / "export" / "student-qat-int8.tflite").read_bytes(), x)
+    fp16 = run_once((FULL / "export" / "student-fp16.tflite").read_bytes(), x)
+    assert metrics.psnr(keras_out[..., :3], q8[..., :3]) > 35
+    assert metrics.psnr(fp16[..., :3], keras_out[..., :3]) > 50   # float16 weights: rounding only
+    manifest = json.loads((FULL / "export" / "manifest.json").read_text())
+    inputs = {Path(i["path"]).name: i["sha256"] for i in manifest["inputs"]}
+    assert inputs["student.keras"] == sha256_file(FULL / "student.keras")
+    assert {a["file"]: Path(a["parent"]).name for a in manifest["artifacts"]}["student-fp16.tflite"] == "student.keras"
+
+
+@pytest.mark.slow
 def test_the_adversarial_students_keras_checkpoint_matches_its_fp32_file():
     from mask2face.compress.export import run_once
     from mask2face.train.models import load_model

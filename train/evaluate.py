@@ -204,7 +204,9 @@ def evaluate(model_path: Path, data_dir: Path, split: str = "test", limit: int |
         "metrics": {v: metrics.summarize(rows[v]) for v in VARIANTS},
         "metric_definitions": "mask2face.train.metrics: PSNR/L1 over all pixels or mask pixels; SSIM 11x11 "
                               "Gaussian sigma 1.5 (valid region), masked SSIM = mean SSIM map over mask pixels",
-        "look_metrics": "sharpness = mean |Laplacian| inside the mask over the truth's (1 = as sharp); blockiness = "
+        "look_metrics": "sharpness = mean |Laplacian| inside the mask over the truth's (1 = as sharp; noise counts as "
+                        "detail); structure = mean |difference of Gaussians, sigma 1 and 2| there over the truth's "
+                        "(lips, nostrils, creases; noise barely counts); blockiness = "
                         "share of pixel steps on a 2 px grid (1 = none, 2 = nearest-upsampled 2x); seam = gradient "
                         "across the mask border over the truth's (1 = as smooth)",
         "baselines": "masked_input = the input itself; telea/ns = cv2.inpaint radius 3 given the TRUE mask",
@@ -260,7 +262,8 @@ def cli_main(cfg, args) -> int:
         extra = (f"  id dist {ident['mean_distance']:.3f} (<0.6: {ident['share_below_0.6']:.0%}, Fréchet "
                  f"{ident['frechet']:.4f})" if ident else "")
         look = m[v]
-        extra += (f"  sharpness {look['sharpness']:.2f} blockiness {look['blockiness']:.2f} seam {look['seam']:.2f}"
+        extra += (f"  sharpness {look['sharpness']:.2f} structure {look['structure']:.2f} "
+                  f"blockiness {look['blockiness']:.2f} seam {look['seam']:.2f}"
                   if "sharpness" in look else "")
         print(f"  {v:13s} PSNR {m[v]['psnr']:6.2f} (mask {m[v]['psnr_masked']:6.2f})  SSIM {m[v]['ssim']:.4f} "
               f"(mask {m[v]['ssim_masked']:.4f})  L1 {m[v]['l1']:.4f}{extra}")

@@ -346,15 +346,16 @@ export class Remover {
     return {...face, keypoints, keypointModel: 'full_range'};
   }
 
-  async detect(img) {
+  // detect.FaceDetector.detect; `worthRefining(face)` (async, optional) is asked before each face's closer look.
+  async detect(img, worthRefining = null) {
     const spec = this.spec.centerface;
     let faces = await this.centerfaceFaces(img, spec.threshold);
     const longer = Math.max(img.width, img.height);
     if (longer >= spec.tile_min_side && !faces.some((f) => f.box[2] - f.box[0] >= spec.tile_skip_fraction * longer))
       faces = this.merge(faces.concat(await this.tiles(img, 2, 'centerface_tiles', (t) => this.centerfaceFaces(t, spec.threshold))));
     const refined = [];
-    if (faces.length) for (const f of faces) refined.push(await this.refined(img, f));
-    else refined.push(...await this.blazefaceCascade(img));
+    if (faces.length) for (const f of faces) refined.push(!worthRefining || await worthRefining(f) ? await this.refined(img, f) : f);
+    else refined.push(...await this.blazefaceCascade(img, worthRefining));
     return refined.sort((a, b) => b.score - a.score);
   }
 
@@ -408,7 +409,7 @@ export class Remover {
 
   // detect.FaceDetector._blazeface_cascade: the union of views with their confirmation rules, then the fallbacks,
   // then the closer look where it magnifies the face enough.
-  async blazefaceCascade(img) {
+  async blazefaceCascade(img, worthRefining = null) {
     const b = this.spec.blazeface, thresholds = b.union_thresholds, longer = Math.max(img.width, img.height);
     const found = new Map();
     for (const stage of b.stages) {
@@ -429,7 +430,8 @@ export class Remover {
     const side = b.full.input_size, out = [];
     for (const f of faces) {   // detect.needs_refining: only where the cut shows the face min_zoom times bigger
       const firstPass = Math.max(f.box[2] - f.box[0], f.box[3] - f.box[1]) * side / longer;
-      out.push(side / this.spec.refine.scale >= b.refine_min_zoom * firstPass ? await this.refined(img, f) : f);
+      out.push(side / this.spec.refine.scale >= b.refine_min_zoom * firstPass && (!worthRefining || await worthRefining(f))
+               ? await this.refined(img, f) : f);
     }
     return out;
   }
@@ -441,10 +443,25 @@ export class Remover {
   // inpaint.Inpainter.remove_detailed for one photo: {image, faces, timings (ms)}.
   async remove(img) {
     const timings = {detection: 0, mask_decision: 0, model: 0, blending: 0};
-    let t = now();
-    const faces = await this.detect(img);
-    timings.detection = now() - t;
     const blend = this.blend, size = this.size, reports = [];
+    const threshold = blend.min_mask_probability ?? this.maskThreshold;
+    // inpaint.Inpainter._screen: a face the classifier scores below refine_min_probability on its first eyes is
+    // decided there, without the closer look; its crop and probability are kept.
+    const screened = new Map();
+    const worthRefining = 0 < blend.refine_min_probability && blend.refine_min_probability <= threshold ? async (face) => {
+      const t0 = now();
+      let matrix;
+      try { matrix = similarityFromEyes(...this.eyes(face), size, this.spec.crop); } catch { return true; }
+      const crop = ops.warpAffine(img, matrix, size, size, this.spec.crop.border);
+      const p = await this.probability(crop);
+      timings.mask_decision += now() - t0;
+      if (p >= blend.refine_min_probability) return true;
+      screened.set(face, {matrix, crop, p});
+      return false;
+    } : null;
+    let t = now();
+    const faces = await this.detect(img, worthRefining);
+    timings.detection = now() - t - timings.mask_decision;
     let out = null;
     for (const face of faces) {
       const report = {box: face.box.map((v) => Math.round(v * 10) / 10), score: face.score, stage: face.stage, pasted: false, reason: null,
@@ -455,15 +472,15 @@ export class Remover {
       if (report.eye_distance < blend.min_eye_distance_px) { report.reason = 'face too small'; continue; }
       const side = Math.max(face.box[2] - face.box[0], face.box[3] - face.box[1], 1);
       if (report.eye_distance / side < (blend.min_eye_spacing ?? 0)) { report.reason = 'eyes do not fit the face box'; continue; }
-      let matrix;
-      try { matrix = similarityFromEyes(left, right, size, this.spec.crop); } catch { report.reason = 'eyes coincide'; continue; }
+      let matrix, crop, p;
       t = now();
-      const crop = ops.warpAffine(img, matrix, size, size, this.spec.crop.border);
-      const small = ops.resizeArea(crop, this.classifier.input[2], this.classifier.input[1]);   // uint8, as cv2
-      const [prob] = await this.classifier.run(ops.toFloat(small, 1 / 255).data);
-      const p = Number.isFinite(prob[0]) ? Math.min(1, Math.max(0, prob[0])) : NaN;
+      if (screened.has(face)) ({matrix, crop, p} = screened.get(face));
+      else {
+        try { matrix = similarityFromEyes(left, right, size, this.spec.crop); } catch { report.reason = 'eyes coincide'; continue; }
+        crop = ops.warpAffine(img, matrix, size, size, this.spec.crop.border);
+        p = await this.probability(crop);
+      }
       report.mask_probability = p;
-      const threshold = blend.min_mask_probability ?? this.maskThreshold;
       timings.mask_decision += now() - t;
       if (!(p >= threshold)) { report.reason = `no mask (mask probability ${p.toFixed(2)} < ${threshold.toFixed(2)})`; continue; }
       t = now();
@@ -478,6 +495,13 @@ export class Remover {
       timings.blending += now() - t;
     }
     return {image: out || img, faces: reports, timings};
+  }
+
+  // mask_decision.MaskClassifier.probability: the aligned crop, area-downscaled to the classifier's input.
+  async probability(crop) {
+    const small = ops.resizeArea(crop, this.classifier.input[2], this.classifier.input[1]);   // uint8, as cv2
+    const [prob] = await this.classifier.run(ops.toFloat(small, 1 / 255).data);
+    return Number.isFinite(prob[0]) ? Math.min(1, Math.max(0, prob[0])) : NaN;
   }
 
   // inpaint.Inpainter._alpha: the gates on the predicted mask, then the feathered paste weight.
