@@ -8,8 +8,9 @@ the shipped classifier scores two crops: one aligned on the first detector's eye
 one on the eyes of BlazeFace's closer look (what the runtime aligns on). The runtime declines the closer look for
 a face whose first-eyes probability is below `BlendConfig.refine_min_probability` and decides it there as bare;
 such a face is "lost" if its refined probability reaches the mask threshold (the runtime would have restored it
-with the closer look). One row per photo set and screening threshold in benchmarks/results/refine_prescreen.jsonl:
-faces declined (the closer looks saved) and faces lost. No TensorFlow; nothing made from the photos is written.
+with the closer look; on a bare set, a false restore spared). One row per photo set and screening threshold in
+benchmarks/results/refine_prescreen.jsonl: faces declined (the closer looks saved) and faces lost (`lost`). No
+TensorFlow; nothing made from the photos is written.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from mask2face.edge_runtime.safeio import load_image
 from .common import DATA, environment, report_row
 from .gate_bench import bare_photos, named_folder
 
-# The classifier's int8 output steps by 1/256: 0.002 declines its lowest step only, the others one step more each.
+# The classifier's int8 output steps by 1/256: 0.002 declines faces it scores 0 only; the others decline steps up to
+# 1, 2, 5, 12 and 25.
 THRESHOLDS = (0.002, 0.006, 0.01, 0.02, 0.05, 0.1)
 CROP = 128   # the shipped inpainting model's crop; the classifier area-downscales any crop to its own input
 

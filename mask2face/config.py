@@ -277,18 +277,20 @@ def _cpu_full() -> Config:
         mask2face data --preset cpu-full --run runs/full --faces ../shared/data/lfw --workers 2   # ~2 min
         mkdir -p runs/full/teacher && cp models/cpu/teacher.keras runs/full/teacher/best.keras   # the cpu teacher
         mask2face distill --preset cpu-full --run runs/full      # 400 steps from the teacher's weights, ~20 min
-        mask2face qat --preset cpu-full --run runs/full          # 150 steps, ~8 min (+3 min of float outputs)
+        mask2face qat --preset cpu-full --run runs/full          # 150 steps, ~6 min (+3 min of float outputs)
         mask2face export --preset cpu-full --run runs/full --model runs/full/qat/best.keras
+        python -m mask2face.compress.recover runs/full/export/student-qat-int8.tflite --preset cpu-full \
+            --data runs/full/data --out runs/full/student.keras     # its weights in float: fp16, fine-tuning
 
     Teacher weight 0.25 (inside the true mask; the truth outside it), lr 2e-4 cosine, hinge loss weight 0.03 with
     feature matching 10, the 16..64 discriminator of `cpu-adversarial` (the teacher starts at structure 0.62,
     blurrier than the float student's 0.78). Steps, not epochs: ~5 pairs/s on 2 cores (AMD EPYC) with the
     discriminator and the worn masks. QAT against the truth and the teacher (0.6.0's recipe) took the int8 file's
-    structure to 0.63; against the float student it keeps 0.78 (benchmarks/results/structure_metric.md). Reaches
-    (models/cpu-full, the shipped default since 0.6.0, this recipe's since 0.7.0): QAT int8 on the LFW test pairs
-    19.3 dB masked PSNR (0.6.0's file: 20.1; 0.5.0's: 19.74) with structure 0.79 (0.63); on faces-dev 17.7 dB (18.2)
-    and structure 0.60 (0.49); by eye, blind, lips drawn on 36 of 107 real masked faces (0.6.0's file: 5); 1.3 MB,
-    10-12 ms per invoke on 2 threads.
+    structure to 0.63; against the float student it keeps it (0.79 in int8; benchmarks/results/structure_metric.md).
+    Reaches (models/cpu-full, the shipped default since 0.6.0, this recipe's since 0.7.0): QAT int8 on the LFW test
+    pairs 19.25 dB masked PSNR (0.6.0's file: 20.11; 0.5.0's: 19.74) with structure 0.79 (0.63); on faces-dev 17.7 dB
+    (18.2) and structure 0.60 (0.49); by eye, blind, lips drawn on 36 of 107 real masked faces (0.6.0's file: 5);
+    1.3 MB, 10-13 ms per invoke on 2 threads.
     """
     base = _cpu()
     adversarial = AdversarialConfig(weight=0.03, feature_matching=10.0, filters=(16, 32, 64, 64), learning_rate=1e-4)
@@ -562,7 +564,8 @@ def from_dict(data: dict) -> Config:
 # value they are left out of config hashes and training run keys (train.checkpoints.run_key), so upgrading mask2face neither
 # refuses to resume an older run nor changes the hash its exported files carry.
 FIELDS_ADDED_LATER = {"mask_grow": 0.0, "start_from": "", "worn_mask_share": 0.0, "reshape_share": 0.0, "grey_share": 0.15,
-                      "fit_share": 0.0, "distill_from": "teacher", "adversarial": json.loads(json.dumps(dataclasses.asdict(AdversarialConfig()))),
+                      "fit_share": 0.0, "distill_from": "teacher",
+                      "adversarial": json.loads(json.dumps(dataclasses.asdict(AdversarialConfig()))),
                       "classifier": json.loads(json.dumps(dataclasses.asdict(ClassifierConfig())))}
 
 
