@@ -22,10 +22,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from mask2face.edge_runtime import align
 from mask2face.edge_runtime.detect import FaceDetector
 from mask2face.edge_runtime.errors import ImageError
-from mask2face.edge_runtime.inpaint import BlendConfig
+from mask2face.edge_runtime.inpaint import BlendConfig, aligned_crop
 from mask2face.edge_runtime.mask_decision import MaskClassifier
 from mask2face.edge_runtime.safeio import load_image
 
@@ -43,15 +42,9 @@ def probabilities(detector: FaceDetector, classifier: MaskClassifier, photo: np.
     look does not find it again keeps its first eyes, as in the runtime."""
     out = []
     for face in detector.detect(photo, worth_refining=lambda f: False):
-        pair = []
-        for f in (face, detector.refined(photo, face)):
-            try:
-                matrix = align.similarity_from_eyes(*f.eyes(), CROP)
-            except ValueError:
-                break
-            pair.append(classifier.probability(align.crop(photo, matrix, CROP)))
-        if len(pair) == 2:
-            out.append((pair[0], pair[1]))
+        crops = [aligned_crop(photo, f, CROP) for f in (face, detector.refined(photo, face))]
+        if all(c is not None for c in crops):
+            out.append(tuple(classifier.probability(crop) for _, crop in crops))
     return out
 
 

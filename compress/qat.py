@@ -153,10 +153,8 @@ def cli_main(cfg, args) -> int:
     except DataError:
         val_arrays = None
     teacher_weight = dc.teacher_weight
-    if qc.distill_from == "student":   # the float student is the target: QAT reproduces it under int8
+    if qc.distill_from == "student":   # the float student is the target (config.CHOICES checks the value at load)
         teacher_path, teacher_weight = student_path, 1.0
-    elif qc.distill_from != "teacher":
-        raise Mask2FaceError(f"qat.distill_from={qc.distill_from!r}: choose teacher or student")
     if teacher_weight and teacher_path.is_file():
         teacher = load_model(teacher_path)
         sha = runs.sha256_file(teacher_path)

@@ -138,8 +138,7 @@ def limit_chroma(rgb: np.ndarray, photo: np.ndarray, mask: np.ndarray, radius: f
     reference = (skin - skin.mean(axis=1, keepdims=True)).mean(axis=0).astype(np.float32)
     # Only the mask's bounding box is computed (the rest is returned as it is).
     x, y, w, h = cv2.boundingRect(m)
-    out = rgb.astype(np.float32)   # a copy when rgb is not float32 already
-    out = out.copy() if out is rgb else out
+    out = rgb.astype(np.float32)   # always a copy (astype's default)
     inside, roi = mask[y:y + h, x:x + w], out[y:y + h, x:x + w]
     grey = roi.mean(axis=-1, keepdims=True)
     deviation = roi - grey - reference

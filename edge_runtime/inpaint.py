@@ -345,20 +345,19 @@ class Inpainter:
                                  f"{self.blend.min_eye_spacing:g})")
                 continue
             if id(face) in screened:   # declined before its closer look: decided on the crop already scored
-                matrix, crop, p = screened[id(face)]
-                report.mask_probability = p
+                matrix, crop, report.mask_probability = screened[id(face)]
             else:
-                try:
-                    matrix = align.similarity_from_eyes(left, right, self.size)
-                except ValueError:
+                aligned = aligned_crop(image, face, self.size)
+                if aligned is None:
                     report.reason = "eyes coincide"
                     continue
-                crop = align.crop(image, matrix, self.size)
+                matrix, crop = aligned
             if self.classifier is not None:
                 if report.mask_probability is None:
                     t2 = time.perf_counter()
-                    report.mask_probability = p = self.classifier.probability(crop)
+                    report.mask_probability = self.classifier.probability(crop)
                     result.timings["mask_decision"] += time.perf_counter() - t2
+                p = report.mask_probability
                 if not p >= self.mask_threshold:   # nan (a broken classifier) counts as "no mask"
                     report.reason = f"no mask (mask probability {p:.2f} < {self.mask_threshold:.2f})"
                     continue
@@ -376,11 +375,10 @@ class Inpainter:
 
         def worth_refining(face: Face) -> bool:
             t0 = time.perf_counter()
-            try:
-                matrix = align.similarity_from_eyes(*face.eyes(), self.size)
-            except ValueError:
+            aligned = aligned_crop(result.image, face, self.size)
+            if aligned is None:
                 return True   # _crops says why
-            crop = align.crop(result.image, matrix, self.size)
+            matrix, crop = aligned
             p = self.classifier.probability(crop)
             result.timings["mask_decision"] += time.perf_counter() - t0
             if p >= self.blend.refine_min_probability:
@@ -450,6 +448,16 @@ class Inpainter:
             return np.zeros((s, s), np.float32)
         report.pasted = True
         return feathered_alpha(binary, cfg)
+
+
+def aligned_crop(image: np.ndarray, face: Face, size: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """(similarity matrix, the size x size training crop) of `face` in `image`, aligned on its corrected eyes;
+    None where the eyes coincide."""
+    try:
+        matrix = align.similarity_from_eyes(*face.eyes(), size)
+    except ValueError:
+        return None
+    return matrix, align.crop(image, matrix, size)
 
 
 def check_image_to_image(model: Model) -> None:

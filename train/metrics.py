@@ -35,18 +35,20 @@ def to_bool_mask(mask: np.ndarray) -> np.ndarray:
     return mask > (127 if mask.dtype == np.uint8 and mask.max() > 1 else 0.5)
 
 
-def _gaussian() -> np.ndarray:
-    coords = np.arange(WINDOW, dtype=np.float64) - (WINDOW - 1) / 2.0
-    g = np.exp(-(coords ** 2) / (2 * SIGMA ** 2))
+def _gaussian(sigma: float = SIGMA, radius: int = (WINDOW - 1) // 2) -> np.ndarray:
+    """The normalised 1-D Gaussian of 2 * radius + 1 taps (default: SSIM's 11-tap window)."""
+    coords = np.arange(2 * radius + 1, dtype=np.float64) - radius
+    g = np.exp(-(coords ** 2) / (2 * sigma ** 2))
     return g / g.sum()
 
 
-def _blur_valid(x: np.ndarray) -> np.ndarray:
-    """Separable 'valid' Gaussian filter of (H,W,C) -> (H-10,W-10,C) via sliding windows (no scipy needed)."""
-    g = _gaussian()
-    win = np.lib.stride_tricks.sliding_window_view(x, WINDOW, axis=0)   # (H-10, W, C, 11)
+def _blur_valid(x: np.ndarray, g: np.ndarray | None = None) -> np.ndarray:
+    """Separable 'valid' filter of (H,W[,C]) by the 1-D kernel `g` (default SSIM's Gaussian: (H-10,W-10[,C])) via
+    sliding windows (no scipy needed)."""
+    g = _gaussian() if g is None else g
+    win = np.lib.stride_tricks.sliding_window_view(x, len(g), axis=0)   # (H-10, W[, C], 11)
     x = win @ g
-    win = np.lib.stride_tricks.sliding_window_view(x, WINDOW, axis=1)   # (H-10, W-10, C, 11)
+    win = np.lib.stride_tricks.sliding_window_view(x, len(g), axis=1)   # (H-10, W-10[, C], 11)
     return win @ g
 
 
@@ -195,20 +197,11 @@ def sharpness(output: np.ndarray, truth: np.ndarray, mask: np.ndarray, margin: i
 STRUCTURE_SIGMAS = (1.0, 2.0)
 
 
-def _gaussian_1d(sigma: float, truncate: float = 4.0) -> np.ndarray:
-    r = int(truncate * sigma + 0.5)
-    k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
-    return k / k.sum()
-
-
 def gaussian_blur(y: np.ndarray, sigma: float) -> np.ndarray:
     """Separable Gaussian blur of (H,W), edges extended by their nearest pixel, truncated at 4 sigma
     (== skimage.filters.gaussian(mode="nearest", truncate=4))."""
-    k = _gaussian_1d(sigma)
-    r = len(k) // 2
-    p = np.pad(y, r, mode="edge")
-    rows = sum(k[i] * p[i:i + y.shape[0], :] for i in range(len(k)))
-    return sum(k[i] * rows[:, i:i + y.shape[1]] for i in range(len(k)))
+    r = int(4.0 * sigma + 0.5)
+    return _blur_valid(np.pad(y, r, mode="edge"), _gaussian(sigma, r))
 
 
 def band_energy(img: np.ndarray, region: np.ndarray | None = None, sigmas: tuple[float, float] = STRUCTURE_SIGMAS
