@@ -35,6 +35,7 @@ from mask2face.edge_runtime.safeio import load_image
 from mask2face.train import pairs
 from .common import DATA, environment, report_row
 from .photos import read_boxes
+from .runtime_bench import blend_overrides
 
 SWEEP = (0.0, 0.02, 0.04, 0.06, 0.08, 0.10, 0.12, 0.15)
 EYE_SWEEP = (0.0, 4.0, 6.0, 8.0, 10.0, 12.0, 14.0, 16.0)   # min_eye_distance_px, photo pixels
@@ -227,6 +228,9 @@ def main(argv=None) -> int:
     p.add_argument("--limit", type=int, default=0, help="at most this many photos per set (0: all)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--min-change", type=float, default=None, help="the row's min_change (default: the runtime's)")
+    p.add_argument("--blend", action="append", default=[], metavar="FIELD=VALUE",
+                   help="a BlendConfig setting over the model file's own (repeatable; the gates this bench sweeps "
+                        "stay open), e.g. mirror_views=false")
     p.add_argument("--variant", default="", help="a name for the row")
     p.add_argument("--plot", type=Path, default=None, help="also draw the curves into this PNG")
     p.add_argument("--results", type=Path, default=None, help="folder the row is appended to (default: "
@@ -247,8 +251,8 @@ def main(argv=None) -> int:
     classifier = None if args.classifier == "none" else args.classifier
     # the model file's own paste settings, with the gates this bench sweeps opened
     inpainter = Inpainter.from_file(args.model, threads=args.threads, classifier=classifier,
-                                    blend={"min_change": 0.0, "min_eye_distance_px": 0.0, "min_mask_probability": 0.0,
-                                           "min_eye_spacing": 0.0})
+                                    blend={**blend_overrides(args.blend), "min_change": 0.0, "min_eye_distance_px": 0.0,
+                                           "min_mask_probability": 0.0, "min_eye_spacing": 0.0})
     default = model_blend(inpainter.model)
     probability = inpainter.classifier.threshold if inpainter.classifier else 0.0
     min_change = default.min_change if args.min_change is None else args.min_change
@@ -259,6 +263,7 @@ def main(argv=None) -> int:
            "model_info": inpainter.describe(),
            "classifier_info": inpainter.classifier.describe() if inpainter.classifier else None,
            "bare_data": {name: str(folder) for name, folder in sets}, "split": args.split,
+           "blend": dataclasses.asdict(inpainter.blend),
            "masked_half": args.masked_half,
            **summarise(records, masked_records, min_change, default.min_eye_distance_px, probability,
                        default.min_eye_spacing),

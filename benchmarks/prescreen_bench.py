@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from mask2face.edge_runtime.detect import FaceDetector
 from mask2face.edge_runtime.errors import ImageError
-from mask2face.edge_runtime.inpaint import BlendConfig, aligned_crop
+from mask2face.edge_runtime.inpaint import BlendConfig, Inpainter, aligned_crop
 from mask2face.edge_runtime.mask_decision import MaskClassifier
 from mask2face.edge_runtime.safeio import load_image
 
@@ -34,29 +34,30 @@ from .gate_bench import bare_photos, named_folder
 # The classifier's int8 output steps by 1/256: 0.002 declines faces it scores 0 only; the others decline steps up to
 # 1, 2, 5, 12 and 25.
 THRESHOLDS = (0.002, 0.006, 0.01, 0.02, 0.05, 0.1)
-CROP = 128   # the shipped inpainting model's crop; the classifier area-downscales any crop to its own input
 
 
-def probabilities(detector: FaceDetector, classifier: MaskClassifier, photo: np.ndarray) -> list[tuple[float, float]]:
-    """(first-eyes probability, refined-eyes probability) of every face found in `photo`; a face whose closer
-    look does not find it again keeps its first eyes, as in the runtime."""
+def probabilities(detector: FaceDetector, classifier: MaskClassifier, photo: np.ndarray,
+                  crop: int) -> list[tuple[float, float]]:
+    """(first-eyes probability, refined-eyes probability) of every face found in `photo`, on the aligned crop the
+    inpainting model sees (`crop` px; the classifier area-downscales it to its own input); a face whose closer look
+    does not find it again keeps its first eyes, as in the runtime."""
     out = []
     for face in detector.detect(photo, worth_refining=lambda f: False):
-        crops = [aligned_crop(photo, f, CROP) for f in (face, detector.refined(photo, face))]
+        crops = [aligned_crop(photo, f, crop) for f in (face, detector.refined(photo, face))]
         if all(c is not None for c in crops):
-            out.append(tuple(classifier.probability(crop) for _, crop in crops))
+            out.append(tuple(classifier.probability(aligned) for _, aligned in crops))
     return out
 
 
 def set_rows(name: str, photos: list[Path], detector: FaceDetector, classifier: MaskClassifier,
-             thresholds: tuple[float, ...]) -> list[dict]:
+             thresholds: tuple[float, ...], crop: int) -> list[dict]:
     faces = []
     for path in tqdm(photos, desc=name, unit="photo", file=sys.stderr):
         try:
             image = load_image(path)
         except ImageError:
             continue
-        faces += [(path.name, first, refined) for first, refined in probabilities(detector, classifier, image)]
+        faces += [(path.name, first, refined) for first, refined in probabilities(detector, classifier, image, crop)]
     rows = []
     for x in thresholds:
         declined = [f for f in faces if f[1] < x]
@@ -75,6 +76,8 @@ def main(argv=None) -> int:
                    help="a pairs folder whose split's source photos are a bare set (repeatable)")
     p.add_argument("--split", default="test")
     p.add_argument("--masked", type=Path, default=DATA / "real-masked-dev", help="folder of real masked photos")
+    p.add_argument("--model", default="default",
+                   help="inpainting .tflite whose crop size the faces are cut at (default: the shipped one)")
     p.add_argument("--classifier", default="default", help="mask classifier .tflite (default: the shipped one)")
     p.add_argument("--threshold", type=float, action="append", default=None,
                    help=f"screening threshold(s) to count (repeatable; default {THRESHOLDS})")
@@ -95,10 +98,12 @@ def main(argv=None) -> int:
                          f"split under {DATA}")
     detector = FaceDetector(threads=args.threads)
     classifier = MaskClassifier.from_file(args.classifier, threads=args.threads)
+    crop = Inpainter.from_file(args.model, threads=args.threads, classifier=None).model.input_size[0]
     env = environment()
     for name, photos in sets.items():
-        for row in set_rows(name, photos, detector, classifier, tuple(args.threshold or THRESHOLDS)):
+        for row in set_rows(name, photos, detector, classifier, tuple(args.threshold or THRESHOLDS), crop):
             row["runtime_default"] = BlendConfig().refine_min_probability
+            row["crop"] = crop
             report_row({**row, **env}, ("set", "faces", "refine_min_probability", "declined", "declined_share",
                                         "lost", "lost_faces"),
                        "refine_prescreen.jsonl", save=not args.no_save, results=args.results)

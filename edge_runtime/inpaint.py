@@ -23,7 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from . import align, harmonize
+from . import align, harmonize, mask_decision
 from .detect import DEFAULT_STAGES, Face, FaceDetector
 from .errors import ImageError, ModelFileError
 from .mask_decision import MaskClassifier
@@ -96,10 +96,19 @@ class BlendConfig:
     # BlazeFace invokes for refined eyes, ~10 ms per face on 2 cores) and are decided on those eyes: bare. The
     # classifier's output steps by 1/256, so 0.002 declines only faces it scores 0. Of every face found in
     # real-masked-dev's 565 photos and in the LFW, CelebA, All-Age-Faces and faces-dev test photos, no declined face
-    # scored >= the threshold (0.25) on its refined eyes but one bare CelebA face, now spared; it declined 86% / 91%
+    # scored >= 0.7.0's threshold (0.25) on its refined eyes but one bare CelebA face, now spared; it declined 86% / 91%
     # / 90% / 75% of the four sets' faces and 8% of the real masked photos' (benchmarks/results/refine_prescreen.md).
     # 0 refines every face.
     refine_min_probability: float = 0.002
+    # The decision looks at each face more than once: the crop on its refined eyes and, where the screening above
+    # scored it, the crop on the first detector's eyes, each also mirrored; the face's probability is their geometric
+    # mean (mask_decision.combined). The views disagree mostly where the classifier is wrong on one of them (an eye
+    # put on a nostril, a hand at the mouth seen from one side). Chosen by gate_bench on the val photos of the four
+    # unmasked sets and every other real masked photo: 92.9% restored at the threshold 0.2 against 92.6% for the
+    # refined crop alone (at 0.25), every set <= 2%; on the test photos and all 565 real masked photos 92.9% against
+    # 92.4%, with fewer unmasked photos changed on each set (LFW 1.75% against 2.0%); ~0.5 ms more per face
+    # (benchmarks/results/mask_decision_views.md). False: the refined crop alone (0.7.0).
+    mirror_views: bool = True
     # Paste-back without seams (edge_runtime/harmonize.py), shares of the crop side: fill a band this wide just
     # outside the predicted mask from both sides (the mask's rim and shadow), and match the patch's tone to the skin
     # around it with an offset spread this far inside. 0 turns either off. Chosen with photo_bench on 120 LFW val
@@ -322,9 +331,10 @@ class Inpainter:
         """Detect (unless `faces` is given) and cut the aligned training crop of every face."""
         image = result.image
         screened: dict[int, tuple[np.ndarray, np.ndarray, float]] = {}
+        first_views: dict[tuple, list[float]] = {}
         t0 = time.perf_counter()
         if faces is None:
-            faces = detector.detect(image, worth_refining=self._screen(result, screened))
+            faces = detector.detect(image, worth_refining=self._screen(result, screened, first_views))
         t1 = time.perf_counter()
         screening = result.timings["mask_decision"]   # the classifier's time inside detect()
         result.timings["detection"] = t1 - t0 - screening
@@ -355,7 +365,7 @@ class Inpainter:
             if self.classifier is not None:
                 if report.mask_probability is None:
                     t2 = time.perf_counter()
-                    report.mask_probability = self.classifier.probability(crop)
+                    report.mask_probability = self._probability(crop, first_views.get(box_key(face.box), []))
                     result.timings["mask_decision"] += time.perf_counter() - t2
                 p = report.mask_probability
                 if not p >= self.mask_threshold:   # nan (a broken classifier) counts as "no mask"
@@ -365,11 +375,22 @@ class Inpainter:
         result.timings["blending"] += time.perf_counter() - t1 - (result.timings["mask_decision"] - screening)
         return jobs
 
-    def _screen(self, result: RemoveResult, screened: dict):
+    def _probability(self, crop: np.ndarray, first_views: list[float]) -> float:
+        """The face's mask probability: the classifier on its aligned crop, or with `BlendConfig.mirror_views` the
+        geometric mean over the crop, its mirror and the probabilities of the crop on its first eyes
+        (`first_views`, from the screening)."""
+        if not self.blend.mirror_views:
+            return self.classifier.probability(crop)
+        return mask_decision.combined([self.classifier.probability(crop), self.classifier.probability(crop, True),
+                                       *first_views])
+
+    def _screen(self, result: RemoveResult, screened: dict, first_views: dict):
         """FaceDetector.detect's `worth_refining` for this photo: a face whose crop on the first detector's eyes
         the classifier scores below `refine_min_probability` is declined, its (matrix, crop, probability) kept in
-        `screened` by id. None (every face refined) without a classifier, with `refine_min_probability` 0, or
-        above the mask threshold (a declined face is never pasted)."""
+        `screened` by id; a face it refines keeps that crop's probabilities (with its mirror's, when the decision
+        mirrors) in `first_views` by box (the closer look keeps the box). None (every face refined) without a
+        classifier, with `refine_min_probability` 0, or above the mask threshold (a declined face is never
+        pasted)."""
         if self.classifier is None or not 0 < self.blend.refine_min_probability <= self.mask_threshold:
             return None
 
@@ -380,11 +401,13 @@ class Inpainter:
                 return True   # _crops says why
             matrix, crop = aligned
             p = self.classifier.probability(crop)
+            refine = p >= self.blend.refine_min_probability
+            if refine and self.blend.mirror_views:
+                first_views[box_key(face.box)] = [p, self.classifier.probability(crop, mirrored=True)]
+            elif not refine:
+                screened[id(face)] = (matrix, crop, p)
             result.timings["mask_decision"] += time.perf_counter() - t0
-            if p >= self.blend.refine_min_probability:
-                return True
-            screened[id(face)] = (matrix, crop, p)
-            return False
+            return refine
         return worth_refining
 
     def _blend(self, result: RemoveResult, jobs: list["_FaceJob"]) -> None:
@@ -448,6 +471,11 @@ class Inpainter:
             return np.zeros((s, s), np.float32)
         report.pasted = True
         return feathered_alpha(binary, cfg)
+
+
+def box_key(box) -> tuple:
+    """A face box as a dict key: the closer look gives a face new eyes but keeps its box."""
+    return tuple(round(float(v), 3) for v in box)
 
 
 def aligned_crop(image: np.ndarray, face: Face, size: int) -> tuple[np.ndarray, np.ndarray] | None:

@@ -25,6 +25,16 @@ DEFAULT_CLASSIFIER = ASSETS / "mask2face_mask_classifier.tflite"
 TASK = "mask_probability"
 
 
+def combined(probabilities: list[float]) -> float:
+    """One probability from several views of a face (crops on two sets of eyes, their mirror images): the geometric
+    mean. Every view must agree for a high score, so one view that takes a bare face for a masked one (an eye put on
+    a nostril, a hand at the mouth) rarely decides alone; nan if any view is nan (a broken classifier: no mask)."""
+    ps = np.asarray(probabilities, np.float64)
+    if not len(ps) or not np.all(np.isfinite(ps)):
+        return float("nan")
+    return 0.0 if np.any(ps <= 0) else float(np.exp(np.mean(np.log(ps))))
+
+
 class MaskClassifier:
     """A loaded mask classifier: `probability(crop)` in [0, 1]; `threshold` from its metadata."""
 
@@ -58,8 +68,12 @@ class MaskClassifier:
             return crop
         return cv2.resize(crop, (self.size, self.size), interpolation=cv2.INTER_AREA)
 
-    def probability(self, crop: np.ndarray) -> float:
-        p = float(self.model.run(self.input_crop(crop)[None]).reshape(-1)[0])
+    def probability(self, crop: np.ndarray, mirrored: bool = False) -> float:
+        """The mask probability of an aligned face crop (uint8 RGB, any size), or of its mirror image."""
+        small = self.input_crop(crop)
+        if mirrored:   # the mirror of the downscaled crop: the same pixels as downscaling the mirrored one
+            small = np.ascontiguousarray(small[:, ::-1])
+        p = float(self.model.run(small[None]).reshape(-1)[0])
         return min(1.0, max(0.0, p)) if np.isfinite(p) else float("nan")
 
     def describe(self) -> dict:

@@ -18,8 +18,8 @@ from . import align, centerface, detect
 from .inpaint import BlendConfig
 
 # 2: the BlazeFace-only cascade ("blazeface"); 3: blend.refine_min_probability (bare faces decided before the
-# detector's closer look)
-SPEC_VERSION = 3
+# detector's closer look); 4: blend.mirror_views (the decision's geometric mean over the face's crops and their mirrors)
+SPEC_VERSION = 4
 
 
 def _ssd(model: str, opts: "detect.SsdOptions") -> dict:

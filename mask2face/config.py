@@ -182,7 +182,9 @@ class ClassifierConfig:
                                          # .tflite metadata), by gate_bench's rule on the val splits and every
                                          # other real masked photo: the most real masks restored with every bare
                                          # set <= 2% altered. 0.7 for these defaults (0.5 altered 2.1% of LFW val
-                                         # photos); the shipped classifier, preset('mask-classifier'): 0.25
+                                         # photos); the shipped classifier, preset('mask-classifier'): 0.2 for
+                                         # the runtime's decision over mirrored views (BlendConfig.mirror_views;
+                                         # 0.25 for its refined crop alone, through 0.7.0)
     seed: int = 0
 
 
@@ -402,14 +404,15 @@ def _mask_classifier() -> Config:
         mask2face classifier --preset mask-classifier --run runs/clf --data runs/cpu/data --data runs/celeba/data \
             --data runs/aaf/data --data runs/facesdev/data               # 7 epochs, ~10 min on 2 cores (AMD EPYC)
 
-    Reaches (benchmarks/results/gate.jsonl, models/mask-classifier/README.md): with 0.5.0's inpainting model, on
-    the test photos of four sets of unmasked people and all 565 real masked photos, threshold 0.25, 92.4% of the real
-    masked photos restored while 2.0% / 1.25% / 1.0% / 1.3% of the LFW / CelebA / All-Age-Faces / faces-dev photos of
-    unmasked people are changed (the 0.2.0 classifier at its threshold 0.7: 88.0%, 1.25% / 0.75% / 0.5% / 0.52%);
-    with 0.6.0's (cpu-full): 92.0%, 1.5% / 1.0% / 1.0% / 1.3%."""
+    Reaches (benchmarks/results/gate.jsonl, models/mask-classifier/README.md): with 0.7.0's inpainting model and the
+    runtime's decision over mirrored views (BlendConfig.mirror_views), on the test photos of four sets of unmasked
+    people and all 565 real masked photos, threshold 0.2, 92.9% of the real masked photos restored while 1.75% / 0.75%
+    / 0.75% / 0.78% of the LFW / CelebA / All-Age-Faces / faces-dev photos of unmasked people are changed (the refined
+    crop alone at 0.25, through 0.7.0: 92.4%, 2.0% / 1.0% / 1.0% / 1.3%; the 0.2.0 classifier at its threshold 0.7:
+    88.0%, 1.25% / 0.75% / 0.5% / 0.52%)."""
     base = _cpu()
     return replace(base, preset="mask-classifier",
-                   classifier=replace(base.classifier, reshape_share=0.6, threshold=0.25))
+                   classifier=replace(base.classifier, reshape_share=0.6, threshold=0.2))
 
 
 # The students of the 5-epoch teacher (cpu-m, cpu-bare, cpu-mixed) are not shipped in the package; models/ keeps

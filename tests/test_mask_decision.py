@@ -9,7 +9,7 @@ import pytest
 
 from mask2face.edge_runtime import mask_decision
 from mask2face.edge_runtime.errors import ModelFileError
-from mask2face.edge_runtime.inpaint import BlendConfig, Inpainter
+from mask2face.edge_runtime.inpaint import BlendConfig, Inpainter, aligned_crop
 from mask2face.edge_runtime.mask_decision import MaskClassifier
 from test_inpaint import astronaut_with_drawn_mask
 
@@ -123,3 +123,41 @@ def test_mixed_is_an_alias_of_the_default_with_a_note(capsys):
     from mask2face.edge_runtime import inpaint
     assert inpaint.shipped_model("mixed") == inpaint.DEFAULT_MODEL
     assert "'mixed' is now the default model" in capsys.readouterr().err
+
+
+def test_combined_is_the_geometric_mean_of_the_views_and_nan_or_zero_wins():
+    from scipy.stats import gmean
+    views = [0.9, 0.4, 0.75, 0.05]
+    assert mask_decision.combined(views) == pytest.approx(float(gmean(views)), rel=1e-12)
+    assert mask_decision.combined([0.3]) == pytest.approx(0.3)
+    assert mask_decision.combined([0.9, 0.0]) == 0.0
+    assert np.isnan(mask_decision.combined([0.9, float("nan")])) and np.isnan(mask_decision.combined([]))
+
+
+def test_the_mirrored_probability_is_the_classifier_on_the_mirrored_crop(inpainter):
+    clf = inpainter.classifier
+    _, masked, _ = astronaut_with_drawn_mask(inpainter.detector)
+    face = inpainter.detector.detect(masked)[0]
+    _, crop = aligned_crop(masked, face, inpainter.size)
+    assert clf.probability(crop, mirrored=True) == clf.probability(np.ascontiguousarray(crop[:, ::-1]))
+
+
+def test_the_decision_is_the_geometric_mean_of_the_crop_its_mirror_and_its_first_eyes_views(inpainter, monkeypatch):
+    """mirror_views: every probability the classifier gave for the face (the screening's crop on the first eyes and
+    its mirror, the refined crop and its mirror) enters the face's probability; False: the refined crop alone."""
+    _, masked, _ = astronaut_with_drawn_mask(inpainter.detector)
+    seen = []
+    real = inpainter.classifier.probability
+    monkeypatch.setattr(inpainter.classifier, "probability",
+                        lambda crop, mirrored=False: seen.append(real(crop, mirrored)) or seen[-1])
+    p = inpainter.remove_detailed(masked).faces[0].mask_probability
+    assert len(seen) == 4 and p == pytest.approx(mask_decision.combined(seen), abs=1e-12)
+    seen.clear()
+    single = Inpainter(inpainter.model, inpainter.detector, BlendConfig(mirror_views=False), inpainter.classifier)
+    p = single.remove_detailed(masked).faces[0].mask_probability
+    assert len(seen) == 2 and p == seen[-1]   # the screening's crop, then the refined one decides alone
+    seen.clear()
+    unscreened = Inpainter(inpainter.model, inpainter.detector, BlendConfig(refine_min_probability=0.0),
+                           inpainter.classifier)
+    p = unscreened.remove_detailed(masked).faces[0].mask_probability
+    assert len(seen) == 2 and p == pytest.approx(mask_decision.combined(seen), abs=1e-12)

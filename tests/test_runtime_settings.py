@@ -38,7 +38,8 @@ def test_the_shipped_model_carries_this_versions_paste_settings():
     defaults = runtime_settings()["blend"]
     assert defaults == dataclasses.asdict(BlendConfig())
     assert meta["runtime"]["blend"] == {k: defaults[k] for k in meta["runtime"]["blend"]}
-    assert set(defaults) - set(meta["runtime"]["blend"]) <= {"min_eye_spacing", "chroma_limit", "refine_min_probability"}
+    assert set(defaults) - set(meta["runtime"]["blend"]) <= {"min_eye_spacing", "chroma_limit", "refine_min_probability",
+                                                           "mirror_views"}
     assert Inpainter.from_file().blend == BlendConfig()
 
 

@@ -14,6 +14,7 @@ Images are float arrays in [0,1] (or uint8, converted by /255), shape (H,W,3); m
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 
@@ -136,9 +137,11 @@ def blended(inp01: np.ndarray, out: np.ndarray) -> np.ndarray:
 
 
 def summarize(rows: list[dict[str, float]]) -> dict[str, float]:
-    """Mean of each metric over images (NaNs from empty masks ignored)."""
+    """Mean of each metric over images (NaNs from empty masks ignored; NaN where every image's is)."""
     keys = rows[0].keys() if rows else []
-    return {k: float(np.nanmean([r[k] for r in rows])) for k in keys}
+    with warnings.catch_warnings():   # an all-NaN column (a smoke model that predicts no mask) is a NaN, not a warning
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return {k: float(np.nanmean([r[k] for r in rows])) for k in keys}
 
 
 # -- what PSNR and SSIM do not see: blur, blocks, seams ---------------------------------------------------------

@@ -153,6 +153,18 @@ function shifted(faces, dx, dy, stage) {   // detect._shift (labelled `stage` wh
                             keypoints: f.keypoints.map(([x, y]) => [x + dx, y + dy])}));
 }
 
+// inpaint.box_key: a face box as a map key (the closer look gives a face new eyes but keeps its box).
+function boxKey(box) {
+  return box.map((v) => Math.round(v * 1000) / 1000).join(',');
+}
+
+// mask_decision.combined: the geometric mean of the views' probabilities; NaN if any is NaN.
+function combined(ps) {
+  if (!ps.length || ps.some((p) => !Number.isFinite(p))) return NaN;
+  if (ps.some((p) => p <= 0)) return 0;
+  return Math.exp(ps.reduce((sum, p) => sum + Math.log(p), 0) / ps.length);
+}
+
 // detect._unflip: faces found on the mirrored image back to the image; the eyes (and ears) swap, so keypoint 0
 // stays the image-left eye.
 function unflip(faces, width, stage) {
@@ -446,18 +458,20 @@ export class Remover {
     const blend = this.blend, size = this.size, reports = [];
     const threshold = blend.min_mask_probability ?? this.maskThreshold;
     // inpaint.Inpainter._screen: a face the classifier scores below refine_min_probability on its first eyes is
-    // decided there, without the closer look; its crop and probability are kept.
-    const screened = new Map();
+    // decided there, without the closer look; its crop and probability are kept. A face it refines keeps that
+    // crop's probabilities (and its mirror's, with mirror_views) by box: the closer look keeps the box.
+    const screened = new Map(), firstViews = new Map();
     const worthRefining = 0 < blend.refine_min_probability && blend.refine_min_probability <= threshold ? async (face) => {
       const t0 = now();
       let matrix;
       try { matrix = similarityFromEyes(...this.eyes(face), size, this.spec.crop); } catch { return true; }
       const crop = ops.warpAffine(img, matrix, size, size, this.spec.crop.border);
       const p = await this.probability(crop);
+      const refine = p >= blend.refine_min_probability;
+      if (refine && blend.mirror_views) firstViews.set(boxKey(face.box), [p, await this.probability(crop, true)]);
+      else if (!refine) screened.set(face, {matrix, crop, p});
       timings.mask_decision += now() - t0;
-      if (p >= blend.refine_min_probability) return true;
-      screened.set(face, {matrix, crop, p});
-      return false;
+      return refine;
     } : null;
     let t = now();
     const faces = await this.detect(img, worthRefining);
@@ -478,7 +492,10 @@ export class Remover {
       else {
         try { matrix = similarityFromEyes(left, right, size, this.spec.crop); } catch { report.reason = 'eyes coincide'; continue; }
         crop = ops.warpAffine(img, matrix, size, size, this.spec.crop.border);
-        p = await this.probability(crop);
+        // inpaint.Inpainter._probability
+        p = blend.mirror_views ? combined([await this.probability(crop), await this.probability(crop, true),
+                                           ...(firstViews.get(boxKey(face.box)) ?? [])])
+                               : await this.probability(crop);
       }
       report.mask_probability = p;
       timings.mask_decision += now() - t;
@@ -497,9 +514,11 @@ export class Remover {
     return {image: out || img, faces: reports, timings};
   }
 
-  // mask_decision.MaskClassifier.probability: the aligned crop, area-downscaled to the classifier's input.
-  async probability(crop) {
-    const small = ops.resizeArea(crop, this.classifier.input[2], this.classifier.input[1]);   // uint8, as cv2
+  // mask_decision.MaskClassifier.probability: the aligned crop, area-downscaled to the classifier's input (or that
+  // input's mirror image).
+  async probability(crop, mirrored = false) {
+    let small = ops.resizeArea(crop, this.classifier.input[2], this.classifier.input[1]);   // uint8, as cv2
+    if (mirrored) small = ops.flipHorizontal(small);
     const [prob] = await this.classifier.run(ops.toFloat(small, 1 / 255).data);
     return Number.isFinite(prob[0]) ? Math.min(1, Math.max(0, prob[0])) : NaN;
   }
