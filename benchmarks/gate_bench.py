@@ -255,6 +255,10 @@ def main(argv=None) -> int:
                                            "min_mask_probability": 0.0, "min_eye_spacing": 0.0})
     default = model_blend(inpainter.model)
     probability = inpainter.classifier.threshold if inpainter.classifier else 0.0
+    # with the gate open, still screen as the runtime at its threshold does: a face the screening declines is
+    # decided on its first eyes (below any threshold of the sweep but 0, where it is inpainted on those eyes), and
+    # every other face gets the views the runtime's decision averages
+    inpainter.screening_threshold = default.min_mask_probability or probability
     min_change = default.min_change if args.min_change is None else args.min_change
     t0 = time.time()
     records = {name: face_records(inpainter, photos, name) for name, photos in bare.items()}

@@ -11,10 +11,13 @@ reads the rows file named there (benchmarks/results/) and takes the newest row p
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 import sys
 from pathlib import Path
+
+from mask2face.edge_runtime.inpaint import BlendConfig
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -79,6 +82,16 @@ def _share(v: float) -> str:
 
 
 MASK_THRESHOLDS = (0.1, 0.2, 0.3, 0.5, 0.7, 0.9)   # the rows shown besides the shipped threshold and 0
+SWEPT_GATES = ("min_change", "min_eye_distance_px", "min_mask_probability", "min_eye_spacing")   # gate_bench opens them
+
+
+def runs_as_shipped(blend: dict | None) -> bool:
+    """Whether a gate row's paste settings (None: rows from before they were recorded) are this version's, but
+    for the gates the bench opens to sweep them: a row made with `--blend` describes another runtime."""
+    if blend is None:
+        return True
+    defaults = dataclasses.asdict(BlendConfig())
+    return all(blend.get(k, v) == v for k, v in defaults.items() if k not in SWEPT_GATES)
 
 
 def mask_decision_table(rows: list[dict]) -> str:
@@ -87,7 +100,8 @@ def mask_decision_table(rows: list[dict]) -> str:
     per threshold of its sweep."""
     shipped = [r for r in rows if r.get("model") == "default" and r.get("split") == "test"
                and r.get("masked_half") == "all" and r.get("classifier_info")
-               and str(r["classifier_info"].get("source", "")).endswith("mask2face_mask_classifier.tflite")]
+               and str(r["classifier_info"].get("source", "")).endswith("mask2face_mask_classifier.tflite")
+               and runs_as_shipped(r.get("blend"))]
     if not shipped:
         raise SystemExit("gate.jsonl has no row of the shipped model and classifier on the test split and every real "
                          "masked photo: run python -m mask2face.benchmarks.gate_bench --split test (README)")

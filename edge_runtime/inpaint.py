@@ -104,10 +104,10 @@ class BlendConfig:
     # scored it, the crop on the first detector's eyes, each also mirrored; the face's probability is their geometric
     # mean (mask_decision.combined). The views disagree mostly where the classifier is wrong on one of them (an eye
     # put on a nostril, a hand at the mouth seen from one side). Chosen by gate_bench on the val photos of the four
-    # unmasked sets and every other real masked photo: 92.9% restored at the threshold 0.2 against 92.6% for the
-    # refined crop alone (at 0.25), every set <= 2%; on the test photos and all 565 real masked photos 92.9% against
-    # 92.4%, with fewer unmasked photos changed on each set (LFW 1.75% against 2.0%); ~0.5 ms more per face
-    # (benchmarks/results/mask_decision_views.md). False: the refined crop alone (0.7.0).
+    # unmasked sets and every other real masked photo: 93.6% restored at the threshold 0.2 against 92.6% for the
+    # refined crop alone (at 0.25), every set <= 2%; on the test photos and all 565 real masked photos 93.5% against
+    # 92.4%, with fewer unmasked photos changed on each set (LFW 1.75% against 2.0%); one or two more invokes,
+    # ~0.13 ms each (benchmarks/results/mask_decision_views.md). False: the refined crop alone (0.7.0).
     mirror_views: bool = True
     # Paste-back without seams (edge_runtime/harmonize.py), shares of the crop side: fill a band this wide just
     # outside the predicted mask from both sides (the mask's rim and shadow), and match the patch's tone to the skin
@@ -254,6 +254,10 @@ class Inpainter:
         self.classifier = classifier
         self.mask_threshold = (blend.min_mask_probability if blend.min_mask_probability is not None
                                else classifier.threshold if classifier else 0.0)
+        # The screening (refine_min_probability) runs only where it cannot decline a face the threshold would
+        # restore. gate_bench records every face with the threshold at 0 and sets this to the classifier's own, so
+        # that its records hold the shipped decision's views.
+        self.screening_threshold = self.mask_threshold
         channels = list(model.metadata.get("output_channels", []))
         self.mask_channel = channels.index("mask") if "mask" in channels else None
         self._template = None if self.mask_channel is not None else _lower_face_template(self.size)
@@ -391,7 +395,7 @@ class Inpainter:
         mirrors) in `first_views` by box (the closer look keeps the box). None (every face refined) without a
         classifier, with `refine_min_probability` 0, or above the mask threshold (a declined face is never
         pasted)."""
-        if self.classifier is None or not 0 < self.blend.refine_min_probability <= self.mask_threshold:
+        if self.classifier is None or not 0 < self.blend.refine_min_probability <= self.screening_threshold:
             return None
 
         def worth_refining(face: Face) -> bool:

@@ -3,11 +3,15 @@
     from mask2face.edge_runtime.mask_decision import MaskClassifier
     clf = MaskClassifier.from_file()            # the shipped classifier; or any file made by `mask2face classifier`
     p = clf.probability(crop)                   # crop: the inpainting model's eye-aligned face crop, uint8 RGB
+    p = combined([p, clf.probability(crop, mirrored=True), *first_eyes_views])   # the runtime's decision
     clf.threshold                               # from the file's metadata: at or above it the face counts as masked
 
 The classifier sees the same eye-aligned crop as the inpainting model (edge_runtime/align.py), area-downscaled to
 its own input size, and returns a calibrated probability that the face wears a mask. The Inpainter asks it first
 and runs the inpainting model only on faces at or above the threshold, so a bare face is copied through untouched.
+The runtime scores several views of a face (the crop, its mirror, and the crop on the first detector's eyes and its
+mirror where the screening scored it: `BlendConfig.mirror_views`) and compares their geometric mean with the
+threshold, which the shipped file chose for that mean (0.2; one crop alone: 0.25).
 """
 
 from __future__ import annotations

@@ -42,3 +42,15 @@ def test_the_mask_decision_table_bolds_the_shipped_classifiers_threshold():
     bold = [line for line in table.splitlines() if line.startswith("| **")]
     assert len(bold) == 1 and bold[0].startswith(f"| **{shipped:g}** (default)"), \
         "the README's mask-threshold table is not from a gate row of the shipped classifier: run gate_bench"
+
+
+def test_the_mask_decision_table_skips_rows_of_another_runtime():
+    """A gate row made with `--blend` (another decision or paste) never becomes the README's default table."""
+    import copy
+    rows = readme_tables.read_rows("gate.jsonl", RESULTS)
+    table = readme_tables.mask_decision_table(rows)
+    other = copy.deepcopy(rows[-1])
+    other["blend"] = {**(other.get("blend") or {}), "mirror_views": False}
+    other["probability_sweep"][0]["masked_restored"] = 0.0123
+    assert readme_tables.mask_decision_table(rows + [other]) == table
+    assert readme_tables.runs_as_shipped(None) and readme_tables.runs_as_shipped({"min_mask_probability": 0.0})
