@@ -161,3 +161,21 @@ def test_the_decision_is_the_geometric_mean_of_the_crop_its_mirror_and_its_first
                            inpainter.classifier)
     p = unscreened.remove_detailed(masked).faces[0].mask_probability
     assert len(seen) == 2 and p == pytest.approx(mask_decision.combined(seen), abs=1e-12)
+
+
+def test_with_the_gate_open_the_screening_still_runs_at_its_own_threshold(inpainter, monkeypatch):
+    """gate_bench records every face with the threshold at 0 and sets `screening_threshold` to the classifier's:
+    the faces then get the same four views as in the shipped runtime; without it the screening is off (two)."""
+    _, masked, _ = astronaut_with_drawn_mask(inpainter.detector)
+    seen = []
+    real = inpainter.classifier.probability
+    monkeypatch.setattr(inpainter.classifier, "probability",
+                        lambda crop, mirrored=False: seen.append(real(crop, mirrored)) or seen[-1])
+    opened = Inpainter(inpainter.model, inpainter.detector, BlendConfig(min_mask_probability=0.0),
+                       inpainter.classifier)
+    assert opened.remove_detailed(masked).faces[0].pasted and len(seen) == 2
+    seen.clear()
+    opened.screening_threshold = inpainter.classifier.threshold
+    p = opened.remove_detailed(masked).faces[0].mask_probability
+    assert len(seen) == 4 and p == pytest.approx(mask_decision.combined(seen), abs=1e-12)
+    assert p == pytest.approx(inpainter.remove_detailed(masked).faces[0].mask_probability, abs=1e-12)
