@@ -145,7 +145,7 @@ class BlendConfig:
     def from_metadata(cls, settings, source: str = "the model") -> "BlendConfig":
         """The settings a model file carries (metadata `runtime.blend`, written by `mask2face export`) over this
         version's defaults: a field the file does not name keeps its default, a field this version does not know is
-        ignored (a newer file), a value that is not a number is refused."""
+        ignored (a newer file), a value that is not a number (true or false for a switch) is refused."""
         if settings is None:
             return cls()
         if not isinstance(settings, dict):
@@ -155,7 +155,12 @@ class BlendConfig:
             if f.name not in settings:
                 continue
             v = settings[f.name]
-            if v is None and f.name == "min_mask_probability":
+            if isinstance(f.default, bool):   # a switch (mirror_views)
+                if not isinstance(v, bool):
+                    raise ModelFileError(f"{source}: metadata runtime.blend.{f.name} = {v!r} is not true or false; "
+                                         "export the model again")
+                values[f.name] = v
+            elif v is None and f.name == "min_mask_probability":
                 values[f.name] = None
             elif isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
                 values[f.name] = float(v)

@@ -67,8 +67,16 @@ def test_a_model_brings_its_own_settings_and_the_caller_can_replace_fields(tmp_p
     assert Inpainter.from_file(path, blend=BlendConfig()).blend == BlendConfig()
 
 
+def test_a_file_carries_the_decisions_switch_as_true_or_false(tmp_path):
+    """Exports write every BlendConfig field, the switch mirror_views as a JSON boolean; it loads as such."""
+    for value in (True, False):
+        path = _with_runtime(tmp_path, {"blend": {**dataclasses.asdict(BlendConfig()), "mirror_views": value}})
+        assert Inpainter.from_file(path, classifier=None).blend.mirror_views is value
+
+
 @pytest.mark.parametrize("runtime, field", [({"blend": {"feather": "wide"}}, "runtime.blend.feather"),
                                             ({"blend": {"dilate": True}}, "runtime.blend.dilate"),
+                                            ({"blend": {"mirror_views": 1}}, "runtime.blend.mirror_views"),
                                             ({"blend": [0.1]}, "runtime.blend is not an object"),
                                             ("fast", "runtime is not an object")])
 def test_settings_that_are_not_numbers_are_refused_with_the_field_named(tmp_path, runtime, field):
