@@ -146,6 +146,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", type=Path, default=None,
                    help=".tflite, or the shipped model: default")
+    p.add_argument("--classifier", default="default",
+                   help="mask classifier: default (the shipped one), a .tflite, or none")
     p.add_argument("--photos", type=int, default=60)
     p.add_argument("--threads", type=int, default=2, help="model threads")
     p.add_argument("--detector-threads", type=int, default=None, help="face detector threads (default: --threads)")
@@ -174,12 +176,13 @@ def main(argv=None) -> int:
         photos = [load_image(x) for x in make_photos(args.photos, args.scratch)]
     inp = Inpainter.from_file(args.model, threads=args.threads, detector_threads=args.detector_threads,
                               detector_stages=args.detector_stages,
+                              classifier=None if args.classifier == "none" else args.classifier,
                               # the model file's own paste settings, with --blend's fields replaced
                               blend=(dataclasses.replace(ACCEPT_ALL, **blend_overrides(args.blend))
                                      if args.accept_all else blend_overrides(args.blend)))
     for img in photos[:3]:  # warm-up (allocations, XNNPACK packing)
         inp.remove_detailed(img)
-    split = {"detection": [], "model": [], "model_invoke": [], "blending": []}
+    split = {"detection": [], "mask_decision": [], "model": [], "model_invoke": [], "blending": []}
     per_invoke = {"model": [], "model_invoke": []}  # per face: a photo's model time over its invokes
     totals, faces, pasted = [], 0, 0
     # The warm reference, measured a few invokes at a time between chunks as well as in one block at the end: this

@@ -103,11 +103,12 @@ class BlendConfig:
     # The decision looks at each face more than once: the crop on its refined eyes and, where the screening above
     # scored it, the crop on the first detector's eyes, each also mirrored; the face's probability is their geometric
     # mean (mask_decision.combined). The views disagree mostly where the classifier is wrong on one of them (an eye
-    # put on a nostril, a hand at the mouth seen from one side). Chosen by gate_bench on the val photos of the four
-    # unmasked sets and every other real masked photo: 93.6% restored at the threshold 0.2 against 92.6% for the
-    # refined crop alone (at 0.25), every set <= 2%; on the test photos and all 565 real masked photos 93.5% against
-    # 92.4%, with fewer unmasked photos changed on each set (LFW 1.75% against 2.0%); one or two more invokes,
-    # ~0.13 ms each (benchmarks/results/mask_decision_views.md). False: the refined crop alone (0.7.0).
+    # put on a nostril, a hand at the mouth seen from one side). Chosen by gate_bench with 0.8.0's one-network
+    # classifier on the val photos of the four unmasked sets and every other real masked photo: 93.6% restored at
+    # the threshold 0.2 against 92.6% for the refined crop alone (at 0.25), every set <= 2%; on the test photos and
+    # all 565 real masked photos 93.5% against 92.4%, with fewer unmasked photos changed on each set (LFW 1.75%
+    # against 2.0%); one or two more invokes, ~0.15 ms each (benchmarks/results/mask_decision_views.md). False: the
+    # refined crop alone (0.7.0).
     mirror_views: bool = True
     # Paste-back without seams (edge_runtime/harmonize.py), shares of the crop side: fill a band this wide just
     # outside the predicted mask from both sides (the mask's rim and shadow), and match the patch's tone to the skin
@@ -398,8 +399,8 @@ class Inpainter:
         the classifier scores below `refine_min_probability` is declined, its (matrix, crop, probability) kept in
         `screened` by id; a face it refines keeps that crop's probabilities (with its mirror's, when the decision
         mirrors) in `first_views` by box (the closer look keeps the box). None (every face refined) without a
-        classifier, with `refine_min_probability` 0, or above the mask threshold (a declined face is never
-        pasted)."""
+        classifier, with `refine_min_probability` 0, or above `screening_threshold` (the mask threshold but in
+        gate_bench: a declined face is never pasted)."""
         if self.classifier is None or not 0 < self.blend.refine_min_probability <= self.screening_threshold:
             return None
 

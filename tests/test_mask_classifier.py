@@ -77,7 +77,8 @@ def test_restyled_masks_with_reshape_off_are_the_recipe_without_it():
         a = ms.restyle_mask(p["masked"][i], p["clean"][i], p["mask"][i], np.random.default_rng(i))
         b = ms.restyle_mask(p["masked"][i], p["clean"][i], p["mask"][i], np.random.default_rng(i), reshape=0.0)
         c = ms.restyle_mask(p["masked"][i], p["clean"][i], p["mask"][i], np.random.default_rng(i), fit=0.0)
-        assert np.array_equal(a, b) and np.array_equal(a, c)
+        d = ms.restyle_mask(p["masked"][i], p["clean"][i], p["mask"][i], np.random.default_rng(i), relief=0.0)
+        assert np.array_equal(a, b) and np.array_equal(a, c) and np.array_equal(a, d)
         worn = ms.restyle_mask(p["masked"][i], p["clean"][i], p["mask"][i], np.random.default_rng(i), reshape=1.0)
         assert worn.shape == a.shape and worn.dtype == np.uint8
         outside = np.ones((64, 64), bool)
@@ -92,6 +93,36 @@ def test_pleats_and_prints_stay_in_range():
     cover, ink = ms.graphic_print(128, rng)
     assert cover.shape == (128, 128) and 0.0 <= cover.min() and cover.max() <= 1.0 and cover.max() > 0
     assert ink.shape == (3,) and 0 <= ink.min() and ink.max() <= 255
+
+
+def test_a_masks_relief_shades_and_creases_it_within_bounds():
+    for seed in range(6):
+        relief = ms.worn_relief(128, np.random.default_rng(seed))
+        assert relief.shape == (128, 128) and relief.dtype == np.float32
+        assert 0.2 <= relief.min() < 0.97 and 1.03 < relief.max() <= 1.6      # never flat, never black or blown out
+    p = _pairs(2, s=64)
+    lit = ms.restyle_mask(p["masked"][0], p["clean"][0], p["mask"][0], np.random.default_rng(0), relief=1.0)
+    outside = p["mask"][0] == 0
+    outside[22:, :] = False                                   # the restyle grows and feathers the region
+    assert np.array_equal(lit[outside], p["clean"][0][outside])
+
+
+def test_an_ensemble_averages_its_members_calibrated_logits():
+    import tf_keras as keras
+    cfg = config.preset("smoke").classifier
+    members = []
+    for seed in (0, 1):
+        keras.utils.set_random_seed(seed)
+        m = mc.build_classifier(cfg)
+        mc.apply_temperature(m, 0.5 + seed)
+        members.append(m)
+    both = mc.ensemble(members)
+    x = np.random.default_rng(0).random((5, cfg.input_size, cfg.input_size, 3)).astype(np.float32)
+    logits = [keras.Model(m.input, m.get_layer("logit").output).predict(x, verbose=0)[:, 0] for m in members]
+    expected = 1 / (1 + np.exp(-(logits[0] + logits[1]) / 2))
+    assert np.allclose(both.predict(x, verbose=0)[:, 0], expected, atol=1e-5)
+    mc.apply_temperature(both, 2.0)                            # recalibrated like a single model
+    assert np.allclose(both.predict(x, verbose=0)[:, 0], 1 / (1 + np.exp(-(logits[0] + logits[1]) / 4)), atol=1e-5)
 
 
 def test_the_temperature_fit_recovers_a_known_temperature():
@@ -138,3 +169,17 @@ def test_a_smoke_classifier_trains_exports_and_matches_its_keras_model(tmp_path)
     r = subprocess.run(["mask2face", "classifier", "--preset", "smoke", "--run", str(tmp_path / "run"), "--data",
                         str(data)], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0 and "epoch 1/1" not in r.stderr, r.stderr[-3000:]
+    # a second classifier joins the first: one .tflite whose logit is the mean of both, recalibrated
+    r = subprocess.run(["mask2face", "classifier", "--preset", "smoke", "--run", str(tmp_path / "joined"), "--data",
+                        str(data), "classifier.relief_share=1.0", f"classifier.members={out / 'calibrated.keras'}"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    joined = tmp_path / "joined" / "classifier"
+    report = json.loads((joined / "train_report.json").read_text())
+    assert report["members"] == [str(out / "calibrated.keras")] and report["trained_member"]["temperature"] > 0
+    assert (joined / "member.keras").is_file()
+    ensemble = keras.models.load_model(joined / "calibrated.keras")
+    assert {"member_0", "member_1"} <= {layer.name for layer in ensemble.layers}
+    clf = MaskClassifier.from_file(joined / classifier_export.TFLITE_NAME, threads=1)
+    keras_p = ensemble.predict(x.astype(np.float32) / 255, verbose=0)[:, 0]
+    assert np.abs(keras_p - np.array([clf.probability(img) for img in x])).max() < 0.06

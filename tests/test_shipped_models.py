@@ -56,6 +56,8 @@ def test_the_shipped_mask_classifier_is_one_run_of_its_preset():
     meta = Model.from_file(mask_decision.DEFAULT_CLASSIFIER).metadata
     assert meta["config_hash"] == config.config_hash(preset) and meta["threshold"] == preset.threshold
     assert "non-commercial" in (folder / "README.md").read_text()
+    # the members a run of the preset joins ship beside it, so the recipe runs from a fresh clone
+    assert preset.members and all((REPO / m).is_file() for m in preset.members), preset.members
 
 
 @pytest.mark.slow

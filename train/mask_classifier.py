@@ -79,7 +79,8 @@ def examples_from_pairs(pair: dict[str, np.ndarray], cfg, rng: np.random.Generat
     pos, neg = masked.copy(), clean.copy()
     for i in range(len(masked)):
         if rng.random() < cfg.restyle_share:
-            pos[i] = restyle_mask(masked[i], clean[i], mask[i], rng, cfg.reshape_share, cfg.fit_share)
+            pos[i] = restyle_mask(masked[i], clean[i], mask[i], rng, cfg.reshape_share, cfg.fit_share,
+                                  cfg.relief_share)
         if rng.random() < cfg.low_mask_share:
             pos[i] = shifted_mask(pos[i], clean[i], mask[i], int(rng.uniform(0.05, 0.11) * s))
         if rng.random() < cfg.below_chin_share:
@@ -186,6 +187,25 @@ def build_classifier(cfg):
     return keras.Model(inp, prob, name="mask_classifier")
 
 
+def ensemble(members: list):
+    """One model whose logit is the mean of the members' logits (each calibrated, 1/T folded in), as a fixed
+    Dense(1) over their concatenated logits, so `apply_temperature` recalibrates the mean like a single model's.
+    Members trained on differently restyled masks err on different real masks; one .tflite, one invoke."""
+    import tf_keras as keras
+    from tf_keras import layers
+
+    inp = keras.Input(members[0].input_shape[1:], name="face")
+    heads = []
+    for i, m in enumerate(members):
+        head = keras.Model(m.input, m.get_layer("logit").output, name=f"member_{i}")
+        heads.append(head(inp))
+    x = layers.Concatenate(name="member_logits")(heads) if len(heads) > 1 else heads[0]
+    mean = layers.Dense(1, name="logit", kernel_initializer=keras.initializers.Constant(1.0 / len(members)),
+                        bias_initializer="zeros")
+    prob = layers.Activation("sigmoid", name="mask_probability")(mean(x))
+    return keras.Model(inp, prob, name="mask_classifier_ensemble")
+
+
 def logits_of(model, images: np.ndarray, batch: int = 256) -> np.ndarray:
     import tf_keras as keras
     head = keras.Model(model.input, model.get_layer("logit").output)
@@ -286,9 +306,17 @@ def train(cfg, data_dirs: list[Path], out_dir: Path, limit: int = 0) -> dict:
     t = fit_temperature(logits, y_val)
     apply_temperature(best, t)
     calibrated = out_dir / "calibrated.keras"
+    member = {"temperature": t, "val_auc": roc_auc(logits, y_val)}
+    if c.members:   # this model joins the members: the exported model averages their logits, recalibrated
+        save_model(best, out_dir / "member.keras")
+        best = ensemble([keras.models.load_model(m) for m in c.members] + [best])
+        logits = logits_of(best, x_val_aug)
+        t = fit_temperature(logits, y_val)
+        apply_temperature(best, t)
     save_model(best, calibrated)
     report = {"examples": {"train": int(len(x_train)), "val": int(len(x_val))}, "temperature": t,
               "val_auc": roc_auc(logits, y_val), "history": state["history"], "model": str(calibrated),
-              "parameters": int(best.count_params())}
+              "parameters": int(best.count_params()),
+              **({"members": list(c.members), "trained_member": member} if c.members else {})}
     runs.write_json(out_dir / "train_report.json", report)
     return report
