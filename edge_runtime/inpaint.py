@@ -96,8 +96,9 @@ class BlendConfig:
     # BlazeFace invokes for refined eyes, ~10 ms per face on 2 cores) and are decided on those eyes: bare. The
     # classifier's output steps by 1/256, so 0.002 declines only faces it scores 0. Of every face found in
     # real-masked-dev's 565 photos and in the LFW, CelebA, All-Age-Faces and faces-dev test photos, no declined face
-    # scored >= 0.7.0's threshold (0.25) on its refined eyes but one bare CelebA face, now spared; it declined 86% / 91%
-    # / 90% / 75% of the four sets' faces and 8% of the real masked photos' (benchmarks/results/refine_prescreen.md).
+    # scores >= the threshold (0.25) on its refined eyes; 0.9.0's classifier declines 86% / 94% / 91% / 76% of the four
+    # sets' faces and 7.6% of the real masked photos' (0.7.0's: 86% / 91% / 90% / 75% and 8%, one bare CelebA face
+    # above 0.25 on its refined eyes, now spared; benchmarks/results/refine_prescreen.md).
     # 0 refines every face.
     refine_min_probability: float = 0.002
     # The decision looks at each face more than once: the crop on its refined eyes and, where the screening above
@@ -107,7 +108,7 @@ class BlendConfig:
     # classifier on the val photos of the four unmasked sets and every other real masked photo: 93.6% restored at
     # the threshold 0.2 against 92.6% for the refined crop alone (at 0.25), every set <= 2%; on the test photos and
     # all 565 real masked photos 93.5% against 92.4%, with fewer unmasked photos changed on each set (LFW 1.75%
-    # against 2.0%); one or two more invokes, ~0.15 ms each (benchmarks/results/mask_decision_views.md). False: the
+    # against 2.0%); one or two more invokes, ~0.16 ms each (benchmarks/results/mask_decision_views.md). False: the
     # refined crop alone (0.7.0).
     mirror_views: bool = True
     # Paste-back without seams (edge_runtime/harmonize.py), shares of the crop side: fill a band this wide just

@@ -400,7 +400,7 @@ def _mask_classifier() -> Config:
     """The shipped mask classifier (models/mask-classifier, edge_runtime/assets/mask2face_mask_classifier.tflite):
     is there a mask on this face? Two members whose calibrated logits are averaged in one .tflite: the first
     (`models/mask-classifier/member-worn.keras`, the 0.5.0-0.8.0 classifier) is this recipe with `relief_share=0`
-    and no members; this one adds its second, whose restyled masks are all lit and creased as real ones are in
+    and no members; this recipe trains the second, whose restyled masks are all lit and creased as real ones are in
     photos (`mask_styles.worn_relief`). Both: the `cpu` preset with the positives restyled as masks are worn (60% of
     the restyled ones higher toward the eyes, wider over the cheeks, with folds and printed graphics) and the
     threshold that gate_bench's rule picks on the validation photos and every other real masked photo.

@@ -125,6 +125,13 @@ def test_an_ensemble_averages_its_members_calibrated_logits():
     assert np.allclose(both.predict(x, verbose=0)[:, 0], 1 / (1 + np.exp(-(logits[0] + logits[1]) / 4)), atol=1e-5)
 
 
+def test_a_missing_member_is_reported_before_any_training(tmp_path):
+    cfg = config.load("smoke", [f"classifier.members={tmp_path / 'gone.keras'}"])
+    with pytest.raises(mc.ClassifierError, match="gone.keras not found"):
+        mc.train(cfg, [tmp_path / "no-pairs"], tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
 def test_the_temperature_fit_recovers_a_known_temperature():
     rng = np.random.default_rng(0)
     z = rng.normal(0, 6, 20000)

@@ -254,6 +254,10 @@ def train(cfg, data_dirs: list[Path], out_dir: Path, limit: int = 0) -> dict:
     import tf_keras as keras
 
     c = cfg.classifier
+    missing = [m for m in c.members if not Path(m).is_file()]
+    if missing:   # checked before the epochs, not after them
+        raise ClassifierError(f"classifier.members: {', '.join(missing)} not found (paths are relative to the working "
+                              "folder: run from the repository's root, or give absolute paths)")
     out_dir.mkdir(parents=True, exist_ok=True)
     x_train, y_train = load_examples(data_dirs, "train", c, limit)
     x_val, y_val = load_examples(data_dirs, "val", c, limit // 4 if limit else 0)
