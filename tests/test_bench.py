@@ -146,6 +146,7 @@ def test_bench_on_a_copied_export_folder_without_a_run_gives_latency_rows(tmp_pa
     assert [row["file"] for row in rows] == ["student-qat-int8.tflite"] and rows[0]["latency"]["2"]["p50_ms"] > 0
 
 
+@pytest.mark.slow   # trains the smoke pipeline (~2 min), as the other tests of smoke_run do
 def test_bench_json_gives_a_row_per_artifact_and_thread_count_with_baselines_and_failures(tmp_path):
     import subprocess
 
