@@ -14,7 +14,8 @@ Examples come from pairs folders made by `mask2face data` (train split for train
 the temperature; test stays unseen for benchmarks/gate_bench.py):
 - positives: the generator's masked faces; a `restyle_share` of them restyled as worn masks (train/mask_styles.py:
   real colours, the face's own shading, fabric noise, soft edges; a `reshape_share` of those also worn higher and
-  wider, with folds and printed graphics), a `low_mask_share` with the mask pulled down off the nose;
+  wider, with folds and printed graphics; a `relief_share` lit and creased as worn masks are in photos), a
+  `low_mask_share` with the mask pulled down off the nose;
 - negatives: the same faces bare; a `below_chin_share` of them with the mask pulled down under the mouth (a scarf,
   a lowered mask: cloth on the face but nothing to restore);
 - both: flips, alignment jitter (the runtime aligns by detector eyes, not landmarks) and, for a `degrade` share,
@@ -22,7 +23,8 @@ the temperature; test stays unseen for benchmarks/gate_bench.py):
 Real photos of masked people are never used here: they are the benchmark.
 
 The sigmoid is calibrated by temperature scaling on the val split (folded into the last layer), so the exported
-probability means what it says on faces like the training ones.
+probability means what it says on faces like the training ones. With `members` (calibrated classifiers of earlier
+runs) the exported model averages their logits and the new one's (`ensemble`), calibrated again the same way.
 """
 
 from __future__ import annotations
