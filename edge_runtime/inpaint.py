@@ -108,7 +108,7 @@ class BlendConfig:
     # classifier on the val photos of the four unmasked sets and every other real masked photo: 93.6% restored at
     # the threshold 0.2 against 92.6% for the refined crop alone (at 0.25), every set <= 2%; on the test photos and
     # all 565 real masked photos 93.5% against 92.4%, with fewer unmasked photos changed on each set (LFW 1.75%
-    # against 2.0%); one or two more invokes, ~0.16 ms each (benchmarks/results/mask_decision_views.md). False: the
+    # against 2.0%); one or two more invokes, ~0.1 ms each (benchmarks/results/mask_decision_views.md). False: the
     # refined crop alone (0.7.0).
     mirror_views: bool = True
     # Paste-back without seams (edge_runtime/harmonize.py), shares of the crop side: fill a band this wide just

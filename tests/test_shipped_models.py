@@ -58,6 +58,10 @@ def test_the_shipped_mask_classifier_is_one_run_of_its_preset():
     assert "non-commercial" in (folder / "README.md").read_text()
     # the members a run of the preset joins ship beside it, so the recipe runs from a fresh clone
     assert preset.members and all((REPO / m).is_file() for m in preset.members), preset.members
+    # the faster one-network file the docs offer (`--classifier`) loads with its own threshold
+    faster = mask_decision.MaskClassifier.from_file(folder / "member-worn-int8.tflite", threads=1)
+    assert faster.threshold == 0.2 and faster.size == preset.input_size
+    assert (folder / "member-worn-int8.tflite").stat().st_size < mask_decision.DEFAULT_CLASSIFIER.stat().st_size
 
 
 @pytest.mark.slow
