@@ -197,10 +197,7 @@ def ensemble(members: list):
     from tf_keras import layers
 
     inp = keras.Input(members[0].input_shape[1:], name="face")
-    heads = []
-    for i, m in enumerate(members):
-        head = keras.Model(m.input, m.get_layer("logit").output, name=f"member_{i}")
-        heads.append(head(inp))
+    heads = [logit_head(m, f"member_{i}")(inp) for i, m in enumerate(members)]
     x = layers.Concatenate(name="member_logits")(heads) if len(heads) > 1 else heads[0]
     mean = layers.Dense(1, name="logit", kernel_initializer=keras.initializers.Constant(1.0 / len(members)),
                         bias_initializer="zeros")
@@ -208,10 +205,14 @@ def ensemble(members: list):
     return keras.Model(inp, prob, name="mask_classifier_ensemble")
 
 
-def logits_of(model, images: np.ndarray, batch: int = 256) -> np.ndarray:
+def logit_head(model, name: str | None = None):
+    """The model up to its logit layer (before the sigmoid)."""
     import tf_keras as keras
-    head = keras.Model(model.input, model.get_layer("logit").output)
-    return head.predict(images.astype(np.float32) / 255.0, batch_size=batch, verbose=0)[:, 0]
+    return keras.Model(model.input, model.get_layer("logit").output, name=name)
+
+
+def logits_of(model, images: np.ndarray, batch: int = 256) -> np.ndarray:
+    return logit_head(model).predict(images.astype(np.float32) / 255.0, batch_size=batch, verbose=0)[:, 0]
 
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
@@ -221,6 +222,14 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
         return float(np.mean(np.logaddexp(0, z) - labels * z))
     grid = np.exp(np.linspace(np.log(0.25), np.log(8.0), 121))
     return float(grid[int(np.argmin([nll(t) for t in grid]))])
+
+
+def calibrate(model, images: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
+    """Fit the temperature on these examples and fold it into the model; (T, the logits before it)."""
+    logits = logits_of(model, images)
+    t = fit_temperature(logits, labels)
+    apply_temperature(model, t)
+    return t, logits
 
 
 def apply_temperature(model, t: float) -> None:
@@ -308,17 +317,13 @@ def train(cfg, data_dirs: list[Path], out_dir: Path, limit: int = 0) -> dict:
         save_model(model, last_path)
         runs.write_json(state_path, state)
     best = keras.models.load_model(best_path)
-    logits = logits_of(best, x_val_aug)
-    t = fit_temperature(logits, y_val)
-    apply_temperature(best, t)
+    t, logits = calibrate(best, x_val_aug, y_val)
     calibrated = out_dir / "calibrated.keras"
     member = {"temperature": t, "val_auc": roc_auc(logits, y_val)}
     if c.members:   # this model joins the members: the exported model averages their logits, recalibrated
         save_model(best, out_dir / "member.keras")
         best = ensemble([keras.models.load_model(m) for m in c.members] + [best])
-        logits = logits_of(best, x_val_aug)
-        t = fit_temperature(logits, y_val)
-        apply_temperature(best, t)
+        t, logits = calibrate(best, x_val_aug, y_val)
     save_model(best, calibrated)
     report = {"examples": {"train": int(len(x_train)), "val": int(len(x_val))}, "temperature": t,
               "val_auc": roc_auc(logits, y_val), "history": state["history"], "model": str(calibrated),
