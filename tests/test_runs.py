@@ -45,3 +45,14 @@ def test_atomic_files_get_normal_permissions(tmp_path):
     finally:
         os.umask(umask)
     assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_cpu_details_name_the_vector_extensions_that_set_speed():
+    x86 = ("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 26\nmodel\t\t: 2\nmodel name\t: AMD EPYC\n"
+           "stepping\t: 1\nflags\t\t: fpu sse2 avx2 fma avx512f avx512bw avx512_vnni\n\n"
+           "processor\t: 1\nmodel name\t: other\nflags\t\t: sse2\n")
+    assert runs.cpu_details(x86) == {"cpu": "AMD EPYC", "cpu_id": "26/2/1",
+                                     "cpu_flags": ["avx2", "fma", "avx512f", "avx512bw", "avx512_vnni"]}
+    arm = "processor\t: 0\nBogoMIPS\t: 50.00\nFeatures\t: fp asimd asimddp i8mm\nCPU part\t: 0xd0c\n"
+    assert runs.cpu_details(arm) == {"cpu": "", "cpu_flags": ["asimd", "asimddp", "i8mm"]}
+    assert runs.machine_info()["cores"] >= 1 and isinstance(runs.machine_info()["cpu_flags"], list)
