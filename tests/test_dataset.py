@@ -6,6 +6,7 @@ import io
 import json
 import struct
 import subprocess
+import sys
 import zlib
 from dataclasses import replace
 from pathlib import Path
@@ -215,3 +216,40 @@ def test_a_folder_without_any_usable_face_is_an_error(tmp_path):
                        capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert r.returncode == 2, r.stderr[-2000:]
     assert "no usable face" in r.stderr and "Traceback" not in r.stderr
+
+
+def _pairs_folder(root: Path, size: int, per_split: dict[str, list[int]]) -> Path:
+    """A tiny pairs folder: per split, shards of the given lengths; each pair's pixels hold its own tag."""
+    for split, lengths in per_split.items():
+        for i, n in enumerate(lengths):
+            tag = np.arange(n, dtype=np.uint8)[:, None, None, None] + 10 * i
+            img = np.broadcast_to(tag, (n, size, size, 3)).copy()
+            pairs.write_shard(root / split / pairs.shard_name(i), img, img, img[..., 0],
+                              [{"source": f"{root.name}/{split}/{i}/{k}"} for k in range(n)])
+    (root / "dataset.json").write_text(json.dumps({"image_size": size}))
+    return root
+
+
+def test_merge_joins_train_splits_and_keeps_one_sets_val_and_test(tmp_path):
+    a = _pairs_folder(tmp_path / "a", 8, {"train": [3, 2], "val": [1], "test": [2]})
+    b = _pairs_folder(tmp_path / "b", 8, {"train": [4], "val": [5], "test": [5]})
+    info = pairs.merge(tmp_path / "m", [a, b], eval_from=a)
+    assert info["counts"] == {"train": 9, "val": 1, "test": 2} and info["image_size"] == 8
+    train = pairs.load_split(tmp_path / "m", "train")
+    expected = np.concatenate([pairs.load_split(a, "train")["masked"], pairs.load_split(b, "train")["masked"]])
+    assert np.array_equal(train["masked"], expected)
+    assert np.array_equal(pairs.load_split(tmp_path / "m", "test")["clean"], pairs.load_split(a, "test")["clean"])
+    assert [m["source"] for m in pairs.read_meta(tmp_path / "m" / "train" / "shard-00002.npz")][0] == "b/train/0/0"
+    c = _pairs_folder(tmp_path / "c", 16, {"train": [1], "val": [1], "test": [1]})
+    with pytest.raises(pairs.Mask2FaceError, match="different sizes"):
+        pairs.merge(tmp_path / "m2", [a, c], eval_from=a)
+    with pytest.raises(pairs.Mask2FaceError, match="not empty"):
+        pairs.merge(tmp_path / "m", [a], eval_from=a)
+
+
+def test_merge_command_says_what_is_missing(tmp_path):
+    a = _pairs_folder(tmp_path / "a", 8, {"train": [1], "val": [1], "test": [1]})
+    (tmp_path / "empty").mkdir()
+    out = subprocess.run([sys.executable, "-m", "mask2face.train.pairs", "merge", str(tmp_path / "m"), "--train",
+                          str(a), str(tmp_path / "empty"), "--eval", str(a)], capture_output=True, text=True)
+    assert out.returncode == 2 and "no train pairs in" in out.stderr and "Traceback" not in out.stderr

@@ -98,3 +98,74 @@ def load_split(data_dir: Path, split: str, limit: int | None = None) -> dict[str
 
 def dataset_info(data_dir: Path) -> dict:
     return json.loads((Path(data_dir) / "dataset.json").read_text())
+
+
+def merge(out_dir: Path, train_from: list[Path], eval_from: Path) -> dict:
+    """A pairs folder whose train split is the train splits of `train_from` (in that order, shards renumbered) and
+    whose val and test splits are `eval_from`'s: train a model on several face sets while it is still chosen and
+    measured on one set's held-out identities. Shards are linked, not copied (a copy where the file system has no
+    links); `dataset.json` records where each came from. Returns that record."""
+    import os
+    import shutil
+
+    from mask2face.runs import write_json
+
+    out_dir = Path(out_dir)
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise Mask2FaceError(f"{out_dir} is not empty: merge into a new folder")
+
+    def link(src: Path, dst: Path) -> None:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.symlink(src.resolve(), dst)
+        except OSError:
+            shutil.copyfile(src, dst)
+
+    sizes = set()
+    counts = {split: 0 for split in SPLITS}
+    sources: dict[str, list[str]] = {"train": [str(Path(d).resolve()) for d in train_from],
+                                     "val": [str(Path(eval_from).resolve())], "test": [str(Path(eval_from).resolve())]}
+    for split in SPLITS:
+        index = 0
+        for data_dir in train_from if split == "train" else [eval_from]:
+            shards = shard_paths(data_dir, split)
+            if not shards:
+                raise Mask2FaceError(f"no {split} pairs in {data_dir}: make it with `mask2face data` first")
+            sizes.add(int(dataset_info(data_dir).get("image_size", 0)))
+            for shard in shards:
+                counts[split] += len(read_meta(shard))
+                for suffix in (".npz", ".json"):
+                    link(shard.with_suffix(suffix), out_dir / split / (shard_name(index) + suffix))
+                index += 1
+    if len(sizes) != 1:
+        raise Mask2FaceError(f"the pairs folders have crops of different sizes {sorted(sizes)}: merge folders made "
+                             "with the same data.image_size")
+    info = {"image_size": sizes.pop(), "counts": counts, "pairs": sum(counts.values()), "merged_from": sources}
+    write_json(out_dir / "dataset.json", info)
+    return info
+
+
+def main(argv=None) -> int:
+    """python -m mask2face.train.pairs merge OUT --train A B ... --eval A"""
+    import argparse
+    import sys
+
+    p = argparse.ArgumentParser(prog="python -m mask2face.train.pairs", description="Pairs folders: merge several "
+                                "sets' train splits into one folder, val and test from one of them.")
+    sub = p.add_subparsers(dest="verb", required=True)
+    m = sub.add_parser("merge", help="one pairs folder from several")
+    m.add_argument("out", type=Path, help="new pairs folder")
+    m.add_argument("--train", type=Path, nargs="+", required=True, help="pairs folders whose train splits to join")
+    m.add_argument("--eval", type=Path, required=True, help="pairs folder whose val and test splits to keep")
+    args = p.parse_args(argv)
+    try:
+        info = merge(args.out, args.train, args.eval)
+    except Mask2FaceError as exc:
+        print(f"pairs merge: {exc}", file=sys.stderr)
+        return 2
+    print(f"pairs merge: {info['counts']} pairs in {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
