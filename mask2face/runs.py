@@ -106,8 +106,8 @@ def git_commit() -> str | None:
         return None
 
 
-# The vector extensions XNNPACK's int8 and float kernels pick at run time: the same "AMD EPYC, 2 cores" ran the
-# shipped int8 model in ~10 ms without AVX-512 and in ~1.2 ms with AVX-512 VNNI, so rows name them.
+# The vector extensions XNNPACK's int8 and float kernels pick at run time: two machines that both read "AMD EPYC,
+# 2 cores" ran the shipped int8 model in ~10 ms and in ~1.2 ms (the second with AVX-512 VNNI), so rows name them.
 SPEED_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "asimd",
                "asimddp", "i8mm", "sve")
 
