@@ -251,5 +251,6 @@ def test_merge_command_says_what_is_missing(tmp_path):
     a = _pairs_folder(tmp_path / "a", 8, {"train": [1], "val": [1], "test": [1]})
     (tmp_path / "empty").mkdir()
     out = subprocess.run([sys.executable, "-m", "mask2face.train.pairs", "merge", str(tmp_path / "m"), "--train",
-                          str(a), str(tmp_path / "empty"), "--eval", str(a)], capture_output=True, text=True)
+                          str(a), str(tmp_path / "empty"), "--eval", str(a)], capture_output=True, text=True,
+                         cwd=tmp_path)   # outside the clone, whose mask2face/ folder would shadow the installed package
     assert out.returncode == 2 and "no train pairs in" in out.stderr and "Traceback" not in out.stderr
