@@ -254,3 +254,15 @@ def test_merge_command_says_what_is_missing(tmp_path):
                           str(a), str(tmp_path / "empty"), "--eval", str(a)], capture_output=True, text=True,
                          cwd=tmp_path)   # outside the clone, whose mask2face/ folder would shadow the installed package
     assert out.returncode == 2 and "no train pairs in" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_refused_merge_leaves_nothing_behind(tmp_path):
+    a = _pairs_folder(tmp_path / "a", 8, {"train": [2], "val": [1], "test": [1]})
+    c = _pairs_folder(tmp_path / "c", 16, {"train": [1], "val": [1], "test": [1]})
+    (c / "dataset.json").unlink()
+    d = _pairs_folder(tmp_path / "d", 16, {"train": [1], "val": [1], "test": [1]})
+    for train, match in (([a, c], "no train pairs in"), ([a, tmp_path / "missing"], "no train pairs in"),
+                         ([a, d], "different sizes")):
+        with pytest.raises(pairs.Mask2FaceError, match=match):
+            pairs.merge(tmp_path / "m", train, eval_from=a)
+        assert not (tmp_path / "m").exists()

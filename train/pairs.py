@@ -113,33 +113,32 @@ def merge(out_dir: Path, train_from: list[Path], eval_from: Path) -> dict:
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()):
         raise Mask2FaceError(f"{out_dir} is not empty: merge into a new folder")
-
-    def link(src: Path, dst: Path) -> None:
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.symlink(src.resolve(), dst)
-        except OSError:
-            shutil.copyfile(src, dst)
-
-    sizes = set()
-    counts = {split: 0 for split in SPLITS}
-    sources: dict[str, list[str]] = {"train": [str(Path(d).resolve()) for d in train_from],
-                                     "val": [str(Path(eval_from).resolve())], "test": [str(Path(eval_from).resolve())]}
+    # Every input is checked before the first link, so a refused merge leaves no half-made folder behind.
+    plan: list[tuple[Path, Path]] = []
+    sizes, counts = set(), {split: 0 for split in SPLITS}
+    sources = {split: [str(Path(d).resolve()) for d in (train_from if split == "train" else [eval_from])]
+               for split in SPLITS}
     for split in SPLITS:
-        index = 0
+        shards = []
         for data_dir in train_from if split == "train" else [eval_from]:
-            shards = shard_paths(data_dir, split)
-            if not shards:
+            found = shard_paths(data_dir, split)
+            if not found or not (Path(data_dir) / "dataset.json").is_file():
                 raise Mask2FaceError(f"no {split} pairs in {data_dir}: make it with `mask2face data` first")
             sizes.add(int(dataset_info(data_dir).get("image_size", 0)))
-            for shard in shards:
-                counts[split] += len(read_meta(shard))
-                for suffix in (".npz", ".json"):
-                    link(shard.with_suffix(suffix), out_dir / split / (shard_name(index) + suffix))
-                index += 1
+            shards += found
+        for index, shard in enumerate(shards):
+            counts[split] += len(read_meta(shard))
+            stem = out_dir / split / shard_name(index)
+            plan += [(shard.with_suffix(suffix), stem.with_suffix(suffix)) for suffix in (".npz", ".json")]
     if len(sizes) != 1:
         raise Mask2FaceError(f"the pairs folders have crops of different sizes {sorted(sizes)}: merge folders made "
                              "with the same data.image_size")
+    for src, dst in plan:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.symlink(src.resolve(), dst)
+        except OSError:   # no links on this file system
+            shutil.copyfile(src, dst)
     info = {"image_size": sizes.pop(), "counts": counts, "pairs": sum(counts.values()), "merged_from": sources}
     write_json(out_dir / "dataset.json", info)
     return info
