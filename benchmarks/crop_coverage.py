@@ -5,8 +5,8 @@
 
 The runtime restores a face inside its aligned crop (eyes at 0.37 of the side, 0.3 of the side apart): whatever
 of a mask lies outside that square is never replaced, however good the model, and the paste's weight falls to 0
-at the crop's border. For every face the mask decision passes (detection and alignment as `mask2face remove` runs them,
-the classifier on the crop and its mirror, as video decides), this records where the model's thresholded mask reaches: its lowest row and its side columns
+at the crop's border. For every face the mask decision passes (detection, screening, alignment and decision as `mask2face
+remove` runs them), this records where the model's thresholded mask reaches: its lowest row and its side columns
 as shares of the crop side, and whether it touches the crop's last rows or its side columns (a mask cut off by the
 crop). One JSON row per run in benchmarks/results/crop_coverage.jsonl. No TensorFlow; nothing made from the photos is
 written.
@@ -22,7 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from mask2face.edge_runtime.errors import ImageError, Mask2FaceError
-from mask2face.edge_runtime.inpaint import Inpainter, aligned_crop
+from mask2face.edge_runtime.inpaint import Inpainter, RemoveResult, check_image
 from mask2face.edge_runtime.safeio import load_image
 
 from .common import environment, report_row
@@ -43,26 +43,17 @@ def mask_extent(mask: np.ndarray, edge: int) -> dict | None:
 
 
 def face_extents(inpainter: Inpainter, image: np.ndarray, min_eye_distance: float = 0.0) -> list[dict]:
-    """The mask extent of every face in `image` the runtime's mask decision would restore."""
-    out = []
+    """The mask extent of every face in `image` the runtime's mask decision would restore (its own detection,
+    screening, alignment and decision: `Inpainter._crops`, the first pass of `remove_many`)."""
     edge = max(1, int(round(EDGE_SHARE * inpainter.size)))
-    for face in inpainter.detector.detect(image):
-        left, right = face.eyes()
-        eye_distance = float(np.hypot(*(right - left)))
-        if eye_distance < min_eye_distance:
+    out = []
+    for job in inpainter._crops(RemoveResult(image=check_image(image)), None, inpainter.detector):
+        if job.report.eye_distance < min_eye_distance:
             continue
-        aligned = aligned_crop(image, face, inpainter.size)
-        if aligned is None:
-            continue
-        crop = aligned[1]
-        if inpainter.classifier is not None and not inpainter._probability(crop, []) >= inpainter.mask_threshold:
-            continue
-        pred = inpainter.model.run(crop[None])[0]
-        if inpainter.mask_channel is None:
-            raise Mask2FaceError(f"{inpainter.model.source} predicts no mask: nothing to measure")
+        pred = inpainter.model.run(job.crop[None])[0]
         extent = mask_extent(pred[..., inpainter.mask_channel] > inpainter.blend.mask_threshold, edge)
         if extent is not None:
-            out.append({"eye_distance": round(eye_distance, 1), **extent})
+            out.append({"eye_distance": job.report.eye_distance, **extent})
     return out
 
 
@@ -92,6 +83,8 @@ def main(argv=None) -> int:
         return 2
     try:
         inpainter = Inpainter.from_file(args.model, threads=args.threads)
+        if inpainter.mask_channel is None:
+            raise Mask2FaceError(f"{inpainter.model.source} predicts no mask: nothing to measure")
         extents = []
         for f in tqdm(files, desc="crop coverage", unit="photo"):
             try:
