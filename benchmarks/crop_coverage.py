@@ -3,7 +3,8 @@
     python -m mask2face.benchmarks.crop_coverage --photos ../shared/data/real-masked-dev [--model M.tflite]
         [--min-eye-distance 40]
 
-The runtime restores a face inside its aligned crop (eyes at 0.37 of the side, 0.3 of the side apart): whatever
+The runtime restores a face inside its aligned crop (framed as the model file says: eyes at 0.37 of the side and 0.3
+of the side apart by default, at 0.30 and 0.25 for a model trained on `align.WIDE_FRAMING`): whatever
 of a mask lies outside that square is never replaced, however good the model, and the paste's weight falls to 0
 at the crop's border. For every face the mask decision passes (detection, screening, alignment and decision as `mask2face
 remove` runs them), this records where the model's thresholded mask reaches: its lowest row and its side columns
@@ -97,7 +98,8 @@ def main(argv=None) -> int:
         return 2
     row = {"bench": "crop_coverage", "photos": len(files), "photo_set": str(args.photos),
            "model": args.model or "default", "min_eye_distance_px": args.min_eye_distance,
-           "edge_share": EDGE_SHARE, "crop": inpainter.size, **summarize(extents),
+           "edge_share": EDGE_SHARE, "crop": inpainter.size, "framing": inpainter.framing.to_dict(),
+           **summarize(extents),
            "model_info": inpainter.describe(), **environment()}
     report_row(row, ("faces", "touches_bottom", "touches_side", "bottom_quantiles"), "crop_coverage.jsonl",
                save=not args.no_save, results=args.results)

@@ -326,17 +326,19 @@ def eye_offsets(face: detect.Face, matrix: np.ndarray, size: int, reference: np.
     return np.hypot(*(eyes - reference).T) / size
 
 
-def canonical_eyes(size: int) -> np.ndarray:
-    return np.array([align.CANONICAL_LEFT_EYE, align.CANONICAL_RIGHT_EYE], np.float64) * size
+def canonical_eyes(size: int, framing: align.Framing = align.DEFAULT_FRAMING) -> np.ndarray:
+    return np.array(framing.eyes, np.float64) * size
 
 
 def generated_records(data_dir: Path, split: str, photos_root: Path, detector: detect.FaceDetector,
                       limit: int = 0, tolerance: float = 0.15, dump: Path | None = None) -> list[dict]:
     """One record per pair: faces found, the best face's eye offsets (canonical / landmark), processed or not."""
+    from mask2face.train import pairs
+
     records = []
     pairs_iter = iter_pairs(data_dir, split, limit)
+    framing = align.Framing(**pairs.data_framing(data_dir))
     try:
-        from mask2face.train import pairs
         total = pairs.dataset_info(data_dir)["counts"][split]
         total = min(total, limit) if limit else total
     except (OSError, KeyError, ValueError):
@@ -358,7 +360,7 @@ def generated_records(data_dir: Path, split: str, photos_root: Path, detector: d
         lm_eyes = np.stack(align.eye_centers_from_68(lm)) if len(lm) == 68 else None
         best = None
         for f in faces:
-            off = eye_offsets(f, matrix, size, canonical_eyes(size))
+            off = eye_offsets(f, matrix, size, canonical_eyes(size, framing))
             if best is None or off.max() < best[1].max():
                 best = (f, off)
         if best is not None:

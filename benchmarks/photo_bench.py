@@ -30,7 +30,7 @@ from mask2face.edge_runtime.errors import ImageError, Mask2FaceError
 from mask2face.edge_runtime.inpaint import Inpainter
 from mask2face.edge_runtime.safeio import load_image
 
-from mask2face.train import metrics
+from mask2face.train import metrics, pairs
 from .common import DATA, environment, report_row, stages_arg
 from .photos import iter_pairs, rebuild_photo
 from .runtime_bench import blend_overrides, onto_canvas
@@ -44,9 +44,11 @@ def mask_in_photo(mask: np.ndarray, matrix: np.ndarray, shape: tuple[int, int]) 
     return warped > 0.5
 
 
-def given_face(meta: dict, matrix: np.ndarray, size: int, align_by: str) -> list[detect.Face] | None:
+def given_face(meta: dict, matrix: np.ndarray, size: int, align_by: str,
+               framing: align.Framing = align.DEFAULT_FRAMING) -> list[detect.Face] | None:
     """The face to align by instead of the detector's (None: detect): a Face whose corrected eyes() are dlib's eye
-    centres (`landmarks`) or the canonical eye positions of the pair's own crop (`pair`), in photo pixels."""
+    centres (`landmarks`) or the canonical eye positions of the pair's own crop (`pair`, framed by `framing`), in
+    photo pixels."""
     if align_by == "detector":
         return None
     if align_by == "landmarks":
@@ -55,7 +57,7 @@ def given_face(meta: dict, matrix: np.ndarray, size: int, align_by: str) -> list
             return []
         eyes_crop = np.stack(align.eye_centers_from_68(lm))
     else:
-        eyes_crop = np.array([align.CANONICAL_LEFT_EYE, align.CANONICAL_RIGHT_EYE]) * size
+        eyes_crop = np.array(framing.eyes) * size
     left, right = align.transform_points(align.invert(matrix), eyes_crop)
     keypoints = np.zeros((6, 2), np.float32)
     keypoints[:2] = uncorrect_eyes(left, right)
@@ -86,6 +88,7 @@ def photo_scores(output: np.ndarray, truth: np.ndarray, region: np.ndarray) -> d
 def measure(inpainter: Inpainter, data_dir: Path, photos: int, split: str = "test",
             photos_root: Path = DATA, align_by: str = "detector", canvas: tuple[int, int] | None = None) -> dict:
     rows, skipped = [], 0
+    framing = align.Framing(**pairs.data_framing(data_dir))
     for masked, mask, meta in tqdm(iter_pairs(data_dir, split, photos), total=photos or None, desc="photos",
                                    unit="photo"):
         src = Path(photos_root) / str(meta.get("source", ""))
@@ -108,7 +111,7 @@ def measure(inpainter: Inpainter, data_dir: Path, photos: int, split: str = "tes
         if not region.any():
             skipped += 1
             continue
-        result = inpainter.remove_detailed(photo, given_face(meta, matrix, masked.shape[0], align_by))
+        result = inpainter.remove_detailed(photo, given_face(meta, matrix, masked.shape[0], align_by, framing))
         rows.append({"output": photo_scores(result.image, truth, region), "input": photo_scores(photo, truth, region),
                      "pasted": result.pasted > 0, "faces": len(result.faces)})
     if not rows:

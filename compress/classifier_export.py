@@ -18,14 +18,25 @@ import numpy as np  # noqa: E402
 from mask2face import runs  # noqa: E402
 from mask2face.compress import tflite_metadata  # noqa: E402
 from mask2face.edge_runtime.mask_decision import TASK  # noqa: E402
+from mask2face.edge_runtime.errors import Mask2FaceError  # noqa: E402
 from mask2face.train import mask_classifier as mc  # noqa: E402
+from mask2face.train import pairs  # noqa: E402
 
 TFLITE_NAME = "mask_classifier-int8.tflite"
 
 
-def export(model, rep_images: np.ndarray, out_path: Path, cfg, **extra) -> bytes:
+def pairs_crop_size(data_dir: Path) -> int:
+    """The side of a pairs folder's crops: what the classifier was calibrated on before downscaling."""
+    try:
+        return int(pairs.dataset_info(data_dir)["image_size"])
+    except (OSError, KeyError, ValueError):   # hand-made pairs without dataset.json: the shards say
+        return int(pairs.read_shard(pairs.shard_paths(data_dir, "train")[0])["masked"].shape[1])
+
+
+def export(model, rep_images: np.ndarray, out_path: Path, cfg, framing_from: Path | None = None, **extra) -> bytes:
     """Full-integer int8 .tflite (float32 in and out, like the inpainting exports) with `mask2face` metadata that
-    the runtime reads: task, input size, threshold."""
+    the runtime reads: task, input size, threshold, and the framing of the crops it was trained on (that of the
+    pairs folder `framing_from`; None: the default)."""
     import tensorflow as tf
 
     c = cfg.classifier
@@ -44,7 +55,10 @@ def export(model, rep_images: np.ndarray, out_path: Path, cfg, **extra) -> bytes
     meta = tflite_metadata.build_metadata(
         name="mask_classifier", precision="int8", input_size=(c.input_size, c.input_size),
         output_channels=("mask_probability",), task=TASK, threshold=float(c.threshold),
-        crop="the inpainting model's eye-aligned face crop, area-downscaled to input_size", **extra)
+        crop="an eye-aligned face crop in `framing`, area-downscaled to input_size",
+        framing=pairs.data_framing(framing_from) if framing_from else {"eye_line": 0.37, "eye_distance": 0.30},
+        crop_size=pairs_crop_size(framing_from) if framing_from else 128,
+        **extra)
     content = tflite_metadata.embed(content, meta)
     runs.write_bytes(out_path, content)
     return content
@@ -67,7 +81,11 @@ def cli_main(cfg, args) -> int:
     rep, _ = mc.load_examples(data_dirs, "train", cfg.classifier, limit=200)
     rep = rep[np.random.default_rng(0).permutation(len(rep))[:200]]
     target = out_dir / TFLITE_NAME
-    export(model, rep, target, cfg, config_hash=config_mod.config_hash(cfg.classifier),
+    framings = {json.dumps(pairs.data_framing(d), sort_keys=True) for d in data_dirs}
+    if len(framings) > 1:
+        raise Mask2FaceError(f"the pairs folders {[str(d) for d in data_dirs]} frame their faces differently: "
+                             "train a classifier on folders made with the same data.eye_line and data.eye_distance")
+    export(model, rep, target, cfg, framing_from=data_dirs[0], config_hash=config_mod.config_hash(cfg.classifier),
            temperature=report["temperature"],
            trained_on=[str(d) for d in data_dirs])
     runs.write_manifest(out_dir, stage="classifier", config=config_mod.to_dict(cfg), inputs=[str(d) for d in data_dirs],

@@ -7,14 +7,60 @@ keypoints on real masked photos, where mouth and jaw landmarks are unreliable.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 
-# Where the eye centres land in the crop, as fractions of its side (x, y). The image-left eye comes first
-# (the person's right eye). 0.30 of the side between the eyes leaves room below for the chin (about 1.5 eye
-# distances below the eye line) and above for the forehead.
-CANONICAL_LEFT_EYE = (0.35, 0.37)
-CANONICAL_RIGHT_EYE = (0.65, 0.37)
+
+@dataclass(frozen=True)
+class Framing:
+    """Where the eye centres land in the crop: on a horizontal line `eye_line` of the side from the top, centred,
+    `eye_distance` of the side apart. Each model file says which framing it was trained on (metadata `framing`); the
+    runtime cuts that model's crop with it."""
+    eye_line: float = 0.37
+    eye_distance: float = 0.30
+
+    @property
+    def eyes(self) -> tuple[tuple[float, float], tuple[float, float]]:
+        """(image-left eye, image-right eye) as (x, y) shares of the side."""
+        half = self.eye_distance / 2
+        return (0.5 - half, self.eye_line), (0.5 + half, self.eye_line)
+
+    def to_dict(self) -> dict:
+        return {"eye_line": self.eye_line, "eye_distance": self.eye_distance}
+
+    def from_default_y(self, y: float) -> float:
+        """A height given for the default framing (share of the side) at the same place on the face in this one."""
+        if self == DEFAULT_FRAMING:
+            return y   # exactly: recipes on the default framing keep their bytes
+        return self.eye_line + (y - DEFAULT_FRAMING.eye_line) * self.eye_distance / DEFAULT_FRAMING.eye_distance
+
+
+# The framing of every model through 0.9: the chin sits about 1.9 eye distances below the eye line (dlib's point 8 on
+# LFW, median), 0.94 of the side, so a mask's lower edge, 0.06-0.35 eye distances lower still, runs off the crop's
+# bottom on most faces (benchmarks/results/crop_coverage.md).
+DEFAULT_FRAMING = Framing()
+# Eyes higher and closer: 2.8 eye distances below the eye line fit in the crop, the chin and a mask's lower edge
+# with room for the paste's blend band (the framing of models trained with data.eye_line=0.30 data.eye_distance=0.25).
+WIDE_FRAMING = Framing(eye_line=0.30, eye_distance=0.25)
+CANONICAL_LEFT_EYE, CANONICAL_RIGHT_EYE = DEFAULT_FRAMING.eyes
+
+
+def framing_of(metadata: dict) -> Framing:
+    """The framing a model file's metadata names (`framing`), or the default for files that name none. Raises
+    ValueError for a framing that leaves no face in the crop."""
+    crop = metadata.get("framing") if isinstance(metadata, dict) else None
+    if crop is None:
+        return DEFAULT_FRAMING
+    try:
+        framing = Framing(float(crop["eye_line"]), float(crop["eye_distance"]))
+    except (TypeError, KeyError, ValueError):
+        raise ValueError(f"framing {crop!r} is not {{'eye_line': float, 'eye_distance': float}}") from None
+    if not (0.05 <= framing.eye_line <= 0.7 and 0.05 <= framing.eye_distance <= 0.8):
+        raise ValueError(f"framing {crop!r} puts the eyes outside the face crop (eye_line 0.05-0.7, "
+                         "eye_distance 0.05-0.8 of the side)")
+    return framing
 
 
 def eye_centers_from_68(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -23,10 +69,10 @@ def eye_centers_from_68(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return pts[36:42].mean(axis=0), pts[42:48].mean(axis=0)
 
 
-def similarity_from_eyes(left_eye, right_eye, size: int) -> np.ndarray:
+def similarity_from_eyes(left_eye, right_eye, size: int, framing: Framing = DEFAULT_FRAMING) -> np.ndarray:
     """2x3 float64 matrix mapping image coordinates to the canonical crop of `size` x `size` pixels."""
     src = np.array([left_eye, right_eye], dtype=np.float64)
-    dst = np.array([CANONICAL_LEFT_EYE, CANONICAL_RIGHT_EYE], dtype=np.float64) * size
+    dst = np.array(framing.eyes, dtype=np.float64) * size
     # A similarity transform is fixed by two point pairs: solve with complex numbers z' = a*z + b.
     zs = src[:, 0] + 1j * src[:, 1]
     zd = dst[:, 0] + 1j * dst[:, 1]

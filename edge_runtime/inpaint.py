@@ -68,8 +68,10 @@ class BlendConfig:
     dilate: float = 0.04             # grow the mask: its edge is where the model is least sure
     min_confidence: float = 0.7      # mean probability inside the thresholded mask
     min_area: float = 0.03           # share of the crop a plausible mask covers ...
-    max_area: float = 0.60           # ... (a face mask covers nose, mouth and chin: ~10-35% of the crop)
-    min_centroid_y: float = 0.45     # a mask's centre lies below the eye line (eyes at y = 0.37 of the crop)
+    max_area: float = 0.60           # ... (a face mask covers nose, mouth and chin: ~10-35% of the crop; given for
+                                     # the default framing, scaled by the square of a model's eye distance to it)
+    min_centroid_y: float = 0.45     # a mask's centre lies below the eye line (eyes at y = 0.37 of the crop; for
+                                     # a model framed otherwise, the same place on the face: Framing.from_default_y)
     # A second, optional safety net after the mask decision: paste only where the model would change its masked
     # region by at least this much (mean |restored - input|, 0..1). The inpainting model predicts a "mask" on bare
     # faces too, and changes them less than masked ones. With the shipped classifier it adds almost nothing
@@ -251,6 +253,10 @@ class Inpainter:
         check_image_to_image(model)
         self.model = model
         self.size = h
+        try:
+            self.framing = align.framing_of(model.metadata)
+        except ValueError as exc:
+            raise ModelFileError(f"{model.source}: metadata {exc}; re-export the model with `mask2face export`") from None
         self.detector = detector or FaceDetector(threads=model.threads)
         if not isinstance(blend, BlendConfig):
             unknown = set(blend or {}) - {f.name for f in dataclasses.fields(BlendConfig)}
@@ -267,7 +273,9 @@ class Inpainter:
         self.screening_threshold = self.mask_threshold
         channels = list(model.metadata.get("output_channels", []))
         self.mask_channel = channels.index("mask") if "mask" in channels else None
-        self._template = None if self.mask_channel is not None else _lower_face_template(self.size)
+        self._template = None if self.mask_channel is not None else _lower_face_template(self.size, self.framing)
+        # the area gates are given for the default framing: a face framed wider covers less of the crop
+        self._area_scale = (self.framing.eye_distance / align.DEFAULT_FRAMING.eye_distance) ** 2
 
     @classmethod
     def from_file(cls, path: str | Path | None = None, delegate: str = "cpu", threads: int = 2,
@@ -294,8 +302,9 @@ class Inpainter:
                    mask_classifier)
 
     def describe(self) -> dict:
-        """What runs: the model (file, delegate, threads) and the mask decision (classifier and threshold)."""
-        return {**self.model.describe(), "mask_threshold": self.mask_threshold,
+        """What runs: the model (file, delegate, threads, the crop framing) and the mask decision (classifier and
+        threshold)."""
+        return {**self.model.describe(), "framing": self.framing.to_dict(), "mask_threshold": self.mask_threshold,
                 "mask_classifier": self.classifier.describe() if self.classifier else None}
 
     def remove(self, image: np.ndarray) -> np.ndarray:
@@ -368,7 +377,7 @@ class Inpainter:
             if id(face) in screened:   # declined before its closer look: decided on the crop already scored
                 matrix, crop, report.mask_probability = screened[id(face)]
             else:
-                aligned = aligned_crop(image, face, self.size)
+                aligned = aligned_crop(image, face, self.size, self.framing)
                 if aligned is None:
                     report.reason = "eyes coincide"
                     continue
@@ -376,7 +385,8 @@ class Inpainter:
             if self.classifier is not None:
                 if report.mask_probability is None:
                     t2 = time.perf_counter()
-                    report.mask_probability = self._probability(crop, first_views.get(box_key(face.box), []))
+                    report.mask_probability = self._probability(self._decision_crop(image, face, crop),
+                                                                first_views.get(box_key(face.box), []))
                     result.timings["mask_decision"] += time.perf_counter() - t2
                 p = report.mask_probability
                 if not p >= self.mask_threshold:   # nan (a broken classifier) counts as "no mask"
@@ -385,6 +395,15 @@ class Inpainter:
             jobs.append(_FaceJob(report, matrix, crop))
         result.timings["blending"] += time.perf_counter() - t1 - (result.timings["mask_decision"] - screening)
         return jobs
+
+    def _decision_crop(self, image: np.ndarray, face: Face, crop: np.ndarray) -> np.ndarray:
+        """The face as the classifier was calibrated to see it: the model's crop where both share a framing and a
+        crop size, else the face cut again in the classifier's framing at its crop size (a model framed wider or
+        working at another size than the classifier's training pairs)."""
+        c = self.classifier
+        if c.framing == self.framing and c.crop_size == self.size:
+            return crop
+        return aligned_crop(image, face, c.crop_size, c.framing)[1]
 
     def _probability(self, crop: np.ndarray, first_views: list[float]) -> float:
         """The face's mask probability: the classifier on its aligned crop, or with `BlendConfig.mirror_views` the
@@ -407,14 +426,15 @@ class Inpainter:
 
         def worth_refining(face: Face) -> bool:
             t0 = time.perf_counter()
-            aligned = aligned_crop(result.image, face, self.size)
+            aligned = aligned_crop(result.image, face, self.size, self.framing)
             if aligned is None:
                 return True   # _crops says why
             matrix, crop = aligned
-            p = self.classifier.probability(crop)
+            seen = self._decision_crop(result.image, face, crop)
+            p = self.classifier.probability(seen)
             refine = p >= self.blend.refine_min_probability
             if refine and self.blend.mirror_views:
-                first_views[box_key(face.box)] = [p, self.classifier.probability(crop, mirrored=True)]
+                first_views[box_key(face.box)] = [p, self.classifier.probability(seen, mirrored=True)]
             elif not refine:
                 screened[id(face)] = (matrix, crop, p)
             result.timings["mask_decision"] += time.perf_counter() - t0
@@ -472,9 +492,9 @@ class Inpainter:
         report.change = float(change.mean())
         if report.mask_confidence < cfg.min_confidence:
             report.reason = f"weak mask (confidence {report.mask_confidence:.2f} < {cfg.min_confidence})"
-        elif not cfg.min_area <= area <= cfg.max_area:
+        elif not cfg.min_area * self._area_scale <= area <= cfg.max_area:
             report.reason = f"implausible mask area ({area:.0%} of the face crop)"
-        elif report.mask_centroid_y < cfg.min_centroid_y:
+        elif report.mask_centroid_y < self.framing.from_default_y(cfg.min_centroid_y):
             report.reason = f"implausible mask position (centre at {report.mask_centroid_y:.2f} of the crop height)"
         elif report.change < cfg.min_change:
             report.reason = f"no mask visible (the model would change the region by {report.change:.3f} < {cfg.min_change})"
@@ -489,11 +509,12 @@ def box_key(box) -> tuple:
     return tuple(round(float(v), 3) for v in box)
 
 
-def aligned_crop(image: np.ndarray, face: Face, size: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """(similarity matrix, the size x size training crop) of `face` in `image`, aligned on its corrected eyes;
-    None where the eyes coincide."""
+def aligned_crop(image: np.ndarray, face: Face, size: int, framing: align.Framing = align.DEFAULT_FRAMING
+                 ) -> tuple[np.ndarray, np.ndarray] | None:
+    """(similarity matrix, the size x size training crop in `framing`) of `face` in `image`, aligned on its
+    corrected eyes; None where the eyes coincide."""
     try:
-        matrix = align.similarity_from_eyes(*face.eyes(), size)
+        matrix = align.similarity_from_eyes(*face.eyes(), size, framing)
     except ValueError:
         return None
     return matrix, align.crop(image, matrix, size)
@@ -576,8 +597,11 @@ def _paste_roi(out: np.ndarray, crop_rgb: np.ndarray, crop_alpha: np.ndarray, ma
     np.maximum(total_alpha[y0:y1, x0:x1], alpha, out=total_alpha[y0:y1, x0:x1])
 
 
-def _lower_face_template(size: int) -> np.ndarray:
-    """Feathered ellipse over nose, mouth and chin in the canonical crop (eyes at y = 0.37)."""
+def _lower_face_template(size: int, framing: align.Framing = align.DEFAULT_FRAMING) -> np.ndarray:
+    """Feathered ellipse over nose, mouth and chin in the crop (given for eyes at y = 0.37, 0.3 apart; scaled to
+    `framing`)."""
     m = np.zeros((size, size), np.float32)
-    cv2.ellipse(m, (size // 2, int(0.72 * size)), (int(0.30 * size), int(0.26 * size)), 0, 0, 360, 1.0, -1)
+    k = framing.eye_distance / align.DEFAULT_FRAMING.eye_distance
+    cv2.ellipse(m, (size // 2, int(framing.from_default_y(0.72) * size)), (int(0.30 * k * size), int(0.26 * k * size)),
+                0, 0, 360, 1.0, -1)
     return cv2.GaussianBlur(m, (0, 0), max(0.5, 0.03 * size))

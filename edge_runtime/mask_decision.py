@@ -21,6 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from . import align
 from .errors import ModelFileError
 from .model import Model
 
@@ -50,6 +51,18 @@ class MaskClassifier:
                                  "one made by `mask2face classifier` maps (1, S, S, 3) to one mask probability)")
         self.model = model
         self.size = h
+        try:   # the classifier's own crop framing (files without one: the default's, on which it was trained)
+            self.framing = align.framing_of(model.metadata)
+        except ValueError as exc:
+            raise ModelFileError(f"{model.source}: metadata {exc}") from None
+        # The side of the aligned crop it was calibrated on before downscaling (its training pairs'): files without
+        # the field were trained on 128² pairs. A face is cut at this size for it when the inpainting model's crop
+        # differs in size or framing, so the decision does not depend on the inpainting model.
+        crop_size = model.metadata.get("crop_size", 128)
+        if not isinstance(crop_size, int) or isinstance(crop_size, bool) or not h <= crop_size <= 1024:
+            raise ModelFileError(f"{model.source}: metadata crop_size {crop_size!r} is not a crop side in pixels "
+                                 f"({h}-1024); export the classifier again with `mask2face classifier --export-only`")
+        self.crop_size = crop_size
         threshold = model.metadata.get("threshold", 0.5)
         if not isinstance(threshold, (int, float)) or not 0.0 <= float(threshold) <= 1.0:
             raise ModelFileError(f"{model.source}: metadata threshold {threshold!r} is not a probability; "

@@ -18,8 +18,9 @@ from . import align, centerface, detect
 from .inpaint import BlendConfig
 
 # 2: the BlazeFace-only cascade ("blazeface"); 3: blend.refine_min_probability (bare faces decided before the
-# detector's closer look); 4: blend.mirror_views (the decision's geometric mean over the face's crops and their mirrors)
-SPEC_VERSION = 4
+# detector's closer look); 4: blend.mirror_views (the decision's geometric mean over the face's crops and their mirrors);
+# 5: crop.framing (a model file's own framing replaces the canonical eyes; min_centroid_y follows it)
+SPEC_VERSION = 5
 
 
 def _ssd(model: str, opts: "detect.SsdOptions") -> dict:
@@ -35,6 +36,11 @@ def runtime_spec(blend: BlendConfig = BlendConfig()) -> dict:
             "canonical_right_eye": list(align.CANONICAL_RIGHT_EYE),
             "interpolation": "bilinear",
             "border": "reflect101",
+            # align.framing_of: each model is cut in its own framing, the classifier's too (it may differ from the
+            # inpainter's: then the face is cut twice); blend.min_centroid_y is given for the default framing
+            "framing": "a model's metadata `framing` {eye_line: y, eye_distance: d} puts the eyes at (0.5 - d/2, y) "
+                       "and (0.5 + d/2, y) instead; min_centroid_y then becomes y + (min_centroid_y - 0.37) * d / 0.3, "
+                       "min_area and max_area are multiplied by (d / 0.3)^2",
         },
         "centerface": {
             "threshold": detect.CENTERFACE_THRESHOLD,

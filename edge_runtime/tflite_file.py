@@ -551,6 +551,13 @@ def _is_digest(v) -> bool:
     return isinstance(v, str) and len(v) == 64 and all(c in "0123456789abcdef" for c in v)
 
 
+def _is_framing(v) -> bool:
+    """align.framing_of accepts it: the eyes' height and distance as shares of the crop side, inside the crop."""
+    def share(x, low, high):
+        return isinstance(x, (int, float)) and not isinstance(x, bool) and low <= x <= high
+    return isinstance(v, dict) and share(v.get("eye_line"), 0.05, 0.7) and share(v.get("eye_distance"), 0.05, 0.8)
+
+
 # Field -> (test, what it must be): the runtime computes with these, so a wrong type is a damaged file, not a
 # TypeError in the middle of a photo. Fields not listed (and future ones) are free.
 METADATA_FIELDS = {
@@ -566,6 +573,7 @@ METADATA_FIELDS = {
     "input_quantization": (_is_quantization, "null or {scale > 0, zero_point}"),
     "output_quantization": (_is_quantization, "null or {scale > 0, zero_point}"),
     "rgb_blended_by_mask": (lambda v: v is None or isinstance(v, bool), "true or false"),
+    "framing": (lambda v: v is None or _is_framing(v), '{"eye_line": 0.05-0.7, "eye_distance": 0.05-0.8}'),
     DIGEST_FIELD: (_is_digest, "64 lowercase hex digits"),
 }
 

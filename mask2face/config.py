@@ -41,6 +41,8 @@ class DataConfig:
     crop_jitter: float = 0.04            # random scale/shift of the aligned crop, so the runtime's detector-
                                          # based alignment (eyes only) is inside the training distribution
     detector: str = "cascade"            # "hog" | "cascade" (HOG, then padded HOG, then BlazeFace, then MMOD CNN)
+    eye_line: float = 0.37               # the crop's framing (edge_runtime.align.Framing): the eyes' height and
+    eye_distance: float = 0.30           # distance, shares of the side; export writes them into the model file
 
 
 @dataclass(frozen=True)
@@ -217,7 +219,8 @@ def _smoke() -> Config:
     """Tiny images and models: the whole pipeline in seconds. Used by the tests; reaches nothing useful."""
     return Config(
         preset="smoke",
-        data=DataConfig(image_size=32, test_size=4, shard_size=8, max_faces=24, workers=1, detector="hog"),
+        data=DataConfig(image_size=32, test_size=4, shard_size=8, max_faces=24, workers=1, detector="hog",
+                        eye_line=0.30, eye_distance=0.25),   # align.WIDE_FRAMING, so the tests run it end to end
         teacher=ModelConfig(filters=(8, 16, 16), kernels=(3, 3, 3)),
         train=TrainConfig(epochs=2, batch_size=4, learning_rate=3e-3, steps_per_epoch=0),
         distill=DistillConfig(student=ModelConfig(arch="unet_mobile", filters=(4, 8, 8), kernels=(3, 3, 3),
@@ -387,7 +390,7 @@ def _paper() -> Config:
     About 3 s per image forward in fp32 on one CPU core: not for CPU training."""
     return Config(
         preset="paper",
-        data=DataConfig(image_size=256, test_size=1000),
+        data=DataConfig(image_size=256, test_size=1000, eye_line=0.30, eye_distance=0.25),   # the whole mask in the crop
         teacher=ModelConfig(arch="unet_resnet", filters=(64, 128, 128, 256, 256, 512), kernels=(7, 7, 7, 3, 3, 3)),
         train=TrainConfig(loss="ssim_l1", epochs=20, batch_size=12, learning_rate=1e-3),
         distill=DistillConfig(student=ModelConfig(arch="unet_mobile", filters=(16, 32, 48, 64, 96),
@@ -574,7 +577,7 @@ def from_dict(data: dict) -> Config:
 # Fields added after runs, checkpoints and exports already existed, with the value that means "as before". At that
 # value they are left out of config hashes and training run keys (train.checkpoints.run_key), so upgrading mask2face neither
 # refuses to resume an older run nor changes the hash its exported files carry.
-FIELDS_ADDED_LATER = {"mask_grow": 0.0, "start_from": "", "worn_mask_share": 0.0, "reshape_share": 0.0, "grey_share": 0.15,
+FIELDS_ADDED_LATER = {"eye_line": 0.37, "eye_distance": 0.30, "mask_grow": 0.0, "start_from": "", "worn_mask_share": 0.0, "reshape_share": 0.0, "grey_share": 0.15,
                       "fit_share": 0.0, "relief_share": 0.0, "members": [], "distill_from": "teacher",
                       "adversarial": json.loads(json.dumps(dataclasses.asdict(AdversarialConfig()))),
                       "classifier": json.loads(json.dumps(dataclasses.asdict(ClassifierConfig())))}

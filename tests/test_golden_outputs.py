@@ -20,25 +20,35 @@ GOLDEN = Path(__file__).resolve().parent / "data" / "golden_astronaut.npz"
 EYES = (np.array([203.70359114, 102.11569414]), np.array([245.71236024, 103.57797677]))
 
 
-def outputs() -> dict[str, np.ndarray]:
+def framed_astronaut(size: int, framing) -> tuple[np.ndarray, np.ndarray]:
+    """(the astronaut's crop, the same wearing the polygon) in `framing`: the polygon is given in the default
+    framing's 128² crop and drawn at the same place on the face."""
     from skimage import data
 
     from mask2face.edge_runtime import align
+    crop = align.crop(data.astronaut(), align.similarity_from_eyes(*EYES, size, framing), size)
+    masked = crop.copy()
+    pts = np.array([[30, 62], [98, 62], [92, 104], [64, 118], [36, 104]], np.float64) / 128
+    k = framing.eye_distance / align.DEFAULT_FRAMING.eye_distance
+    pts[:, 0] = 0.5 + (pts[:, 0] - 0.5) * k
+    pts[:, 1] = [framing.from_default_y(y) for y in pts[:, 1]]
+    cv2.fillPoly(masked, [(pts * size).astype(np.int32)], (150, 200, 235))
+    return crop, masked
+
+
+def outputs() -> dict[str, np.ndarray]:
     from mask2face.edge_runtime.inpaint import Inpainter, harmonized, model_blend
     inpainter = Inpainter.from_file(None, threads=1)
-    size = inpainter.size
-    crop = align.crop(data.astronaut(), align.similarity_from_eyes(*EYES, size), size)
-    masked = crop.copy()
-    s = size / 128
-    poly = (np.array([[30, 62], [98, 62], [92, 104], [64, 118], [36, 104]]) * s).astype(np.int32)
-    cv2.fillPoly(masked, [poly], (150, 200, 235))
+    _, masked = framed_astronaut(inpainter.size, inpainter.framing)
     pred = inpainter.model.run(masked[None].astype(np.float32) / 255.0)[0]
     patch = harmonized(pred[..., :3], masked.astype(np.float32) / 255.0, pred[..., 3], model_blend(inpainter.model))
+    # the classifier sees the face in its own framing
+    bare, worn = framed_astronaut(inpainter.size, inpainter.classifier.framing)
     return {"masked": masked, "rgb": np.round(pred[..., :3] * 255).astype(np.uint8),
             "mask": np.round(pred[..., 3] * 255).astype(np.uint8),
             "patch": np.round(np.clip(patch, 0, 1) * 255).astype(np.uint8),
-            "probability": np.array([inpainter.classifier.probability(masked),
-                                     inpainter.classifier.probability(crop)], np.float32)}
+            "probability": np.array([inpainter.classifier.probability(worn),
+                                     inpainter.classifier.probability(bare)], np.float32)}
 
 
 def test_the_shipped_files_give_their_golden_outputs():

@@ -109,9 +109,11 @@ def test_roi_paste_matches_align_paste_back():
 
 def _bare_inpainter(size=32, **blend):
     """An Inpainter with only what _alpha reads: the blending decision tested without a model."""
+    from mask2face.edge_runtime.align import DEFAULT_FRAMING
     from mask2face.edge_runtime.inpaint import BlendConfig, Inpainter
     inp = Inpainter.__new__(Inpainter)
     inp.size, inp.blend, inp.mask_channel, inp._template = size, BlendConfig(**blend), 3, None
+    inp.framing, inp._area_scale = DEFAULT_FRAMING, 1.0
     return inp
 
 

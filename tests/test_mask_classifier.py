@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from mask2face import config
+from mask2face.edge_runtime import align
 from mask2face.train import pairs
 from mask2face.compress import classifier_export
 from mask2face.train import mask_classifier as mc
@@ -164,6 +165,8 @@ def test_a_smoke_classifier_trains_exports_and_matches_its_keras_model(tmp_path)
     from mask2face.edge_runtime.mask_decision import MaskClassifier
     clf = MaskClassifier.from_file(out / classifier_export.TFLITE_NAME, threads=1)
     assert clf.threshold == 0.4 and clf.size == 16
+    # hand-made pairs without dataset.json: the default framing, the shards' crop size
+    assert clf.framing == align.DEFAULT_FRAMING and clf.crop_size == 32
     assert clf.model.metadata["config_hash"] == config.config_hash(
         config.load("smoke", ["classifier.threshold=0.4"]).classifier)
     import tf_keras as keras

@@ -49,6 +49,9 @@ def test_pipeline_smoke_then_remove(tmp_path):
     from mask2face.edge_runtime import tflite_file
     meta = json.loads(tflite_file.read(run / "export" / "student-qat-int8.tflite").metadata["mask2face"])
     assert meta["input_size"] == [32, 32] and meta["output_channels"] == ["r", "g", "b", "mask"]
+    # the framing the pairs were made in (the smoke preset's: align.WIDE_FRAMING) travels with the model file
+    assert meta["framing"] == {"eye_line": 0.30, "eye_distance": 0.25}
+    assert json.loads((run / "data" / "dataset.json").read_text())["config"]["eye_line"] == 0.30
 
     # The benchmark table was made from rows, one per artifact.
     rows = [json.loads(line) for line in (run / "bench" / "rows.jsonl").read_text().splitlines()]

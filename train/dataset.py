@@ -135,7 +135,8 @@ def make_pair(src: Source, data_cfg, cache, stats: dict) -> tuple[dict | None, s
     rng = np.random.default_rng(seed)
     size = data_cfg.image_size
     try:
-        matrix = align.similarity_from_eyes(*align.eye_centers_from_68(det.landmarks), size)
+        matrix = align.similarity_from_eyes(*align.eye_centers_from_68(det.landmarks), size,
+                                            align.Framing(data_cfg.eye_line, data_cfg.eye_distance))
     except ValueError:
         return None, "bad-landmarks"
     matrix = align.jitter(matrix, size, data_cfg.crop_jitter, rng)

@@ -29,6 +29,7 @@ import numpy as np
 
 from mask2face import runs
 from mask2face.train import metrics, pairs
+from mask2face.edge_runtime.align import DEFAULT_FRAMING, Framing
 from mask2face.edge_runtime.errors import Mask2FaceError, ModelFileError
 
 SAME_PERSON = 0.6           # dlib's documented threshold for the face-recognition ResNet
@@ -100,12 +101,17 @@ class IdentityEmbedder:
         self.shape = dlib.shape_predictor(frm.pose_predictor_five_point_model_location())
         self.net = dlib.face_recognition_model_v1(frm.face_recognition_model_location())
 
-    def landmarks(self, img_u8: np.ndarray):
+    def landmarks(self, img_u8: np.ndarray, framing: Framing = DEFAULT_FRAMING):
         s = img_u8.shape[0]
         # A box like dlib's HOG detector gives for a face whose eyes sit at (0.35, 0.37) and (0.65, 0.37):
-        # about 2.2 eye distances wide, its top a little above the eyebrows.
-        lo, hi = int(round(0.175 * s)), int(round(0.825 * s))
-        return self.shape(img_u8, self.dlib.rectangle(lo, lo + int(0.03 * s), hi, hi + int(0.03 * s)))
+        # about 2.2 eye distances wide, its top a little above the eyebrows; the same box on the face in `framing`.
+        if framing == DEFAULT_FRAMING:
+            lo, hi = int(round(0.175 * s)), int(round(0.825 * s))
+            return self.shape(img_u8, self.dlib.rectangle(lo, lo + int(0.03 * s), hi, hi + int(0.03 * s)))
+        k = framing.eye_distance / DEFAULT_FRAMING.eye_distance
+        x0, x1 = (int(round((0.5 + (x - 0.5) * k) * s)) for x in (0.175, 0.825))
+        y0, y1 = (int(round(framing.from_default_y(y) * s)) for y in (0.205, 0.855))
+        return self.shape(img_u8, self.dlib.rectangle(x0, y0, x1, y1))
 
     def embed(self, img_u8: np.ndarray, shape) -> np.ndarray:
         return np.asarray(self.net.compute_face_descriptor(np.ascontiguousarray(img_u8), shape, 0))
@@ -155,6 +161,7 @@ def evaluate(model_path: Path, data_dir: Path, split: str = "test", limit: int |
                              f"{size}x{size}: evaluate on pairs of the model's size (mask2face data "
                              f"data.image_size={info['input_size'][0]})")
     embedder = IdentityEmbedder() if identity else None
+    framing = Framing(**pairs.data_framing(data_dir))
     rows = {v: [] for v in VARIANTS}
     dists = {v: [] for v in VARIANTS}
     embeddings = {v: [] for v in ("truth",) + tuple(VARIANTS)}
@@ -188,7 +195,7 @@ def evaluate(model_path: Path, data_dir: Path, split: str = "test", limit: int |
                 union = np.logical_or(pm, tmask).sum()
                 mask_iou.append(float(np.logical_and(pm, tmask).sum() / union) if union else 1.0)
             if embedder is not None:
-                shape = embedder.landmarks(truth)
+                shape = embedder.landmarks(truth, framing)
                 ref = embedder.embed(truth, shape)
                 embeddings["truth"].append(ref)
                 for name, img in variants.items():

@@ -15,6 +15,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from mask2face.edge_runtime import align  # noqa: E402
 from mask2face.edge_runtime.errors import Mask2FaceError  # noqa: E402
 from mask2face.train import pairs  # noqa: E402
 from mask2face.train.mask_styles import restyled  # noqa: E402
@@ -86,6 +87,9 @@ class PairsInput:
                  arrays: dict[str, np.ndarray] | None = None, bare_share: float = 0.0, degrade: float = 0.0,
                  mask_grow: float = 0.0, worn_mask_share: float = 0.0):
         self.arrays = arrays if arrays is not None else _load_arrays(Path(data_dir), split, limit)
+        # the worn masks are drawn where the crop's framing puts the lower face
+        self.framing = (align.Framing(**pairs.data_framing(Path(data_dir))) if data_dir is not None
+                        and (Path(data_dir) / "dataset.json").is_file() else align.DEFAULT_FRAMING)
         self.split, self.batch_size, self.flip, self.shuffle, self.seed = split, int(batch_size), flip, shuffle, seed
         if not 0.0 <= bare_share < 1.0:
             raise DataError(f"bare_share={bare_share}: expected a share in [0, 1)")
@@ -159,7 +163,7 @@ class PairsInput:
             # the mask restyled as a worn one over the same face: the RGB targets stay, the mask target is what
             # now covers the face (half of them worn higher and wider)
             rng = np.random.default_rng([int(self.seed), int(idx[i]), int(code[i]) >> 24])
-            x[i], y[i, ..., 3] = restyled(x[i], y[i, ..., :3], y[i, ..., 3], rng, reshape=0.5)
+            x[i], y[i, ..., 3] = restyled(x[i], y[i, ..., :3], y[i, ..., 3], rng, reshape=0.5, framing=self.framing)
         xf = x.astype(np.float32) * np.float32(1 / 255)
         yf = y.astype(np.float32) * np.float32(1 / 255)
         yf[..., 3] = y[..., 3] * self._mask_scale

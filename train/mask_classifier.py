@@ -45,6 +45,7 @@ from mask2face import runs  # noqa: E402
 from mask2face.train import pairs  # noqa: E402
 from mask2face.train.mask_styles import restyle_mask  # noqa: E402
 from mask2face.train.checkpoints import save_model  # noqa: E402
+from mask2face.edge_runtime.align import DEFAULT_FRAMING, Framing  # noqa: E402
 from mask2face.edge_runtime.errors import Mask2FaceError  # noqa: E402
 
 SPLITS = ("train", "val", "test")
@@ -73,20 +74,23 @@ def shifted_mask(masked: np.ndarray, clean: np.ndarray, mask: np.ndarray, dy: in
     return out
 
 
-def examples_from_pairs(pair: dict[str, np.ndarray], cfg, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def examples_from_pairs(pair: dict[str, np.ndarray], cfg, rng: np.random.Generator,
+                        framing: Framing = DEFAULT_FRAMING) -> tuple[np.ndarray, np.ndarray]:
     """(images (2N, size, size, 3) uint8, labels (2N,) float32) from one split's pairs: each pair gives its masked
-    face (label 1) and its bare face (label 0), some with the mask moved (see the module docstring)."""
+    face (label 1) and its bare face (label 0), some with the mask moved (see the module docstring). Distances are
+    given for the default framing and scaled to the pairs' `framing`."""
     masked, clean, mask = pair["masked"], pair["clean"], pair["mask"]
     s = masked.shape[1]
+    k = framing.eye_distance / DEFAULT_FRAMING.eye_distance
     pos, neg = masked.copy(), clean.copy()
     for i in range(len(masked)):
         if rng.random() < cfg.restyle_share:
             pos[i] = restyle_mask(masked[i], clean[i], mask[i], rng, cfg.reshape_share, cfg.fit_share,
-                                  cfg.relief_share)
+                                  cfg.relief_share, framing)
         if rng.random() < cfg.low_mask_share:
-            pos[i] = shifted_mask(pos[i], clean[i], mask[i], int(rng.uniform(0.05, 0.11) * s))
+            pos[i] = shifted_mask(pos[i], clean[i], mask[i], int(rng.uniform(0.05, 0.11) * s * k))
         if rng.random() < cfg.below_chin_share:
-            neg[i] = shifted_mask(masked[i], clean[i], mask[i], int(rng.uniform(0.24, 0.36) * s))
+            neg[i] = shifted_mask(masked[i], clean[i], mask[i], int(rng.uniform(0.24, 0.36) * s * k))
     images = np.concatenate([downscale(pos, cfg.input_size), downscale(neg, cfg.input_size)])
     labels = np.concatenate([np.ones(len(pos), np.float32), np.zeros(len(neg), np.float32)])
     return images, labels
@@ -98,7 +102,8 @@ def load_examples(data_dirs: list[Path], split: str, cfg, limit: int = 0) -> tup
         if not pairs.shard_paths(d, split):
             continue
         rng = np.random.default_rng([cfg.seed, i, SPLITS.index(split)])
-        x, y = examples_from_pairs(pairs.load_split(d, split, limit or None), cfg, rng)
+        x, y = examples_from_pairs(pairs.load_split(d, split, limit or None), cfg, rng,
+                                   Framing(**pairs.data_framing(d)))
         images.append(x)
         labels.append(y)
     if not images:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from mask2face.edge_runtime.align import DEFAULT_FRAMING, Framing
+
 
 # Colours of real masks (RGB): black, charcoal, white, light grey, surgical blue and green, navy, pink, beige, khaki.
 MASK_PALETTE = np.array([(25, 25, 28), (60, 60, 66), (235, 235, 232), (185, 188, 192), (150, 195, 225),
@@ -18,35 +20,39 @@ MASK_PALETTE = np.array([(25, 25, 28), (60, 60, 66), (235, 235, 232), (185, 188,
                         np.float32)
 
 
-def worn_region(inside: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def worn_region(inside: np.ndarray, rng: np.random.Generator, framing: Framing = DEFAULT_FRAMING) -> np.ndarray:
     """The generator's mask region (uint8 0/1, (S, S)) as real masks are worn: pulled up toward the eyes (the raised
     part stops at 0.42 of the crop, the grow below may add up to 5/128 more: the eyes sit at 0.37), wider over the
     cheeks, a little larger or smaller. The generator fits its masks to the landmarks; real ones ride higher and
     stand off the face, and a classifier that knows only the generator's outline scores many real surgical and KN95
-    masks as bare."""
+    masks as bare. Distances are given for the default framing and scaled to `framing`'s face size."""
     s = inside.shape[0]
+    scale = framing.eye_distance / DEFAULT_FRAMING.eye_distance
     out = inside.copy()
-    up = int(rng.uniform(0.0, 0.08) * s)
+    up = int(rng.uniform(0.0, 0.08) * s * scale)
     if up:
         raised = np.zeros_like(out)
         raised[:-up] = out[up:]
-        raised[:int(0.42 * s)] = 0
+        raised[:int(framing.from_default_y(0.42) * s)] = 0
         out |= raised
-    wide = int(rng.uniform(0.0, 0.06) * s)
+    wide = int(rng.uniform(0.0, 0.06) * s * scale)
     if wide:
         out = cv2.dilate(out, np.ones((1, 2 * wide + 1), np.uint8))
     return resized(out, int(rng.integers(-2, 6)) * s // 128)
 
 
-def fitted_region(inside: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def fitted_region(inside: np.ndarray, rng: np.random.Generator, framing: Framing = DEFAULT_FRAMING) -> np.ndarray:
     """The region cut to the lower face: inside an ellipse around the mouth (in the aligned crop, the eyes at 0.37
     of the side and 0.3 apart) about as wide as the cheeks and ending at the chin. The generator's masks and the worn
     ones reach the crop's sides and bottom; a surgical mask of the right size leaves the cheeks' edges, the jaw's
     outline and the neck in view, and a classifier that never saw one scores it as bare."""
     s = inside.shape[0]
+    scale = framing.eye_distance / DEFAULT_FRAMING.eye_distance
     ellipse = np.zeros_like(inside)
-    centre = (int(round(s * rng.uniform(0.47, 0.53))), int(round(s * rng.uniform(0.62, 0.68))))
-    axes = (int(round(s * rng.uniform(0.25, 0.33))), int(round(s * rng.uniform(0.20, 0.26))))
+    x = rng.uniform(0.47, 0.53)
+    centre = (int(round(s * (x if scale == 1 else 0.5 + (x - 0.5) * scale))),
+              int(round(s * framing.from_default_y(rng.uniform(0.62, 0.68)))))
+    axes = (int(round(s * rng.uniform(0.25, 0.33) * scale)), int(round(s * rng.uniform(0.20, 0.26) * scale)))
     cv2.ellipse(ellipse, centre, axes, rng.uniform(-8, 8), 0, 360, 1, -1)
     out = inside & ellipse
     return out if out.sum() >= 16 else inside
@@ -127,13 +133,15 @@ def graphic_print(s: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndar
 
 
 def restyle_mask(masked: np.ndarray, clean: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
-                 reshape: float = 0.0, fit: float = 0.0, relief: float = 0.0) -> np.ndarray:
+                 reshape: float = 0.0, fit: float = 0.0, relief: float = 0.0,
+                 framing: Framing = DEFAULT_FRAMING) -> np.ndarray:
     """The worn-looking masked face alone (`restyled` without its region)."""
-    return restyled(masked, clean, mask, rng, reshape, fit, relief)[0]
+    return restyled(masked, clean, mask, rng, reshape, fit, relief, framing)[0]
 
 
 def restyled(masked: np.ndarray, clean: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
-             reshape: float = 0.0, fit: float = 0.0, relief: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+             reshape: float = 0.0, fit: float = 0.0, relief: float = 0.0,
+             framing: Framing = DEFAULT_FRAMING) -> tuple[np.ndarray, np.ndarray]:
     """The generator's flat, crisp mask made to look worn: for a `reshape` share worn higher and wider
     (`worn_region`), otherwise a little larger or smaller; a real mask's colour (or its own), the face's own light
     and shade under it, sometimes folds, a print or a graphic, fabric noise and a soft edge. Real masks are shaded
@@ -144,12 +152,12 @@ def restyled(masked: np.ndarray, clean: np.ndarray, mask: np.ndarray, rng: np.ra
     s = masked.shape[0]
     reshaped = reshape > 0 and rng.random() < reshape   # no draw at 0: the recipe without it stays bit-exact
     if reshaped:
-        inside = worn_region(inside, rng)
+        inside = worn_region(inside, rng, framing)
     else:
         inside = resized(inside, int(rng.integers(-2, 6)) * s // 128)
     fitted = fit > 0 and rng.random() < fit   # no draw at 0, as for reshape
     if fitted:
-        inside = fitted_region(inside, rng)
+        inside = fitted_region(inside, rng, framing)
     inside = inside.astype(np.float32)
     # A worn region reaches past the generator's mask, where no mask pixel gives a colour or a fold: the colour and
     # folds come from the drawn mask alone. Without reshaping they come from the resized region, skin included, as

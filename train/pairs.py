@@ -100,6 +100,18 @@ def dataset_info(data_dir: Path) -> dict:
     return json.loads((Path(data_dir) / "dataset.json").read_text())
 
 
+def data_framing(data_dir: Path) -> dict:
+    """The crop framing of a pairs folder ({"eye_line", "eye_distance"}, edge_runtime.align.Framing's fields): what
+    `mask2face data` was told (data.eye_line, data.eye_distance; folders made before those existed hold the default
+    0.37 / 0.30, as do folders without dataset.json), or what a merged folder records."""
+    path = Path(data_dir) / "dataset.json"
+    info = json.loads(path.read_text()) if path.is_file() else {}   # hand-made pairs: the default framing
+    if "crop" in info:
+        return dict(info["crop"])
+    made_with = info.get("config", {})
+    return {"eye_line": float(made_with.get("eye_line", 0.37)), "eye_distance": float(made_with.get("eye_distance", 0.30))}
+
+
 def merge(out_dir: Path, train_from: list[Path], eval_from: Path) -> dict:
     """A pairs folder whose train split is the train splits of `train_from` (in that order, shards renumbered) and
     whose val and test splits are `eval_from`'s: train a model on several face sets while it is still chosen and
@@ -115,7 +127,7 @@ def merge(out_dir: Path, train_from: list[Path], eval_from: Path) -> dict:
         raise Mask2FaceError(f"{out_dir} is not empty: merge into a new folder")
     # Every input is checked before the first link, so a refused merge leaves no half-made folder behind.
     plan: list[tuple[Path, Path]] = []
-    sizes, counts = set(), {split: 0 for split in SPLITS}
+    sizes, framings, counts = set(), set(), {split: 0 for split in SPLITS}
     sources = {split: [str(Path(d).resolve()) for d in (train_from if split == "train" else [eval_from])]
                for split in SPLITS}
     for split in SPLITS:
@@ -125,6 +137,7 @@ def merge(out_dir: Path, train_from: list[Path], eval_from: Path) -> dict:
             if not found or not (Path(data_dir) / "dataset.json").is_file():
                 raise Mask2FaceError(f"no {split} pairs in {data_dir}: make it with `mask2face data` first")
             sizes.add(int(dataset_info(data_dir).get("image_size", 0)))
+            framings.add(tuple(sorted(data_framing(data_dir).items())))
             shards += found
         for index, shard in enumerate(shards):
             counts[split] += len(read_meta(shard))
@@ -133,13 +146,16 @@ def merge(out_dir: Path, train_from: list[Path], eval_from: Path) -> dict:
     if len(sizes) != 1:
         raise Mask2FaceError(f"the pairs folders have crops of different sizes {sorted(sizes)}: merge folders made "
                              "with the same data.image_size")
+    if len(framings) != 1:
+        raise Mask2FaceError(f"the pairs folders frame their faces differently {[dict(f) for f in sorted(framings)]}: "
+                             "merge folders made with the same data.eye_line and data.eye_distance")
     for src, dst in plan:
         dst.parent.mkdir(parents=True, exist_ok=True)
         try:
             os.symlink(src.resolve(), dst)
         except OSError:   # no links on this file system
             shutil.copyfile(src, dst)
-    info = {"image_size": sizes.pop(), "counts": counts, "pairs": sum(counts.values()), "merged_from": sources}
+    info = {"image_size": sizes.pop(), "crop": dict(framings.pop()), "counts": counts, "pairs": sum(counts.values()), "merged_from": sources}
     write_json(out_dir / "dataset.json", info)
     return info
 

@@ -66,6 +66,27 @@ export function boxIou(a, b) {
   return union > 0 ? (w * h) / union : 0;
 }
 
+// align.framing_of + Framing.eyes: the crop settings for a model whose metadata names a `framing` (the eyes' height
+// and distance as shares of the side); the runtime spec's canonical eyes (the default framing) where it names none.
+export function framedCrop(crop, framing) {
+  if (!framing) return crop;
+  const half = framing.eye_distance / 2;
+  return {...crop, canonical_left_eye: [0.5 - half, framing.eye_line], canonical_right_eye: [0.5 + half, framing.eye_line]};
+}
+
+// Framing.from_default_y: a height given for the default framing (eyes at 0.37, 0.3 apart) at the same place on the
+// face in `crop`'s framing.
+export function fromDefaultY(crop, y) {
+  const eyeLine = crop.canonical_left_eye[1], distance = crop.canonical_right_eye[0] - crop.canonical_left_eye[0];
+  return eyeLine === 0.37 && Math.abs(distance - 0.3) < 1e-12 ? y : eyeLine + (y - 0.37) * distance / 0.3;
+}
+
+// Inpainter._area_scale: the area gates are given for the default framing; a face framed wider covers less of the crop.
+export function areaScale(crop) {
+  const distance = crop.canonical_right_eye[0] - crop.canonical_left_eye[0];
+  return Math.abs(distance - 0.3) < 1e-12 ? 1 : (distance / 0.3) ** 2;
+}
+
 // align.similarity_from_eyes: the 2x3 matrix photo -> canonical crop of `size` px.
 export function similarityFromEyes(left, right, size, crop) {
   const [sx0, sy0] = left, [sx1, sy1] = right;
@@ -260,6 +281,9 @@ export class Remover {
     r.channels = r.inpainter.metadata.output_channels;
     r.maskChannel = r.channels.indexOf('mask');
     r.maskThreshold = r.classifier.metadata.threshold;
+    // Each model's own framing: the inpainter's crop, and the classifier's where it frames faces otherwise.
+    r.crop = framedCrop(r.spec.crop, r.inpainter.metadata.framing);
+    r.classifierCrop = framedCrop(r.spec.crop, r.classifier.metadata.framing);
     // The paste gates and blend the model file carries (inpaint.model_blend), this version's defaults where it
     // names none.
     r.blend = {...r.spec.blend, ...((r.inpainter.metadata.runtime || {}).blend || {})};
@@ -464,11 +488,12 @@ export class Remover {
     const worthRefining = 0 < blend.refine_min_probability && blend.refine_min_probability <= threshold ? async (face) => {
       const t0 = now();
       let matrix;
-      try { matrix = similarityFromEyes(...this.eyes(face), size, this.spec.crop); } catch { return true; }
-      const crop = ops.warpAffine(img, matrix, size, size, this.spec.crop.border);
-      const p = await this.probability(crop);
+      try { matrix = similarityFromEyes(...this.eyes(face), size, this.crop); } catch { return true; }
+      const crop = ops.warpAffine(img, matrix, size, size, this.crop.border);
+      const seen = this.decisionCrop(img, this.eyes(face), crop);
+      const p = await this.probability(seen);
       const refine = p >= blend.refine_min_probability;
-      if (refine && blend.mirror_views) firstViews.set(boxKey(face.box), [p, await this.probability(crop, true)]);
+      if (refine && blend.mirror_views) firstViews.set(boxKey(face.box), [p, await this.probability(seen, true)]);
       else if (!refine) screened.set(face, {matrix, crop, p});
       timings.mask_decision += now() - t0;
       return refine;
@@ -490,12 +515,13 @@ export class Remover {
       t = now();
       if (screened.has(face)) ({matrix, crop, p} = screened.get(face));
       else {
-        try { matrix = similarityFromEyes(left, right, size, this.spec.crop); } catch { report.reason = 'eyes coincide'; continue; }
-        crop = ops.warpAffine(img, matrix, size, size, this.spec.crop.border);
+        try { matrix = similarityFromEyes(left, right, size, this.crop); } catch { report.reason = 'eyes coincide'; continue; }
+        crop = ops.warpAffine(img, matrix, size, size, this.crop.border);
+        const seen = this.decisionCrop(img, [left, right], crop);
         // inpaint.Inpainter._probability
-        p = blend.mirror_views ? combined([await this.probability(crop), await this.probability(crop, true),
+        p = blend.mirror_views ? combined([await this.probability(seen), await this.probability(seen, true),
                                            ...(firstViews.get(boxKey(face.box)) ?? [])])
-                               : await this.probability(crop);
+                               : await this.probability(seen);
       }
       report.mask_probability = p;
       timings.mask_decision += now() - t;
@@ -512,6 +538,15 @@ export class Remover {
       timings.blending += now() - t;
     }
     return {image: out || img, faces: reports, timings};
+  }
+
+  // inpaint.Inpainter._decision_crop: the model's crop, or the face cut again in the classifier's framing at the
+  // crop size it was calibrated on.
+  decisionCrop(img, eyes, crop) {
+    const a = this.crop, b = this.classifierCrop, side = this.classifier.metadata.crop_size ?? 128;
+    if (side === this.size && a.canonical_left_eye.join() === b.canonical_left_eye.join()
+        && a.canonical_right_eye.join() === b.canonical_right_eye.join()) return crop;
+    return ops.warpAffine(img, similarityFromEyes(...eyes, side, b), side, side, b.border);
   }
 
   // mask_decision.MaskClassifier.probability: the aligned crop, area-downscaled to the classifier's input (or that
@@ -543,8 +578,8 @@ export class Remover {
     report.mask_centroid_y = ySum / count / s;
     report.change = change / count;
     if (report.mask_confidence < cfg.min_confidence) report.reason = `weak mask (confidence ${report.mask_confidence.toFixed(2)})`;
-    else if (!(cfg.min_area <= report.mask_area && report.mask_area <= cfg.max_area)) report.reason = 'implausible mask area';
-    else if (report.mask_centroid_y < cfg.min_centroid_y) report.reason = 'implausible mask position';
+    else if (!(cfg.min_area * areaScale(this.crop) <= report.mask_area && report.mask_area <= cfg.max_area * areaScale(this.crop))) report.reason = 'implausible mask area';
+    else if (report.mask_centroid_y < fromDefaultY(this.crop, cfg.min_centroid_y)) report.reason = 'implausible mask position';
     else if (report.change < cfg.min_change) report.reason = 'no mask visible';
     if (report.reason) return null;
     report.pasted = true;
