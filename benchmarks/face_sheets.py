@@ -10,8 +10,9 @@ model's output, in a random order per face, labelled A, B, C... A reviewer who s
 which column is which model; `key.json` beside them holds the order.
 
 A review is JSONL, one line per face and column: {"face": 1, "column": "A", "lips": true, "nose": true,
-"rim_or_seam": false, "plausible": true, "colour_blob": false} (lips and nose drawn; a line, band or edge left where
-the mask was; a face at a glance; a saturated wrong-colour patch). `--tally` maps columns back to models and counts
+"rim_or_seam": false, "plausible": true, "colour_blob": false, "uncanny": false} (lips and nose drawn; a line, band
+or edge left where the mask was; a face at a glance; a saturated wrong-colour patch; grotesque features: oversized
+dark holes for nostrils or mouth, a twisted mouth; a judgement a review leaves out counts as false). `--tally` maps columns back to models and counts
 each judgement per model, with the issue's measure: lips and nose and no rim or seam.
 
 The sheets are made from the photos: they go outside the repository and are never committed.
@@ -34,7 +35,7 @@ from mask2face.edge_runtime.errors import ImageError, Mask2FaceError, NoFacesErr
 from mask2face.edge_runtime.inpaint import Inpainter
 from mask2face.edge_runtime.safeio import load_image, save_image
 
-JUDGEMENTS = ("lips", "nose", "rim_or_seam", "plausible", "colour_blob")
+JUDGEMENTS = ("lips", "nose", "rim_or_seam", "plausible", "colour_blob", "uncanny")
 CELL, LABEL_W = 200, 40
 
 
@@ -171,11 +172,12 @@ def tally(review: list[dict], key: dict) -> list[dict]:
 
 def tally_table(counts: list[dict]) -> str:
     lines = ["| model | faces | lips | nose | rim or seam left | **lips and nose, no rim or seam** | plausible at a "
-             "glance | wrong-colour blob |", "|---|---|---|---|---|---|---|---|"]
+             "glance | wrong-colour blob | uncanny |", "|---|---|---|---|---|---|---|---|---|"]
     for c in counts:
         share = 100.0 * c["lips_nose_no_rim"] / c["faces"] if c["faces"] else 0.0
         lines.append(f"| {c['model']} | {c['faces']} | {c['lips']} | {c['nose']} | {c['rim_or_seam']} | "
-                     f"**{c['lips_nose_no_rim']} ({share:.1f}%)** | {c['plausible']} | {c['colour_blob']} |")
+                     f"**{c['lips_nose_no_rim']} ({share:.1f}%)** | {c['plausible']} | {c['colour_blob']} | "
+                     f"{c['uncanny']} |")
     return "\n".join(lines)
 
 

@@ -4,4 +4,4 @@ Stages (one CLI verb each): data -> train -> distill -> qat -> export -> remove 
 Heavy modules (TensorFlow, dlib) are imported lazily inside the verbs that need them.
 """
 
-__version__ = "0.9.1"
+__version__ = "0.10.0"
