@@ -110,8 +110,9 @@ def run_once(model_bytes: bytes, x01: np.ndarray) -> np.ndarray:
 
 
 def export_one(model, precision: str, out_path: Path, *, name: str, rep_images=None, int8_io=False,
-               config_hash=None, parent_sha256=None, crop: dict | None = None) -> dict:
-    """`crop`: the framing the model was trained on (edge_runtime.align.Framing's fields; None = the default)."""
+               config_hash=None, parent_sha256=None, framing: dict | None = None) -> dict:
+    """`framing`: the crop framing the model was trained on (edge_runtime.align.Framing's fields; None = the
+    default)."""
     from mask2face.compress import delegates, tflite_metadata
     from mask2face.edge_runtime.inpaint import runtime_settings
 
@@ -128,7 +129,7 @@ def export_one(model, precision: str, out_path: Path, *, name: str, rep_images=N
         # the paste gates and blend the runtime uses with this file unless told otherwise (this version's)
         runtime=runtime_settings(),
         # where the eyes sit in the crop the model was trained on: the runtime cuts this model's crops so
-        framing=dict(crop) if crop else {"eye_line": 0.37, "eye_distance": 0.30})
+        framing=dict(framing) if framing else {"eye_line": 0.37, "eye_distance": 0.30})
     data = tflite_metadata.embed(data, meta)
     try:  # every artifact must load and run before it is kept
         y = run_once(data, np.full((size[0], size[1], 3), 0.5, np.float32))
@@ -195,7 +196,7 @@ def cli_main(cfg, args) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     rows, outputs = [], []
     chash = config_mod.config_hash(cfg)
-    crop = training_framing(cfg, data_dir)
+    framing = training_framing(cfg, data_dir)
     for name, kind, path in sources:
         model = load_qat_model(path) if kind == "qat" else load_model(path)
         parent = runs.sha256_file(path)
@@ -205,7 +206,7 @@ def cli_main(cfg, args) -> int:
             target = out_dir / f"{name}-{precision}.tflite"
             print(f"export: {path} -> {target.name}", file=sys.stderr)
             row = export_one(model, precision, target, name=name, rep_images=rep_images, int8_io=ec.int8_io,
-                             config_hash=chash, parent_sha256=parent, crop=crop)
+                             config_hash=chash, parent_sha256=parent, framing=framing)
             row["parent"] = str(path)
             rows.append(row)
             outputs += [target, target.with_suffix(".delegates.json")]

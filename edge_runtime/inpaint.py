@@ -67,9 +67,11 @@ class BlendConfig:
     feather: float = 0.02            # Gaussian feather sigma, as a fraction of the crop side
     dilate: float = 0.04             # grow the mask: its edge is where the model is least sure
     min_confidence: float = 0.7      # mean probability inside the thresholded mask
-    min_area: float = 0.03           # share of the crop a plausible mask covers ...
-    max_area: float = 0.60           # ... (a face mask covers nose, mouth and chin: ~10-35% of the crop; given for
-                                     # the default framing, scaled by the square of a model's eye distance to it)
+    min_area: float = 0.03           # share of the crop a plausible mask covers (given for the default framing,
+                                     # scaled by the square of a model's eye distance to it) ...
+    max_area: float = 0.60           # ... (a face mask covers nose, mouth and chin: ~10-35% of the crop). Not
+                                     # scaled: on the wide framing that cost 5.5 points of real masks restored
+                                     # (benchmarks/results/wide_framing.md)
     min_centroid_y: float = 0.45     # a mask's centre lies below the eye line (eyes at y = 0.37 of the crop; for
                                      # a model framed otherwise, the same place on the face: Framing.from_default_y)
     # A second, optional safety net after the mask decision: paste only where the model would change its masked
