@@ -18,6 +18,7 @@ import numpy as np  # noqa: E402
 from mask2face import runs  # noqa: E402
 from mask2face.compress import tflite_metadata  # noqa: E402
 from mask2face.edge_runtime.mask_decision import TASK  # noqa: E402
+from mask2face.edge_runtime.align import DEFAULT_FRAMING  # noqa: E402
 from mask2face.edge_runtime.errors import Mask2FaceError  # noqa: E402
 from mask2face.train import mask_classifier as mc  # noqa: E402
 from mask2face.train import pairs  # noqa: E402
@@ -56,7 +57,7 @@ def export(model, rep_images: np.ndarray, out_path: Path, cfg, framing_from: Pat
         name="mask_classifier", precision="int8", input_size=(c.input_size, c.input_size),
         output_channels=("mask_probability",), task=TASK, threshold=float(c.threshold),
         crop="an eye-aligned face crop in `framing`, area-downscaled to input_size",
-        framing=pairs.data_framing(framing_from) if framing_from else {"eye_line": 0.37, "eye_distance": 0.30},
+        framing=pairs.data_framing(framing_from) if framing_from else DEFAULT_FRAMING.to_dict(),
         crop_size=pairs_crop_size(framing_from) if framing_from else 128,
         **extra)
     content = tflite_metadata.embed(content, meta)

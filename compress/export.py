@@ -29,6 +29,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 from mask2face import runs  # noqa: E402
+from mask2face.edge_runtime.align import DEFAULT_FRAMING  # noqa: E402
 from mask2face.edge_runtime.errors import Mask2FaceError  # noqa: E402
 
 PRECISIONS = ("fp32", "fp16", "dynamic", "int8", "qat-int8")
@@ -129,7 +130,7 @@ def export_one(model, precision: str, out_path: Path, *, name: str, rep_images=N
         # the paste gates and blend the runtime uses with this file unless told otherwise (this version's)
         runtime=runtime_settings(),
         # where the eyes sit in the crop the model was trained on: the runtime cuts this model's crops so
-        framing=dict(framing) if framing else {"eye_line": 0.37, "eye_distance": 0.30})
+        framing=dict(framing) if framing else DEFAULT_FRAMING.to_dict())
     data = tflite_metadata.embed(data, meta)
     try:  # every artifact must load and run before it is kept
         y = run_once(data, np.full((size[0], size[1], 3), 0.5, np.float32))

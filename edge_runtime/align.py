@@ -30,11 +30,24 @@ class Framing:
     def to_dict(self) -> dict:
         return {"eye_line": self.eye_line, "eye_distance": self.eye_distance}
 
+    @property
+    def scale(self) -> float:
+        """How large a face is in this framing against the default (the ratio of eye distances): lengths given for
+        the default framing are multiplied by it."""
+        return self.eye_distance / DEFAULT_FRAMING.eye_distance
+
     def from_default_y(self, y: float) -> float:
         """A height given for the default framing (share of the side) at the same place on the face in this one."""
         if self == DEFAULT_FRAMING:
             return y   # exactly: recipes on the default framing keep their bytes
-        return self.eye_line + (y - DEFAULT_FRAMING.eye_line) * self.eye_distance / DEFAULT_FRAMING.eye_distance
+        return self.eye_line + (y - DEFAULT_FRAMING.eye_line) * self.scale
+
+    def from_default_x(self, x: float) -> float:
+        """A horizontal position given for the default framing at the same place on the face in this one (faces are
+        centred in both)."""
+        if self == DEFAULT_FRAMING:
+            return x
+        return 0.5 + (x - 0.5) * self.scale
 
 
 # The framing of every model through 0.9: the chin sits about 1.9 eye distances below the eye line (dlib's point 8 on

@@ -277,7 +277,7 @@ class Inpainter:
         self.mask_channel = channels.index("mask") if "mask" in channels else None
         self._template = None if self.mask_channel is not None else _lower_face_template(self.size, self.framing)
         # the area gates are given for the default framing: a face framed wider covers less of the crop
-        self._area_scale = (self.framing.eye_distance / align.DEFAULT_FRAMING.eye_distance) ** 2
+        self._area_scale = self.framing.scale ** 2
 
     @classmethod
     def from_file(cls, path: str | Path | None = None, delegate: str = "cpu", threads: int = 2,
@@ -603,7 +603,7 @@ def _lower_face_template(size: int, framing: align.Framing = align.DEFAULT_FRAMI
     """Feathered ellipse over nose, mouth and chin in the crop (given for eyes at y = 0.37, 0.3 apart; scaled to
     `framing`)."""
     m = np.zeros((size, size), np.float32)
-    k = framing.eye_distance / align.DEFAULT_FRAMING.eye_distance
+    k = framing.scale
     cv2.ellipse(m, (size // 2, int(framing.from_default_y(0.72) * size)), (int(0.30 * k * size), int(0.26 * k * size)),
                 0, 0, 360, 1.0, -1)
     return cv2.GaussianBlur(m, (0, 0), max(0.5, 0.03 * size))

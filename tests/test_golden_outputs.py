@@ -29,8 +29,7 @@ def framed_astronaut(size: int, framing) -> tuple[np.ndarray, np.ndarray]:
     crop = align.crop(data.astronaut(), align.similarity_from_eyes(*EYES, size, framing), size)
     masked = crop.copy()
     pts = np.array([[30, 62], [98, 62], [92, 104], [64, 118], [36, 104]], np.float64) / 128
-    k = framing.eye_distance / align.DEFAULT_FRAMING.eye_distance
-    pts[:, 0] = 0.5 + (pts[:, 0] - 0.5) * k
+    pts[:, 0] = [framing.from_default_x(x) for x in pts[:, 0]]
     pts[:, 1] = [framing.from_default_y(y) for y in pts[:, 1]]
     cv2.fillPoly(masked, [(pts * size).astype(np.int32)], (150, 200, 235))
     return crop, masked

@@ -108,8 +108,7 @@ class IdentityEmbedder:
         if framing == DEFAULT_FRAMING:
             lo, hi = int(round(0.175 * s)), int(round(0.825 * s))
             return self.shape(img_u8, self.dlib.rectangle(lo, lo + int(0.03 * s), hi, hi + int(0.03 * s)))
-        k = framing.eye_distance / DEFAULT_FRAMING.eye_distance
-        x0, x1 = (int(round((0.5 + (x - 0.5) * k) * s)) for x in (0.175, 0.825))
+        x0, x1 = (int(round(framing.from_default_x(x) * s)) for x in (0.175, 0.825))
         y0, y1 = (int(round(framing.from_default_y(y) * s)) for y in (0.205, 0.855))
         return self.shape(img_u8, self.dlib.rectangle(x0, y0, x1, y1))
 

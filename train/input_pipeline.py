@@ -89,7 +89,7 @@ class PairsInput:
         self.arrays = arrays if arrays is not None else _load_arrays(Path(data_dir), split, limit)
         # the worn masks are drawn where the crop's framing puts the lower face
         self.framing = (align.Framing(**pairs.data_framing(Path(data_dir))) if data_dir is not None
-                        and (Path(data_dir) / "dataset.json").is_file() else align.DEFAULT_FRAMING)
+                        else align.DEFAULT_FRAMING)
         self.split, self.batch_size, self.flip, self.shuffle, self.seed = split, int(batch_size), flip, shuffle, seed
         if not 0.0 <= bare_share < 1.0:
             raise DataError(f"bare_share={bare_share}: expected a share in [0, 1)")

@@ -81,7 +81,7 @@ def examples_from_pairs(pair: dict[str, np.ndarray], cfg, rng: np.random.Generat
     given for the default framing and scaled to the pairs' `framing`."""
     masked, clean, mask = pair["masked"], pair["clean"], pair["mask"]
     s = masked.shape[1]
-    k = framing.eye_distance / DEFAULT_FRAMING.eye_distance
+    k = framing.scale
     pos, neg = masked.copy(), clean.copy()
     for i in range(len(masked)):
         if rng.random() < cfg.restyle_share:

@@ -27,7 +27,7 @@ def worn_region(inside: np.ndarray, rng: np.random.Generator, framing: Framing =
     stand off the face, and a classifier that knows only the generator's outline scores many real surgical and KN95
     masks as bare. Distances are given for the default framing and scaled to `framing`'s face size."""
     s = inside.shape[0]
-    scale = framing.eye_distance / DEFAULT_FRAMING.eye_distance
+    scale = framing.scale
     out = inside.copy()
     up = int(rng.uniform(0.0, 0.08) * s * scale)
     if up:
@@ -47,10 +47,9 @@ def fitted_region(inside: np.ndarray, rng: np.random.Generator, framing: Framing
     ones reach the crop's sides and bottom; a surgical mask of the right size leaves the cheeks' edges, the jaw's
     outline and the neck in view, and a classifier that never saw one scores it as bare."""
     s = inside.shape[0]
-    scale = framing.eye_distance / DEFAULT_FRAMING.eye_distance
+    scale = framing.scale
     ellipse = np.zeros_like(inside)
-    x = rng.uniform(0.47, 0.53)
-    centre = (int(round(s * (x if scale == 1 else 0.5 + (x - 0.5) * scale))),
+    centre = (int(round(s * framing.from_default_x(rng.uniform(0.47, 0.53)))),
               int(round(s * framing.from_default_y(rng.uniform(0.62, 0.68)))))
     axes = (int(round(s * rng.uniform(0.25, 0.33) * scale)), int(round(s * rng.uniform(0.20, 0.26) * scale)))
     cv2.ellipse(ellipse, centre, axes, rng.uniform(-8, 8), 0, 360, 1, -1)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mask2face.edge_runtime.align import DEFAULT_FRAMING
 from mask2face.edge_runtime.errors import Mask2FaceError
 
 SPLITS = ("train", "val", "test")
@@ -108,8 +109,8 @@ def data_framing(data_dir: Path) -> dict:
     info = json.loads(path.read_text()) if path.is_file() else {}   # hand-made pairs: the default framing
     if "crop" in info:
         return dict(info["crop"])
-    made_with = info.get("config", {})
-    return {"eye_line": float(made_with.get("eye_line", 0.37)), "eye_distance": float(made_with.get("eye_distance", 0.30))}
+    made_with = {**DEFAULT_FRAMING.to_dict(), **info.get("config", {})}
+    return {"eye_line": float(made_with["eye_line"]), "eye_distance": float(made_with["eye_distance"])}
 
 
 def merge(out_dir: Path, train_from: list[Path], eval_from: Path) -> dict:

@@ -78,7 +78,7 @@ export function framedCrop(crop, framing) {
 // face in `crop`'s framing.
 export function fromDefaultY(crop, y) {
   const eyeLine = crop.canonical_left_eye[1], distance = crop.canonical_right_eye[0] - crop.canonical_left_eye[0];
-  return eyeLine === 0.37 && Math.abs(distance - 0.3) < 1e-12 ? y : eyeLine + (y - 0.37) * distance / 0.3;
+  return eyeLine === 0.37 && Math.abs(distance - 0.3) < 1e-12 ? y : eyeLine + (y - 0.37) * (distance / 0.3);
 }
 
 // Inpainter._area_scale: the area gates are given for the default framing; a face framed wider covers less of the crop.
